@@ -1,0 +1,224 @@
+//! Request/reply over the bus: append a command, then await its reply.
+//!
+//! One reader task per API node blocks on the node's reply stream (a dedicated connection)
+//! and hands each reply to the request waiting on its correlation id. Requests never open
+//! connections of their own and never block Redis.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use draas_bus::streams::{command_stream, payload};
+use draas_bus::{Store, clock, connect};
+use draas_protocol::{
+    Command, CommandEnvelope, Instance, Operation, Platform, Reply, Timestamp, codec,
+};
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Sends commands and routes their replies back to the waiting requests.
+pub struct Dispatcher {
+    store: Store,
+    reply_stream: String,
+    waiters: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
+    worker_ttl: Duration,
+    wait_aof: bool,
+}
+
+/// A command on the bus and the way to its reply.
+pub struct Submitted {
+    pub operation: Uuid,
+    reply: oneshot::Receiver<Reply>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Submitted {
+    /// Waits up to `wait` for the reply; `None` when it did not come in time.
+    pub async fn wait(mut self, wait: Duration) -> Option<Reply> {
+        match tokio::time::timeout(wait, &mut self.reply).await {
+            Ok(Ok(reply)) => Some(reply),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Submitted {
+    fn drop(&mut self) {
+        self.dispatcher
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.operation);
+    }
+}
+
+impl Dispatcher {
+    /// Starts the reply reader for `node`; it stops when `stop` is cancelled.
+    pub async fn start(
+        store: Store,
+        redis_url: &str,
+        node: &str,
+        worker_ttl: Duration,
+        wait_aof: bool,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, redis::RedisError> {
+        let reply_stream = store.keys().replies(node);
+        let dispatcher = Arc::new(Dispatcher {
+            store,
+            reply_stream,
+            waiters: Mutex::default(),
+            worker_ttl,
+            wait_aof,
+        });
+        let reader = connect::blocking(redis_url).await?;
+        // Start just before now: every reply to a command this node sends later is newer.
+        let from = format!("{}-0", clock::now().millis());
+        tokio::spawn(Arc::clone(&dispatcher).read_replies(
+            reader,
+            from,
+            redis_url.to_owned(),
+            stop,
+        ));
+        Ok(dispatcher)
+    }
+
+    /// Fails fast when nobody could execute a command for `instance` on `platform`.
+    pub async fn check_capacity(
+        &self,
+        platform: Platform,
+        instance: Option<&Instance>,
+    ) -> ApiResult<()> {
+        let ttl = self.worker_ttl.as_millis() as u64;
+        let workers = self.store.live_workers(platform, ttl).await?;
+        if workers.is_empty() {
+            return Err(ApiError::Unavailable(format!(
+                "no live worker for platform `{platform}`; start one with `draas worker --platform {platform}`"
+            )));
+        }
+        let node = instance.and_then(|i| i.runtime.node.as_deref());
+        if let (Platform::Process, Some(node)) = (platform, node)
+            && !workers.iter().any(|w| w.node == node)
+        {
+            return Err(ApiError::Unavailable(format!(
+                "node `{node}`, which runs this instance, has no live worker"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the operation record and appends the command, registering for its reply first.
+    pub async fn submit(
+        self: &Arc<Self>,
+        platform: Platform,
+        instance: Option<&Instance>,
+        command: Command,
+        idempotency_key: Option<String>,
+        trace: Option<String>,
+        operation_id: Uuid,
+        deadline: Timestamp,
+    ) -> ApiResult<Submitted> {
+        let now = clock::now();
+        let mut env = CommandEnvelope::new(platform, instance.map(|i| i.id), command, now);
+        env.command_id = operation_id;
+        env.correlation_id = operation_id;
+        env.idempotency_key = idempotency_key;
+        env.trace = trace;
+        env.deadline = deadline;
+        env.reply_to = Some(self.reply_stream.clone());
+        let op = Operation::pending(
+            operation_id,
+            env.instance_id,
+            platform,
+            env.command.kind(),
+            now,
+        );
+        let (tx, rx) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(operation_id, tx);
+        let submitted = Submitted {
+            operation: operation_id,
+            reply: rx,
+            dispatcher: Arc::clone(self),
+        };
+        let stream = command_stream(self.store.keys(), platform, instance);
+        self.store.submit(&stream, &env, &op).await?;
+        if self.wait_aof {
+            self.wait_for_aof().await?;
+        }
+        Ok(submitted)
+    }
+
+    async fn wait_for_aof(&self) -> ApiResult<()> {
+        let (local, _replicas): (i64, i64) = redis::cmd("WAITAOF")
+            .arg(1)
+            .arg(0)
+            .arg(1000)
+            .query_async(&mut self.store.conn())
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("WAITAOF failed: {e}")))?;
+        if local < 1 {
+            return Err(ApiError::Unavailable(
+                "the command was not fsynced to the AOF within 1 s".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read_replies(
+        self: Arc<Self>,
+        mut reader: redis::aio::MultiplexedConnection,
+        mut last: String,
+        redis_url: String,
+        stop: CancellationToken,
+    ) {
+        let options = StreamReadOptions::default().count(512).block(2000);
+        while !stop.is_cancelled() {
+            let (keys, ids) = ([&self.reply_stream], [&last]);
+            let read = tokio::select! {
+                () = stop.cancelled() => break,
+                read = redis::AsyncCommands::xread_options::<_, _, Option<StreamReadReply>>(
+                    &mut reader, &keys, &ids, &options,
+                ) => read,
+            };
+            let reply = match read {
+                Ok(reply) => reply,
+                Err(error) => {
+                    tracing::warn!(message = "reply reader failed; reconnecting", %error);
+                    match connect::blocking(&redis_url).await {
+                        Ok(conn) => reader = conn,
+                        Err(error) => {
+                            tracing::error!(message = "reply reader cannot reconnect", %error)
+                        }
+                    }
+                    continue;
+                }
+            };
+            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                last = entry.id.clone();
+                match payload(&entry).and_then(|b| Ok(codec::decode::<Reply>(&b)?)) {
+                    Ok(reply) => self.deliver(reply),
+                    Err(error) => {
+                        tracing::warn!(message = "undecodable reply skipped", id = %entry.id, %error)
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, reply: Reply) {
+        let waiter = self
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&reply.correlation_id);
+        if let Some(tx) = waiter {
+            let _ = tx.send(reply);
+        }
+    }
+}

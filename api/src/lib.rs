@@ -1,0 +1,118 @@
+//! The DRaaS REST API (axum). It never touches a platform: every lifecycle request becomes a
+//! command on the platform's Redis stream, and the reply comes back through [`dispatch`].
+//!
+//! Layout:
+//! - [`config`]: `ApiConfig`.
+//! - [`routes`]: the router and one module per resource.
+//! - [`dispatch`]: request/reply over the bus (one reply reader per node).
+//! - [`feed`]: the live event feed behind the SSE endpoints.
+//! - [`body`]: JSON bodies whose errors name the field.
+//! - [`error`]: `ApiError`, the single mapping to HTTP.
+//!
+//! Entry point: [`App::connect`] then [`serve`].
+
+pub mod body;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod feed;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use draas_bus::store::EventEntry;
+use draas_bus::{Store, connect};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ApiConfig;
+pub use error::{ApiError, ApiResult};
+
+/// Shared state of one API node.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<ApiConfig>,
+    pub store: Store,
+    pub dispatcher: Arc<dispatch::Dispatcher>,
+    pub events: broadcast::Sender<EventEntry>,
+    /// Cancelled when the node shuts down; long-lived responses end with it.
+    pub stop: CancellationToken,
+}
+
+impl App {
+    /// Connects to Redis and starts this node's reply reader and event feed.
+    pub async fn connect(config: ApiConfig) -> Result<Self, redis::RedisError> {
+        let store = Store::new(
+            connect::shared(&config.redis_url).await?,
+            config.keys.clone(),
+        );
+        let stop = CancellationToken::new();
+        let mut config = config;
+        if config.wait_aof && !supports_waitaof(&store).await? {
+            tracing::warn!(
+                message = "WAITAOF needs Redis 7.2+; commands are acknowledged without it"
+            );
+            config.wait_aof = false;
+        }
+        let dispatcher = dispatch::Dispatcher::start(
+            store.clone(),
+            &config.redis_url,
+            &config.node,
+            config.worker_ttl,
+            config.wait_aof,
+            stop.clone(),
+        )
+        .await?;
+        let events = feed::start(store.clone(), &config.redis_url, stop.clone()).await?;
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            dispatcher,
+            events,
+            stop,
+        })
+    }
+}
+
+async fn supports_waitaof(store: &Store) -> Result<bool, redis::RedisError> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut store.conn())
+        .await?;
+    let version = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(|v| {
+            v.trim()
+                .split('.')
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    Ok(version.as_slice() >= [7, 2].as_slice())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes open requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = app.stop.clone();
+    let router = routes::router(app);
+    // Cancelling `stop` first ends the SSE streams, so graceful shutdown is not held open by them.
+    let shutdown = {
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    };
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    stop.cancel();
+    result
+}

@@ -1,0 +1,69 @@
+//! Server-Sent Events of state changes: recent history first, then live from the node's feed.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use draas_bus::store::EventEntry;
+use futures::stream::{self, Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+use uuid::Uuid;
+
+use super::parse_id;
+use crate::App;
+use crate::error::ApiResult;
+
+/// How many past events a new subscriber is sent before live ones.
+const HISTORY: usize = 200;
+
+pub async fn all(
+    State(app): State<App>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    stream_events(app, None).await
+}
+
+pub async fn instance(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let id = parse_id(&id, "instance")?;
+    stream_events(app, Some(id)).await
+}
+
+async fn stream_events(
+    app: App,
+    instance: Option<Uuid>,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    // Subscribe before reading history, so nothing falls between the two.
+    let live = BroadcastStream::new(app.events.subscribe()).filter_map(|e| async move { e.ok() });
+    let history = app.store.recent_events(HISTORY).await?;
+    let last_seen = history.last().map(|e| e.id.clone());
+    let wanted = move |e: &EventEntry| instance.is_none_or(|id| e.event.instance_id == id);
+    let live = live.filter(move |e| {
+        let newer = last_seen
+            .as_ref()
+            .is_none_or(|seen| stream_id_after(&e.id, seen));
+        futures::future::ready(newer)
+    });
+    let events = stream::iter(history)
+        .chain(live)
+        .filter(move |e| futures::future::ready(wanted(e)))
+        .map(|e| {
+            let data = serde_json::to_string(&e.event).unwrap_or_default();
+            Ok(SseEvent::default().id(e.id).event("instance").data(data))
+        })
+        .take_until(app.stop.clone().cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Whether stream id `a` comes after `b` (`ms-seq` compared numerically).
+fn stream_id_after(a: &str, b: &str) -> bool {
+    let parse = |s: &str| {
+        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    parse(a) > parse(b)
+}

@@ -1,0 +1,359 @@
+//! Instances: create, list (filtered, cursor-paged), read and patch.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::LOCATION;
+use axum::response::{IntoResponse, Response};
+use draas_bus::clock::now;
+use draas_bus::store::CreateOutcome;
+use draas_protocol::drasi::DrasiConfig;
+use draas_protocol::{
+    Command, Instance, InstanceSpec, InstanceState, Platform, RestartPolicy, RuntimeInfo,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::lifecycle::{run_command, wait_param};
+use super::parse_id;
+use crate::App;
+use crate::body::{Body, content_type, parse};
+use crate::error::{ApiError, ApiResult};
+
+/// The body of `POST /api/v1/instances`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateInstance {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    platform: Platform,
+    config: Value,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    restart_policy: RestartPolicy,
+}
+
+/// The fields a PATCH may change, as a JSON document the patch applies to.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Patchable {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    config: Value,
+    #[serde(default)]
+    restart_policy: RestartPolicy,
+}
+
+pub async fn create(
+    State(app): State<App>,
+    Body(body): Body<CreateInstance>,
+) -> ApiResult<Response> {
+    let spec = InstanceSpec {
+        name: body.name,
+        description: body.description,
+        platform: body.platform,
+        labels: body.labels,
+        config: config_of(body.config)?,
+        restart_policy: body.restart_policy,
+    };
+    validate_spec(&spec)?;
+    let now = now();
+    let inst = Instance {
+        id: Uuid::now_v7(),
+        spec,
+        state: InstanceState::Created,
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+        runtime: RuntimeInfo::default(),
+    };
+    match app.store.create_instance(&inst).await? {
+        CreateOutcome::Created => {
+            let location = format!("/api/v1/instances/{}", inst.id);
+            Ok((StatusCode::CREATED, [(LOCATION, location)], Json(inst)).into_response())
+        }
+        CreateOutcome::NameTaken { by } => Err(name_taken(&inst.spec.name, by)),
+    }
+}
+
+pub async fn get(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Instance>> {
+    let id = parse_id(&id, "instance")?;
+    Ok(Json(load(&app, id).await?))
+}
+
+pub async fn list(
+    State(app): State<App>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = match q.get("limit") {
+        None => 50,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("limit=`{text}` must be 1 to 500"),
+                    Some("limit".into()),
+                )
+            })?,
+    };
+    let platform = match q.get("platform") {
+        None => None,
+        Some(p) => Some(Platform::parse(p).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("unknown platform `{p}`; use process, docker or kubernetes"),
+                Some("platform".into()),
+            )
+        })?),
+    };
+    let state = match q.get("state") {
+        None => None,
+        Some(s) => Some(InstanceState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("unknown state `{s}`"),
+                Some("state".into()),
+            )
+        })?),
+    };
+    let label = match q.get("label") {
+        None => None,
+        Some(l) => Some(
+            l.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("label=`{l}` must be key=value"),
+                        Some("label".into()),
+                    )
+                })?,
+        ),
+    };
+    let mut cursor = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(c.parse::<Uuid>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("cursor `{c}` is not valid"),
+                Some("cursor".into()),
+            )
+        })?),
+    };
+    let keep = |i: &Instance| {
+        platform.is_none_or(|p| i.spec.platform == p)
+            && state.is_none_or(|s| i.state == s)
+            && label
+                .as_ref()
+                .is_none_or(|(k, v)| i.spec.labels.get(k) == Some(v))
+    };
+    // Scan at most 20 batches per request, so a selective filter stays bounded; the cursor
+    // lets the client continue where the scan stopped.
+    let mut items = Vec::new();
+    let mut exhausted = false;
+    for _ in 0..20 {
+        let (page, last) = app.store.instances_page(cursor, limit.max(100)).await?;
+        let Some(last) = last else {
+            exhausted = true;
+            break;
+        };
+        for inst in page {
+            if keep(&inst) {
+                cursor = Some(inst.id);
+                items.push(inst);
+                if items.len() == limit {
+                    break;
+                }
+            }
+        }
+        if items.len() == limit {
+            break;
+        }
+        cursor = Some(last);
+    }
+    let next = if exhausted { None } else { cursor };
+    Ok(Json(json!({ "items": items, "nextCursor": next })))
+}
+
+pub async fn patch(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> ApiResult<Response> {
+    let id = parse_id(&id, "instance")?;
+    let wait = wait_param(&app, &q)?;
+    let media = content_type(&req).unwrap_or_default();
+    let bytes = Bytes::from_request_body(req).await?;
+    let current = load(&app, id).await?;
+    let mut doc = serde_json::to_value(Patchable {
+        name: current.spec.name.clone(),
+        description: current.spec.description.clone(),
+        labels: current.spec.labels.clone(),
+        config: serde_json::to_value(&current.spec.config)
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        restart_policy: current.spec.restart_policy.clone(),
+    })
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match media.as_str() {
+        "application/merge-patch+json" => json_patch::merge(&mut doc, &parse::<Value>(&bytes)?),
+        "application/json-patch+json" => {
+            let ops: json_patch::Patch = parse(&bytes)?;
+            json_patch::patch(&mut doc, &ops).map_err(|e| {
+                ApiError::unprocessable("patch_failed", e.to_string(), Some(e.path.to_string()))
+            })?;
+        }
+        other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
+    }
+    let patched: Patchable = parse(&serde_json::to_vec(&doc).unwrap_or_default())?;
+    let spec = InstanceSpec {
+        name: patched.name,
+        description: patched.description,
+        platform: current.spec.platform,
+        labels: patched.labels,
+        config: config_of(patched.config)?,
+        restart_policy: patched.restart_policy,
+    };
+    validate_spec(&spec)?;
+    if spec == current.spec {
+        return Ok(Json(current).into_response());
+    }
+    if spec.name != current.spec.name
+        && let Some(by) = app
+            .store
+            .instance_id_by_name(&spec.name)
+            .await?
+            .filter(|by| *by != id)
+    {
+        return Err(name_taken(&spec.name, by));
+    }
+    let Some(generation) = app
+        .store
+        .update_spec(id, current.generation, &spec, &current.spec.name)
+        .await?
+    else {
+        return Err(ApiError::Conflict {
+            code: "concurrent_modification",
+            message: "the instance changed while this patch was applied; read it again and retry"
+                .into(),
+            details: json!({ "generation": current.generation }),
+        });
+    };
+    let mut headers = Vec::new();
+    if spec.config != current.spec.config && current.state == InstanceState::Running {
+        let op = run_command(
+            &app,
+            &current,
+            Command::ApplyConfig { generation },
+            None,
+            None,
+            Uuid::now_v7(),
+            wait,
+        )
+        .await?;
+        headers.push((
+            "operation-location",
+            format!("/api/v1/operations/{}", op.id),
+        ));
+    }
+    let inst = load(&app, id).await?;
+    let mut response = Json(inst).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = value.parse() {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn load(app: &App, id: Uuid) -> ApiResult<Instance> {
+    let stored = app.store.instance(id).await?;
+    stored
+        .map(|s| s.instance)
+        .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))
+}
+
+fn name_taken(name: &str, by: Uuid) -> ApiError {
+    ApiError::Conflict {
+        code: "name_taken",
+        message: format!("an instance named `{name}` already exists"),
+        details: json!({ "field": "name", "instanceId": by }),
+    }
+}
+
+fn config_of(value: Value) -> ApiResult<DrasiConfig> {
+    let config =
+        DrasiConfig::from_json_value(value).map_err(|e| config_error("invalid_config", e))?;
+    config
+        .validate_user_supplied()
+        .map_err(|e| config_error("invalid_config", e))?;
+    Ok(config)
+}
+
+fn config_error(code: &'static str, e: draas_protocol::drasi::ConfigError) -> ApiError {
+    let field = if e.path.is_empty() {
+        "config".to_owned()
+    } else {
+        format!("config.{}", e.path)
+    };
+    ApiError::unprocessable(code, format!("{field}: {}", e.message), Some(field))
+}
+
+/// Rules on the spec beyond its types: a name usable as a container or pod name.
+fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
+    let name = &spec.name;
+    let valid = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !valid {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
+            Some("name".into()),
+        ));
+    }
+    if spec.description.as_ref().is_some_and(|d| d.len() > 1024) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "description is longer than 1024 bytes",
+            Some("description".into()),
+        ));
+    }
+    for (k, v) in &spec.labels {
+        if k.is_empty() || k.len() > 63 || v.len() > 63 {
+            return Err(ApiError::unprocessable(
+                "invalid_label",
+                format!("label `{k}`: keys are 1-63 and values 0-63 bytes"),
+                Some(format!("labels.{k}")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+trait FromRequestBody: Sized {
+    async fn from_request_body(req: Request) -> ApiResult<Self>;
+}
+
+impl FromRequestBody for Bytes {
+    async fn from_request_body(req: Request) -> ApiResult<Self> {
+        axum::body::to_bytes(req.into_body(), 4 * 1024 * 1024)
+            .await
+            .map_err(|e| ApiError::bad_request("unreadable_body", e.to_string(), None))
+    }
+}

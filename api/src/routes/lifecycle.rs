@@ -1,0 +1,228 @@
+//! Lifecycle requests: start, stop, restart and delete. Each becomes one command on the bus.
+//!
+//! The answer is 200 with the finished operation, or 202 with the pending one and a
+//! `Location` when it did not finish within `?wait=` seconds (default from configuration).
+//! An `Idempotency-Key` makes a retried request return the original operation; the same key
+//! with a different request is a 422.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header::LOCATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use draas_bus::clock::now;
+use draas_protocol::{Command, Instance, Operation, Timestamp};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::parse_id;
+use crate::App;
+use crate::error::{ApiError, ApiResult};
+
+pub async fn start(
+    s: State<App>,
+    id: Path<String>,
+    q: Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    request(s, id, q, h, Command::Start).await
+}
+
+pub async fn stop(
+    s: State<App>,
+    id: Path<String>,
+    q: Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    request(s, id, q, h, Command::Stop).await
+}
+
+pub async fn restart(
+    s: State<App>,
+    id: Path<String>,
+    q: Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    request(s, id, q, h, Command::Restart).await
+}
+
+pub async fn delete(
+    s: State<App>,
+    id: Path<String>,
+    q: Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> ApiResult<Response> {
+    request(s, id, q, h, Command::Delete).await
+}
+
+async fn request(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    command: Command,
+) -> ApiResult<Response> {
+    let id = parse_id(&id, "instance")?;
+    let wait = wait_param(&app, &query)?;
+    let key = idempotency_key(&headers)?;
+    let operation_id = Uuid::now_v7();
+    if let Some(key) = &key {
+        let fingerprint = fingerprint(&[command.kind().as_str(), &id.to_string()]);
+        if let Some(prev) = app
+            .store
+            .remember_idempotency(key, operation_id, &fingerprint)
+            .await?
+        {
+            if prev.fingerprint != fingerprint {
+                return Err(ApiError::unprocessable(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                    Some("Idempotency-Key".into()),
+                ));
+            }
+            return match app.store.operation(prev.operation).await? {
+                Some(op) => Ok(respond(op)),
+                None => Err(ApiError::Conflict {
+                    code: "idempotent_request_in_progress",
+                    message: "the original request with this Idempotency-Key is still being accepted; retry shortly".into(),
+                    details: serde_json::Value::Null,
+                }),
+            };
+        }
+    }
+    let accepted = accept(
+        &app,
+        id,
+        &command,
+        key.clone(),
+        &headers,
+        operation_id,
+        wait,
+    )
+    .await;
+    if accepted.is_err()
+        && let Some(key) = &key
+    {
+        // The request was refused before anything ran: the key must not pin the refusal.
+        app.store.forget_idempotency(key).await?;
+    }
+    accepted.map(respond)
+}
+
+async fn accept(
+    app: &App,
+    id: Uuid,
+    command: &Command,
+    key: Option<String>,
+    headers: &HeaderMap,
+    operation_id: Uuid,
+    wait: Duration,
+) -> ApiResult<Operation> {
+    let stored = app.store.instance(id).await?;
+    let inst = stored
+        .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))?
+        .instance;
+    if let Some(Err(illegal)) = command.entry_state(inst.state) {
+        return Err(ApiError::Conflict {
+            code: "illegal_transition",
+            message: format!("cannot {} this instance: {illegal}", command.kind()),
+            details: serde_json::json!({ "state": inst.state, "allowed": illegal.from.successors() }),
+        });
+    }
+    let trace = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    run_command(app, &inst, command.clone(), key, trace, operation_id, wait).await
+}
+
+/// Sends a command for `inst` and waits up to `wait` for it; returns the operation as it
+/// stands then.
+pub(crate) async fn run_command(
+    app: &App,
+    inst: &Instance,
+    command: Command,
+    key: Option<String>,
+    trace: Option<String>,
+    operation_id: Uuid,
+    wait: Duration,
+) -> ApiResult<Operation> {
+    app.dispatcher
+        .check_capacity(inst.spec.platform, Some(inst))
+        .await?;
+    let deadline = Timestamp(now().millis() + wait.as_millis() as u64);
+    let submitted = app
+        .dispatcher
+        .submit(
+            inst.spec.platform,
+            Some(inst),
+            command,
+            key,
+            trace,
+            operation_id,
+            deadline,
+        )
+        .await?;
+    submitted.wait(wait).await;
+    let op = app.store.operation(operation_id).await?;
+    op.ok_or_else(|| ApiError::Internal(format!("operation {operation_id} vanished")))
+}
+
+/// 200 with a finished operation, 202 with a pending one.
+pub(crate) fn respond(op: Operation) -> Response {
+    let status = if op.state.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location = format!("/api/v1/operations/{}", op.id);
+    (status, [(LOCATION, location)], Json(op)).into_response()
+}
+
+/// `?wait=` in seconds, bounded by configuration.
+pub(crate) fn wait_param(app: &App, query: &HashMap<String, String>) -> ApiResult<Duration> {
+    let Some(text) = query.get("wait") else {
+        return Ok(app.config.default_wait);
+    };
+    let secs: f64 = text
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("wait=`{text}` is not a number of seconds"),
+                Some("wait".into()),
+            )
+        })?;
+    Ok(Duration::from_secs_f64(secs).min(app.config.max_wait))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()));
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_header",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            Some("Idempotency-Key".into()),
+        )
+    })
+}
+
+fn fingerprint(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,96 @@
+//! Health, readiness, platforms and workers.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use draas_protocol::Platform;
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::error::{ApiError, ApiResult};
+
+/// The process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Redis is reachable.
+pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
+        Err(e) => ApiError::Unavailable(format!("redis is unreachable: {e}")).into_response(),
+    }
+}
+
+/// Per platform: whether a live worker exists, how many, and how many instances it has.
+pub async fn platforms(State(app): State<App>) -> ApiResult<Json<Value>> {
+    let ttl = app.config.worker_ttl.as_millis() as u64;
+    let counts = app.store.instance_counts().await?;
+    let mut items = Vec::new();
+    for platform in Platform::ALL {
+        let workers = app.store.live_worker_count(platform, ttl).await?;
+        items.push(json!({
+            "platform": platform,
+            "available": workers > 0,
+            "workers": workers,
+            "instances": counts.get(platform.as_str()).copied().unwrap_or(0).max(0),
+        }));
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Live workers with their heartbeat times.
+pub async fn workers(State(app): State<App>) -> ApiResult<Json<Value>> {
+    let ttl = app.config.worker_ttl.as_millis() as u64;
+    let mut items = Vec::new();
+    for platform in Platform::ALL {
+        for w in app.store.live_workers(platform, ttl).await? {
+            items.push(json!({
+                "consumer": w.consumer,
+                "platform": w.platform,
+                "node": w.node,
+                "lastHeartbeatAt": w.last_heartbeat,
+                "startedAt": w.started_at,
+            }));
+        }
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+/// `POST /api/v1/platforms/{platform}/ping`: a Ping command through the bus, answered by any
+/// live worker of the platform. It has no side effects; health checks and benchmarks use it.
+pub async fn ping(
+    State(app): State<App>,
+    axum::extract::Path(platform): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<axum::response::Response> {
+    let platform = Platform::parse(&platform).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_platform",
+            format!("unknown platform `{platform}`; use process, docker or kubernetes"),
+            Some("platform".into()),
+        )
+    })?;
+    let wait = super::lifecycle::wait_param(&app, &q)?;
+    app.dispatcher.check_capacity(platform, None).await?;
+    let id = uuid::Uuid::now_v7();
+    let deadline =
+        draas_protocol::Timestamp(draas_bus::clock::now().millis() + wait.as_millis() as u64);
+    let submitted = app
+        .dispatcher
+        .submit(
+            platform,
+            None,
+            draas_protocol::Command::Ping,
+            None,
+            None,
+            id,
+            deadline,
+        )
+        .await?;
+    submitted.wait(wait).await;
+    let op = app.store.operation(id).await?;
+    let op = op.ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))?;
+    Ok(super::lifecycle::respond(op))
+}

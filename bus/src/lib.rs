@@ -1,0 +1,21 @@
+//! Redis I/O shared by the API, the workers and the operator tooling.
+//!
+//! Layout:
+//! - [`connect`]: connections: the shared multiplexed one (with reconnect) and dedicated ones
+//!   for blocking reads, both established with backoff.
+//! - [`store`]: instance records, names, operations, idempotency keys, heartbeats and events.
+//! - [`streams`]: command and reply streams: groups, appends, entry decoding, ack + delete.
+//! - [`scripts`]: the small single-key Lua scripts (compare-and-set with fencing).
+//! - [`clock`]: wall-clock time as a protocol `Timestamp`.
+//!
+//! Nothing here knows about Docker, Kubernetes or processes.
+
+pub mod clock;
+pub mod connect;
+pub mod error;
+mod scripts;
+pub mod store;
+pub mod streams;
+
+pub use error::BusError;
+pub use store::Store;

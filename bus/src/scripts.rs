@@ -1,0 +1,135 @@
+//! Single-key Lua scripts: O(1) compare-and-set steps that must not interleave.
+//!
+//! Each touches exactly one key, so each is valid in a Redis Cluster and never blocks Redis
+//! for longer than a few hash operations.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Instance state CAS with fencing.
+/// KEYS[1] instance; ARGV: expected state, new state, fencing token (0 = none), now ms,
+/// runtime JSON ("" = unchanged). Returns {status, detail}: ok/current, state/current,
+/// fenced/fence, missing.
+pub(crate) static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {'missing', ''} end
+if cur ~= ARGV[1] then return {'state', cur} end
+local token = tonumber(ARGV[3])
+if token > 0 then
+  local fence = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+  if fence > token then return {'fenced', tostring(fence)} end
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'runtime', ARGV[5]) end
+return {'ok', cur}
+",
+    )
+});
+
+/// Takes a new fencing token for an instance. KEYS[1] instance. Returns the token, or -1 when
+/// the instance does not exist (so a deleted instance is never resurrected as a bare hash).
+pub(crate) static FENCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'fence', 1)
+",
+    )
+});
+
+/// Writes runtime info only while the caller's token is current.
+/// KEYS[1] instance; ARGV: token, runtime JSON, now ms. Returns 1 when written.
+pub(crate) static SET_RUNTIME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local fence = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0')
+if fence > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'runtime', ARGV[2], 'updated', ARGV[3])
+return 1
+",
+    )
+});
+
+/// Spec update guarded by generation. KEYS[1] instance; ARGV: expected generation, spec JSON,
+/// now ms. Returns the new generation, -1 if missing, -2 if the generation moved on.
+pub(crate) static UPDATE_SPEC: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local g = redis.call('HGET', KEYS[1], 'generation')
+if not g then return -1 end
+if g ~= ARGV[1] then return -2 end
+local next = tonumber(g) + 1
+redis.call('HSET', KEYS[1], 'spec', ARGV[2], 'generation', tostring(next), 'updated', ARGV[3])
+return next
+",
+    )
+});
+
+/// Claims an operation for execution. KEYS[1] operation; ARGV: consumer, now ms, lease-until
+/// ms, then field/value pairs to create the record with if it is missing.
+/// Returns {'done'}, {'busy', owner} or {'claimed', attempts}.
+pub(crate) static CLAIM_OPERATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local st = redis.call('HGET', KEYS[1], 'state')
+if st == 'succeeded' or st == 'failed' then return {'done', ''} end
+if st == 'running' then
+  local owner = redis.call('HGET', KEYS[1], 'worker')
+  local lease = tonumber(redis.call('HGET', KEYS[1], 'leaseUntil') or '0')
+  if owner ~= ARGV[1] and lease > tonumber(ARGV[2]) then return {'busy', owner or ''} end
+end
+if not st then
+  for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'leaseUntil', ARGV[3])
+return {'claimed', tostring(redis.call('HINCRBY', KEYS[1], 'attempts', 1))}
+",
+    )
+});
+
+/// Extends the caller's lease on an operation. KEYS[1] operation; ARGV: consumer, lease-until.
+/// Returns 1 while the caller still owns it.
+pub(crate) static RENEW_OPERATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'leaseUntil', ARGV[2])
+return 1
+",
+    )
+});
+
+/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV: consumer,
+/// final state, completed ms, result JSON or "", error JSON or "", retention seconds.
+/// Returns 1 when written, 0 when another owner took it over.
+pub(crate) static FINISH_OPERATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'completed', ARGV[3])
+redis.call('HDEL', KEYS[1], 'leaseUntil')
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'result', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[5]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+return 1
+",
+    )
+});
+
+/// Removes a name only while it still maps to the given id. KEYS[1] names; ARGV: name, id.
+pub(crate) static RELEASE_NAME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+",
+    )
+});

@@ -1,0 +1,321 @@
+//! Instance records: `inst:<id>` hashes, the name → id map and the id index.
+//!
+//! Hash fields: `spec` (JSON `InstanceSpec`), `state`, `generation`, `created`, `updated`,
+//! `fence` (the newest fencing token handed out) and `runtime` (JSON `RuntimeInfo`).
+
+use std::collections::HashMap;
+
+use draas_protocol::{Instance, InstanceSpec, InstanceState, Platform, RuntimeInfo, Timestamp};
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use super::Store;
+use crate::BusError;
+use crate::clock::now;
+use crate::scripts;
+
+/// An instance plus the fencing token stored with it.
+#[derive(Debug, Clone)]
+pub struct StoredInstance {
+    pub instance: Instance,
+    pub fence: u64,
+}
+
+/// What `create_instance` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    NameTaken { by: Uuid },
+}
+
+/// What a compare-and-set state change did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Moved; carries the state it moved from.
+    Done(InstanceState),
+    /// The instance was not in the expected state; carries the actual one.
+    WrongState(InstanceState),
+    /// A newer fencing token exists: the caller no longer owns the instance.
+    Fenced(u64),
+    Missing,
+}
+
+impl Store {
+    /// Creates an instance record if its name is free.
+    pub async fn create_instance(&self, inst: &Instance) -> Result<CreateOutcome, BusError> {
+        let mut conn = self.conn();
+        let names = self.keys.names();
+        let id = inst.id.to_string();
+        let claimed: bool = conn.hset_nx(&names, &inst.spec.name, &id).await?;
+        if !claimed {
+            let holder: Option<String> = conn.hget(&names, &inst.spec.name).await?;
+            let holder = holder.and_then(|h| h.parse::<Uuid>().ok());
+            match holder {
+                Some(by) if conn.exists::<_, bool>(self.keys.instance(by)).await? => {
+                    return Ok(CreateOutcome::NameTaken { by });
+                }
+                // The name points at a record that no longer exists (a crash between the two
+                // writes of an earlier create or delete): take it over.
+                _ => {
+                    conn.hset::<_, _, _, ()>(&names, &inst.spec.name, &id)
+                        .await?
+                }
+            }
+        }
+        let fields = instance_fields(inst)?;
+        redis::pipe()
+            .hset_multiple(self.keys.instance(inst.id), &fields)
+            .ignore()
+            .zadd(self.keys.instance_index(), &id, 0)
+            .ignore()
+            .hincr(self.keys.platform_counts(), inst.spec.platform.as_str(), 1)
+            .ignore()
+            .exec_async(&mut conn)
+            .await?;
+        Ok(CreateOutcome::Created)
+    }
+
+    /// Reads one instance.
+    pub async fn instance(&self, id: Uuid) -> Result<Option<StoredInstance>, BusError> {
+        let key = self.keys.instance(id);
+        let fields: HashMap<String, String> = self.conn().hgetall(&key).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_instance(&key, id, &fields).map(Some)
+    }
+
+    /// The id a name maps to, if any.
+    pub async fn instance_id_by_name(&self, name: &str) -> Result<Option<Uuid>, BusError> {
+        let id: Option<String> = self.conn().hget(self.keys.names(), name).await?;
+        Ok(id.and_then(|s| s.parse().ok()))
+    }
+
+    /// One page of the id index after `after`, with the records, in id order. Ids whose record
+    /// vanished in between are skipped. Returns the records and the last id scanned.
+    pub async fn instances_page(
+        &self,
+        after: Option<Uuid>,
+        count: usize,
+    ) -> Result<(Vec<Instance>, Option<Uuid>), BusError> {
+        let mut conn = self.conn();
+        let min = match after {
+            Some(id) => format!("({id}"),
+            None => "-".to_owned(),
+        };
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.instance_index())
+            .arg(min)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        let ids: Vec<Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
+        if ids.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.keys.instance(*id));
+        }
+        let records: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, fields) in ids.iter().zip(records) {
+            if !fields.is_empty() {
+                out.push(parse_instance(&self.keys.instance(*id), *id, &fields)?.instance);
+            }
+        }
+        Ok((out, ids.last().copied()))
+    }
+
+    /// Replaces the spec if the generation is still `expected`; returns the new generation.
+    /// `Ok(None)` means the generation moved on (or the record is gone).
+    pub async fn update_spec(
+        &self,
+        id: Uuid,
+        expected: u64,
+        spec: &InstanceSpec,
+        old_name: &str,
+    ) -> Result<Option<u64>, BusError> {
+        let mut conn = self.conn();
+        let names = self.keys.names();
+        if spec.name != old_name {
+            let claimed: bool = conn.hset_nx(&names, &spec.name, id.to_string()).await?;
+            if !claimed {
+                return Ok(None);
+            }
+        }
+        let json = serde_json::to_string(spec).map_err(|e| BusError::corrupt("spec", e))?;
+        let result: i64 = scripts::UPDATE_SPEC
+            .key(self.keys.instance(id))
+            .arg(expected)
+            .arg(json)
+            .arg(now().millis())
+            .invoke_async(&mut conn)
+            .await?;
+        if result < 0 {
+            if spec.name != old_name {
+                self.release_name(&spec.name, id).await?;
+            }
+            return Ok(None);
+        }
+        if spec.name != old_name {
+            self.release_name(old_name, id).await?;
+        }
+        Ok(Some(result as u64))
+    }
+
+    /// Instance count per platform.
+    pub async fn instance_counts(&self) -> Result<HashMap<String, i64>, BusError> {
+        Ok(self.conn().hgetall(self.keys.platform_counts()).await?)
+    }
+
+    /// Hands out a new fencing token for the instance; `None` if it does not exist.
+    pub async fn fence(&self, id: Uuid) -> Result<Option<u64>, BusError> {
+        let token: i64 = scripts::FENCE
+            .key(self.keys.instance(id))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(u64::try_from(token).ok())
+    }
+
+    /// Compare-and-set state change. `token` 0 skips the fencing check (used by monitors that
+    /// observe the platform rather than execute a command).
+    pub async fn transition(
+        &self,
+        id: Uuid,
+        expected: InstanceState,
+        to: InstanceState,
+        token: u64,
+        runtime: Option<&RuntimeInfo>,
+    ) -> Result<Transition, BusError> {
+        let runtime = match runtime {
+            Some(r) => serde_json::to_string(r).map_err(|e| BusError::corrupt("runtime", e))?,
+            None => String::new(),
+        };
+        let (status, detail): (String, String) = scripts::TRANSITION
+            .key(self.keys.instance(id))
+            .arg(expected.as_str())
+            .arg(to.as_str())
+            .arg(token)
+            .arg(now().millis())
+            .arg(runtime)
+            .invoke_async(&mut self.conn())
+            .await?;
+        let key = || self.keys.instance(id);
+        let state =
+            |s: &str| InstanceState::parse(s).ok_or_else(|| BusError::corrupt(key(), "state"));
+        Ok(match status.as_str() {
+            "ok" => Transition::Done(state(&detail)?),
+            "state" => Transition::WrongState(state(&detail)?),
+            "fenced" => Transition::Fenced(detail.parse().unwrap_or(0)),
+            _ => Transition::Missing,
+        })
+    }
+
+    /// Writes runtime info while `token` is current. Returns false when fenced off or gone.
+    pub async fn set_runtime(
+        &self,
+        id: Uuid,
+        token: u64,
+        runtime: &RuntimeInfo,
+    ) -> Result<bool, BusError> {
+        let json = serde_json::to_string(runtime).map_err(|e| BusError::corrupt("runtime", e))?;
+        let written: i64 = scripts::SET_RUNTIME
+            .key(self.keys.instance(id))
+            .arg(token)
+            .arg(json)
+            .arg(now().millis())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Drops the record, its index entry and its name.
+    pub async fn delete_instance(
+        &self,
+        id: Uuid,
+        name: &str,
+        platform: Platform,
+    ) -> Result<(), BusError> {
+        let mut conn = self.conn();
+        let (removed,): (i64,) = redis::pipe()
+            .del(self.keys.instance(id))
+            .zrem(self.keys.instance_index(), id.to_string())
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        if removed == 1 {
+            conn.hincr::<_, _, _, ()>(self.keys.platform_counts(), platform.as_str(), -1)
+                .await?;
+        }
+        self.release_name(name, id).await
+    }
+
+    async fn release_name(&self, name: &str, id: Uuid) -> Result<(), BusError> {
+        let _: i64 = scripts::RELEASE_NAME
+            .key(self.keys.names())
+            .arg(name)
+            .arg(id.to_string())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+fn instance_fields(inst: &Instance) -> Result<Vec<(&'static str, String)>, BusError> {
+    let spec = serde_json::to_string(&inst.spec).map_err(|e| BusError::corrupt("spec", e))?;
+    let runtime =
+        serde_json::to_string(&inst.runtime).map_err(|e| BusError::corrupt("runtime", e))?;
+    Ok(vec![
+        ("id", inst.id.to_string()),
+        ("spec", spec),
+        ("state", inst.state.as_str().to_owned()),
+        ("generation", inst.generation.to_string()),
+        ("created", inst.created_at.millis().to_string()),
+        ("updated", inst.updated_at.millis().to_string()),
+        ("fence", "0".to_owned()),
+        ("runtime", runtime),
+    ])
+}
+
+fn parse_instance(
+    key: &str,
+    id: Uuid,
+    f: &HashMap<String, String>,
+) -> Result<StoredInstance, BusError> {
+    let get = |field: &str| {
+        f.get(field)
+            .ok_or_else(|| BusError::corrupt(key, format!("no `{field}`")))
+    };
+    let num = |field: &str| -> Result<u64, BusError> {
+        get(field)?
+            .parse()
+            .map_err(|_| BusError::corrupt(key, format!("bad `{field}`")))
+    };
+    let spec: InstanceSpec = serde_json::from_str(get("spec")?)
+        .map_err(|e| BusError::corrupt(key, format!("spec: {e}")))?;
+    let runtime: RuntimeInfo = match f.get("runtime") {
+        Some(r) => {
+            serde_json::from_str(r).map_err(|e| BusError::corrupt(key, format!("runtime: {e}")))?
+        }
+        None => RuntimeInfo::default(),
+    };
+    let state =
+        InstanceState::parse(get("state")?).ok_or_else(|| BusError::corrupt(key, "bad `state`"))?;
+    Ok(StoredInstance {
+        instance: Instance {
+            id,
+            spec,
+            state,
+            generation: num("generation")?,
+            created_at: Timestamp(num("created")?),
+            updated_at: Timestamp(num("updated")?),
+            runtime,
+        },
+        fence: f.get("fence").and_then(|s| s.parse().ok()).unwrap_or(0),
+    })
+}

@@ -1,0 +1,118 @@
+//! Command and reply streams: consumer groups, appends, decoding and acknowledgement.
+//!
+//! Commands go to the platform stream, or to a node's own stream once an instance is placed on
+//! a node (a process instance can only be stopped by the node that runs it). Both streams of a
+//! platform share its hash tag, so one XREADGROUP reads them together even on a Cluster.
+
+use draas_protocol::codec::{self, PAYLOAD_FIELD};
+use draas_protocol::keys::WORKER_GROUP;
+use draas_protocol::{CommandEnvelope, Instance, Keyspace, Operation, Platform, Reply};
+use redis::Value;
+use redis::streams::StreamId;
+
+use crate::BusError;
+use crate::store::Store;
+
+/// Approximate cap on a command stream (`MAXLEN ~`). Acked entries are deleted right away, so
+/// this only bounds a backlog nobody consumes.
+pub const COMMANDS_MAXLEN: usize = 1_000_000;
+
+/// Approximate cap on an API node's reply stream.
+pub const REPLIES_MAXLEN: usize = 10_000;
+
+/// A reply stream with no reader for this long disappears (its API node is gone).
+pub const REPLIES_TTL_SECS: u64 = 24 * 3600;
+
+/// The stream a command for `instance` goes to.
+pub fn command_stream(keys: &Keyspace, platform: Platform, instance: Option<&Instance>) -> String {
+    let node = instance.and_then(|i| i.runtime.node.as_deref());
+    match (platform, node) {
+        (Platform::Process, Some(node)) => keys.node_commands(platform, node),
+        _ => keys.commands(platform),
+    }
+}
+
+/// Creates the worker group on `stream` from id 0 (never `$`: entries added before the group
+/// existed must still be delivered). An existing group is left alone.
+pub async fn ensure_group(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Result<(), BusError> {
+    let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(WORKER_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// The encoded message of a stream entry.
+pub fn payload(entry: &StreamId) -> Result<Vec<u8>, BusError> {
+    match entry.map.get(PAYLOAD_FIELD) {
+        Some(Value::BulkString(bytes)) => Ok(bytes.clone()),
+        _ => Err(codec::DecodeError::MissingPayload.into()),
+    }
+}
+
+impl Store {
+    /// Writes the pending operation and appends the command, in one round trip.
+    pub async fn submit(
+        &self,
+        stream: &str,
+        envelope: &CommandEnvelope,
+        op: &Operation,
+    ) -> Result<String, BusError> {
+        let mut pipe = redis::pipe();
+        self.put_operation_in(&mut pipe, op);
+        pipe.cmd("XADD")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(COMMANDS_MAXLEN)
+            .arg("*")
+            .arg(PAYLOAD_FIELD)
+            .arg(codec::encode(envelope));
+        let (id,): (String,) = pipe.query_async(&mut self.conn()).await?;
+        Ok(id)
+    }
+
+    /// Sends a reply to the stream the command named.
+    pub async fn send_reply(&self, reply_to: &str, reply: &Reply) -> Result<(), BusError> {
+        redis::pipe()
+            .cmd("XADD")
+            .arg(reply_to)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(REPLIES_MAXLEN)
+            .arg("*")
+            .arg(PAYLOAD_FIELD)
+            .arg(codec::encode(reply))
+            .ignore()
+            .expire(reply_to, REPLIES_TTL_SECS as i64)
+            .ignore()
+            .exec_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Acknowledges entries and deletes them, so acked work does not pile up in the stream.
+    pub async fn ack_and_delete(&self, stream: &str, ids: &[String]) -> Result<(), BusError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        redis::pipe()
+            .xack(stream, WORKER_GROUP, ids)
+            .ignore()
+            .xdel(stream, ids)
+            .ignore()
+            .exec_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,373 @@
+//! `draas bench`: Ping round trips through the bus alone and through the API, with real
+//! worker processes (and a real API process) on one Redis.
+//!
+//! Latency is one command in flight, from send to awaited reply, as the caller sees it.
+//! Throughput is a closed loop of `--in-flight` callers, each awaiting its reply. The JSON it
+//! prints fits `shared/bench/peers/peers.py --external` (the API path by default, since that
+//! is what a DRaaS client pays; `--path bus` reports the bus alone). `--matrix` runs 1 and 2
+//! workers over both paths and adds `redis-cli --latency` from the same run.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use draas_api::dispatch::Dispatcher;
+use draas_bus::{Store, clock, connect};
+use draas_protocol::{Command, Keyspace, Outcome, Platform, Timestamp};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command as Process};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PathKind {
+    Api,
+    Bus,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Redis URL.
+    #[arg(
+        long,
+        alias = "redis",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Commands in flight in the throughput phase.
+    #[arg(long, alias = "concurrency", default_value_t = 64)]
+    in_flight: usize,
+    /// Commands in the throughput phase.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Sequential commands in the latency phase.
+    #[arg(long, default_value_t = 2_000)]
+    latency_n: usize,
+    /// Untimed commands before the latency phase.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
+    /// Cap in seconds per phase.
+    #[arg(long, default_value_t = 60.0)]
+    time_cap: f64,
+    /// Which path the peers-format result reports.
+    #[arg(long, value_enum, default_value = "api")]
+    path: PathKind,
+    /// Run 1 and 2 workers over both paths, plus redis-cli --latency, and print a table.
+    #[arg(long)]
+    matrix: bool,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.matrix {
+        return matrix(&args).await;
+    }
+    let result = measure(&args, args.workers, args.path).await?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+async fn matrix(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for workers in [1, 2] {
+        for path in [PathKind::Bus, PathKind::Api] {
+            let r = measure(args, workers, path).await?;
+            eprintln!(
+                "{:<4} workers={workers}  p50 {:.3} ms  p99 {:.3} ms  (1 in flight)   {:.0} cmds/s  p50 {:.3} ms  p99 {:.3} ms  ({} in flight)",
+                if path == PathKind::Api { "api" } else { "bus" },
+                r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+                r["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+                r["throughput"]["jobs_per_s"].as_f64().unwrap_or(0.0),
+                r["throughput"]["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+                r["throughput"]["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+                args.in_flight,
+            );
+            rows.push(r);
+        }
+    }
+    let redis_latency = redis_cli_latency(&args.redis_url)
+        .await
+        .unwrap_or_else(|e| json!({"error": e.to_string()}));
+    eprintln!("redis-cli --latency: {redis_latency}");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"runs": rows, "redis_cli_latency": redis_latency}))?
+    );
+    Ok(())
+}
+
+/// One configuration: start workers (and the API), warm up, measure, stop everything.
+async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Result<Value> {
+    let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let scratch = std::env::temp_dir().join(&prefix);
+    let mut children = Vec::new();
+    for n in 0..workers {
+        let data = scratch.join(format!("worker-{n}"));
+        children.push(spawn_self(
+            &[
+                "worker",
+                "--redis-url",
+                &args.redis_url,
+                "--prefix",
+                &prefix,
+                "--concurrency",
+                "256",
+                "--data-dir",
+            ],
+            Some(&data),
+            &scratch,
+            &format!("worker-{n}"),
+        )?);
+    }
+    let result = async {
+        let store = Store::new(connect::shared(&args.redis_url).await?, Keyspace::new(&prefix));
+        wait_for_workers(&store, workers).await?;
+        let caller = match path {
+            PathKind::Bus => {
+                let stop = CancellationToken::new();
+                let node = format!("bench-{}", std::process::id());
+                Caller::Bus(Dispatcher::start(store.clone(), &args.redis_url, &node, Duration::from_secs(10), false, stop).await?)
+            }
+            PathKind::Api => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+                let listen = format!("127.0.0.1:{port}");
+                children.push(spawn_self(&["api", "--redis-url", &args.redis_url, "--prefix", &prefix, "--listen", &listen], None, &scratch, "api")?);
+                let url = format!("http://{listen}");
+                let http = reqwest::Client::builder().pool_max_idle_per_host(args.in_flight.max(1)).build()?;
+                wait_for_api(&http, &url).await?;
+                Caller::Api { http, url }
+            }
+        };
+        let caller = Arc::new(caller);
+        let cap = Duration::from_secs_f64(args.time_cap);
+        for _ in 0..args.warmup {
+            caller.ping().await?;
+        }
+        let latency = sequential(&caller, args.latency_n, cap).await?;
+        let throughput = closed_loop(&caller, args.jobs, args.in_flight.max(1), cap).await?;
+        anyhow::Ok(json!({
+            "path": if path == PathKind::Api { "api" } else { "bus" },
+            "latency_ms": latency,
+            "throughput": throughput,
+            "settings": {"workers": workers, "in_flight": args.in_flight, "worker_concurrency": 256, "platform": "process"},
+            "versions": {"draas": env!("CARGO_PKG_VERSION")},
+        }))
+    }
+    .await;
+    for child in &mut children {
+        stop(child).await;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+enum Caller {
+    Bus(Arc<Dispatcher>),
+    Api { http: reqwest::Client, url: String },
+}
+
+impl Caller {
+    async fn ping(&self) -> anyhow::Result<()> {
+        match self {
+            Caller::Bus(dispatcher) => {
+                let id = uuid::Uuid::now_v7();
+                let deadline = Timestamp(clock::now().millis() + 10_000);
+                let submitted = dispatcher
+                    .submit(
+                        Platform::Process,
+                        None,
+                        Command::Ping,
+                        None,
+                        None,
+                        id,
+                        deadline,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                match submitted.wait(Duration::from_secs(10)).await {
+                    Some(reply) if matches!(reply.outcome, Outcome::Succeeded { .. }) => Ok(()),
+                    Some(reply) => bail!("ping failed: {:?}", reply.outcome),
+                    None => bail!("no reply within 10 s"),
+                }
+            }
+            Caller::Api { http, url } => {
+                let resp = http
+                    .post(format!("{url}/api/v1/platforms/process/ping?wait=10"))
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let body: Value = resp.json().await?;
+                if status != 200 || body["state"] != "succeeded" {
+                    bail!("ping failed: {status} {body}");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn sequential(caller: &Arc<Caller>, n: usize, cap: Duration) -> anyhow::Result<Value> {
+    let mut hist = Histogram::<u64>::new(3)?;
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        caller.ping().await?;
+        hist.record(t.elapsed().as_micros() as u64)?;
+        if start.elapsed() > cap {
+            break;
+        }
+    }
+    Ok(summary(&hist))
+}
+
+async fn closed_loop(
+    caller: &Arc<Caller>,
+    jobs: usize,
+    in_flight: usize,
+    cap: Duration,
+) -> anyhow::Result<Value> {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..in_flight {
+        let (caller, issued) = (Arc::clone(caller), Arc::clone(&issued));
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new(3)?;
+            while issued.fetch_add(1, Ordering::Relaxed) < jobs && start.elapsed() < cap {
+                let t = Instant::now();
+                caller.ping().await?;
+                hist.record(t.elapsed().as_micros() as u64)?;
+            }
+            anyhow::Ok(hist)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3)?;
+    for task in tasks {
+        hist.add(task.await??)?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let completed = hist.len() as usize;
+    Ok(json!({
+        "in_flight": in_flight,
+        "requested": jobs,
+        "completed": completed,
+        "capped": completed < jobs,
+        "elapsed_s": elapsed,
+        "jobs_per_s": completed as f64 / elapsed,
+        "latency_ms": summary(&hist),
+    }))
+}
+
+fn summary(h: &Histogram<u64>) -> Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    json!({
+        "n": h.len(),
+        "p50": ms(h.value_at_quantile(0.50)),
+        "p90": ms(h.value_at_quantile(0.90)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "max": ms(h.max()),
+        "mean": h.mean() / 1000.0,
+    })
+}
+
+fn spawn_self(
+    args: &[&str],
+    last: Option<&PathBuf>,
+    scratch: &PathBuf,
+    log: &str,
+) -> anyhow::Result<Child> {
+    std::fs::create_dir_all(scratch)?;
+    let log = std::fs::File::create(scratch.join(format!("{log}.log")))?;
+    let mut cmd = Process::new(std::env::current_exe()?);
+    cmd.args(args);
+    if let Some(last) = last {
+        cmd.arg(last);
+    }
+    cmd.env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true);
+    cmd.spawn().context("spawning a draas child process")
+}
+
+async fn wait_for_workers(store: &Store, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.live_worker_count(Platform::Process, 10_000).await? < n as u64 {
+        if Instant::now() > deadline {
+            bail!("{n} workers did not register within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn wait_for_api(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await
+            && r.status() == 200
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the API at {url} was not ready within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// `redis-cli --latency` for 3 seconds against the same server.
+async fn redis_cli_latency(url: &str) -> anyhow::Result<Value> {
+    let info = redis::Client::open(url)?.get_connection_info().clone();
+    let (host, port) = match info.addr() {
+        redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
+        other => bail!("redis-cli latency needs a TCP address, not {other:?}"),
+    };
+    let child = Process::new("redis-cli")
+        .args(["-h", &host, "-p", &port.to_string(), "--latency", "--raw"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running redis-cli")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    let out = child.wait_with_output().await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or("").trim().to_owned();
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    Ok(match fields.as_slice() {
+        [min, max, avg, samples] => {
+            json!({"min_ms": min.parse::<f64>().ok(), "max_ms": max.parse::<f64>().ok(), "avg_ms": avg.parse::<f64>().ok(), "samples": samples.parse::<u64>().ok()})
+        }
+        _ => json!({"raw": last}),
+    })
+}

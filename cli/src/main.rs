@@ -1,0 +1,167 @@
+//! `draas`: the one operator binary. `main` only parses arguments, sets up logging and wires
+//! signals; every subcommand's work lives in its own module.
+//!
+//! - `draas up`: the whole system on one machine ([`up`]).
+//! - `draas api`: one API node.
+//! - `draas worker`: one worker.
+//! - `draas bench`: request/reply benchmark ([`bench`]).
+
+mod bench;
+mod signals;
+mod up;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use draas_protocol::{Keyspace, Platform};
+
+#[derive(Parser)]
+#[command(
+    name = "draas",
+    version,
+    about = "Drasi as a Service: control plane for Drasi instances"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run everything locally: a private Redis (unless REDIS_URL is set), the API and a process worker.
+    Up(up::UpArgs),
+    /// Run one API node.
+    Api(ApiArgs),
+    /// Run one worker for a platform.
+    Worker(WorkerArgs),
+    /// Measure Ping round trips through the bus and through the API.
+    Bench(bench::BenchArgs),
+}
+
+/// Options every component shares.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "DRAAS_PREFIX", default_value = "draas")]
+    prefix: String,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on.
+    #[arg(long, env = "DRAAS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Seconds lifecycle requests wait for completion when `?wait=` is absent.
+    #[arg(long, env = "DRAAS_DEFAULT_WAIT", default_value_t = 30.0)]
+    default_wait: f64,
+    /// Wait for WAITAOF before answering (Redis 7.2+ with appendonly yes).
+    #[arg(long, env = "DRAAS_WAIT_AOF")]
+    wait_aof: bool,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Platform to serve.
+    #[arg(long, value_parser = parse_platform, default_value = "process")]
+    platform: Platform,
+    /// Node identity and instance working directories.
+    #[arg(long, env = "DRAAS_DATA_DIR", default_value = ".draas/worker")]
+    data_dir: PathBuf,
+    /// drasi-server compatible executable for the process platform.
+    #[arg(long, env = "DRAAS_RUNTIME")]
+    runtime: Option<PathBuf>,
+    /// Commands executed at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds a new instance has to become healthy.
+    #[arg(long, default_value_t = 30.0)]
+    readiness_timeout: f64,
+    /// Seconds between SIGINT and SIGKILL when stopping an instance.
+    #[arg(long, default_value_t = 10.0)]
+    stop_grace: f64,
+    /// Seconds in-flight commands get after the first shutdown signal.
+    #[arg(long, default_value_t = 30.0)]
+    drain_deadline: f64,
+}
+
+fn parse_platform(text: &str) -> Result<Platform, String> {
+    Platform::parse(text)
+        .ok_or_else(|| format!("unknown platform `{text}`; use process, docker or kubernetes"))
+}
+
+impl WorkerArgs {
+    fn config(&self) -> draas_worker::WorkerConfig {
+        let mut config =
+            draas_worker::WorkerConfig::new(&self.common.redis_url, self.platform, &self.data_dir);
+        config.keys = Keyspace::new(&self.common.prefix);
+        config.concurrency = self.concurrency.max(1);
+        config.process.executable = self.runtime.clone().unwrap_or_else(default_runtime);
+        config.process.readiness_timeout = Duration::from_secs_f64(self.readiness_timeout);
+        config.process.stop_grace = Duration::from_secs_f64(self.stop_grace);
+        config.drain_deadline = Duration::from_secs_f64(self.drain_deadline);
+        config
+    }
+}
+
+/// `draas-runtime` next to this binary when it is there (a cargo build puts both in one
+/// folder), else whatever `draas-runtime` is on PATH.
+pub fn default_runtime() -> PathBuf {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("draas-runtime")));
+    sibling
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("draas-runtime"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Up(args) => up::run(args).await,
+            Cmd::Api(args) => run_api(args).await,
+            Cmd::Worker(args) => run_worker(args).await,
+            Cmd::Bench(args) => bench::run(args).await,
+        }
+    })
+}
+
+async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
+    let mut config = draas_api::ApiConfig::new(&args.common.redis_url);
+    config.keys = Keyspace::new(&args.common.prefix);
+    config.default_wait = Duration::from_secs_f64(args.default_wait);
+    config.wait_aof = args.wait_aof;
+    let app = draas_api::App::connect(config)
+        .await
+        .context("connecting to Redis")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(message = "api listening", url = %format!("http://{}", listener.local_addr()?));
+    let (first, _second) = signals::two_stage();
+    draas_api::serve(listener, app, first).await?;
+    Ok(())
+}
+
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let (first, second) = signals::two_stage();
+    draas_worker::run(args.config(), first, second).await?;
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! The drasi-server configuration model: parsing (YAML and JSON), validation, `${VAR}`
+//! interpolation, port assignment and YAML rendering. Pure: no environment reads, no files.
+//!
+//! Layout:
+//! - [`config`]: the top-level [`DrasiConfig`], instances, state store and plugin refs.
+//! - [`query`]: continuous queries ([`QueryConfig`]).
+//! - [`source`]: source kinds (`http`, `mock`) behind [`SourceConfig`].
+//! - [`webhook`]: the http source's webhook-mode settings.
+//! - [`reaction`]: reaction kinds (`log`, `http`, `sse`) behind [`ReactionConfig`].
+//! - [`validate`]: reference and value checks.
+//! - [`render`]: YAML rendering and port assignment.
+//! - [`interpolate()`]: `${VAR}` / `${VAR:-default}` expansion.
+
+pub mod config;
+mod error;
+pub mod interpolate;
+mod lenient;
+pub mod query;
+pub mod reaction;
+mod render;
+pub mod source;
+mod validate;
+pub mod webhook;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{DrasiConfig, InstanceConfig, PluginRef, StateStoreConfig, StateStoreKind};
+pub use error::ConfigError;
+pub use interpolate::interpolate;
+pub use query::{MiddlewareConfig, QueryConfig, QueryLanguage, SourceSubscription};
+pub use reaction::{
+    HttpReactionConfig, LogReactionConfig, ReactionConfig, SUPPORTED_REACTION_KINDS,
+    SseReactionConfig,
+};
+pub use render::Endpoint;
+pub use source::{
+    HttpSourceConfig, MockDataType, MockSourceConfig, SUPPORTED_SOURCE_KINDS, SourceConfig,
+};
+
+/// Log levels accepted by `logLevel` (matched case-insensitively, rendered lowercase).
+pub const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+/// The query language DRaaS uses when a query does not name one. drasi-server itself defaults
+/// to GQL, so rendered YAML always states the language explicitly.
+pub const DEFAULT_QUERY_LANGUAGE: QueryLanguage = QueryLanguage::Cypher;

@@ -1,0 +1,287 @@
+//! Reaction kinds: [`ReactionConfig`] dispatches on `kind` to the log, http and sse reactions;
+//! unknown kinds fail naming the kind and the supported ones.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::lenient;
+use super::source::{body_as, split_kind, unknown_kind};
+
+/// Reaction kinds this model (and draas-runtime) supports.
+pub const SUPPORTED_REACTION_KINDS: &[&str] = &["log", "http", "sse"];
+
+/// One entry of `reactions[]`, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+// Config values are few and cold; unboxed variants keep construction and matching plain.
+#[allow(clippy::large_enum_variant)]
+pub enum ReactionConfig {
+    Log(LogReactionConfig),
+    Http(HttpReactionConfig),
+    Sse(SseReactionConfig),
+}
+
+/// `kind: log`: writes result changes to stdout, optionally through Handlebars templates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogReactionConfig {
+    pub id: String,
+    pub queries: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_start: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, LogQueryTemplates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_template: Option<LogQueryTemplates>,
+}
+
+/// Per-operation templates of the log reaction.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogQueryTemplates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<TemplateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<TemplateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<TemplateSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateSpec {
+    #[serde(default)]
+    pub template: String,
+}
+
+/// `kind: http`: calls HTTP endpoints on result changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpReactionConfig {
+    pub id: String,
+    pub queries: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_start: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_ms: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub priority_queue_capacity: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_templates: Option<HttpOutputTemplates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<HttpAdaptiveConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_policy: Option<RecoveryPolicy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpOutputTemplates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_template: Option<HttpQueryCalls>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, HttpQueryCalls>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpQueryCalls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<HttpCallSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<HttpCallSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<HttpCallSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCallSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpAdaptiveConfig {
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_min_batch_size: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_max_batch_size: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_window_size: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_batch_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryPolicy {
+    Strict,
+    AutoSkipGap,
+}
+
+/// `kind: sse`: serves result changes as Server-Sent Events on its own port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SseReactionConfig {
+    pub id: String,
+    pub queries: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_start: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_path: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, SseQueryTemplates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_template: Option<SseQueryTemplates>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SseQueryTemplates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<SseTemplateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<SseTemplateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<SseTemplateSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SseTemplateSpec {
+    #[serde(default)]
+    pub template: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl ReactionConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Log(r) => &r.id,
+            Self::Http(r) => &r.id,
+            Self::Sse(r) => &r.id,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Log(_) => "log",
+            Self::Http(_) => "http",
+            Self::Sse(_) => "sse",
+        }
+    }
+
+    pub fn queries(&self) -> &[String] {
+        match self {
+            Self::Log(r) => &r.queries,
+            Self::Http(r) => &r.queries,
+            Self::Sse(r) => &r.queries,
+        }
+    }
+
+    /// Whether the reaction starts with its instance (default: yes, as in drasi-server).
+    pub fn auto_start(&self) -> bool {
+        match self {
+            Self::Log(r) => r.auto_start,
+            Self::Http(r) => r.auto_start,
+            Self::Sse(r) => r.auto_start,
+        }
+        .unwrap_or(true)
+    }
+
+    pub fn identity_provider(&self) -> Option<&str> {
+        match self {
+            Self::Log(r) => r.identity_provider.as_deref(),
+            Self::Http(r) => r.identity_provider.as_deref(),
+            Self::Sse(r) => r.identity_provider.as_deref(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ReactionConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, body) = split_kind::<D>(serde_json::Value::deserialize(d)?, "reaction")?;
+        match kind.as_str() {
+            "log" => body_as::<D, _>(body).map(Self::Log),
+            "http" => body_as::<D, _>(body).map(Self::Http),
+            "sse" => body_as::<D, _>(body).map(Self::Sse),
+            other => Err(unknown_kind::<D>(
+                "reaction",
+                other,
+                SUPPORTED_REACTION_KINDS,
+            )),
+        }
+    }
+}

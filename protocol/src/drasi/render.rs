@@ -1,0 +1,106 @@
+//! Rendering a [`DrasiConfig`] as the YAML drasi-server accepts, and assigning listen ports.
+
+use serde::{Deserialize, Serialize};
+
+use super::{DrasiConfig, QueryConfig, ReactionConfig, SourceConfig};
+
+/// A network endpoint an instance listens on once started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// `api`, `source:<id>` or `reaction:<id>`.
+    pub name: String,
+    /// `http://host:port`.
+    pub url: String,
+}
+
+impl DrasiConfig {
+    /// Renders YAML for drasi-server (or draas-runtime): camelCase keys, lowercase `logLevel`,
+    /// an explicit `queryLanguage` on every query (Cypher when unset, DRaaS's default, because
+    /// drasi-server would assume GQL) and `autoStart: true` on queries that do not say
+    /// otherwise (drasi-server would not start them). Only modelled keys are ever emitted.
+    pub fn to_yaml(&self) -> String {
+        let mut doc = self.clone();
+        if let Some(level) = &mut doc.log_level {
+            *level = level.to_ascii_lowercase();
+        }
+        doc.queries.iter_mut().for_each(make_explicit);
+        for instance in &mut doc.instances {
+            instance.queries.iter_mut().for_each(make_explicit);
+        }
+        // Every modelled value serializes: maps have string keys and numbers are finite.
+        serde_yaml::to_string(&doc).expect("DrasiConfig always serializes to YAML")
+    }
+
+    /// Fills in listen addresses the platform owns: the top-level `host`/`port` (the REST
+    /// API) and the `host`/`port` of every listening component (http sources, sse reactions)
+    /// that lacks one. `alloc` supplies free ports. Returns every endpoint the instance will
+    /// listen on, assigned now or before.
+    pub fn assign_ports(
+        &mut self,
+        host: &str,
+        alloc: &mut dyn FnMut() -> std::io::Result<u16>,
+    ) -> std::io::Result<Vec<Endpoint>> {
+        let mut endpoints = Vec::new();
+        let api_host = self.host.get_or_insert_with(|| host.to_string()).clone();
+        let api_port = match self.port {
+            Some(port) => port,
+            None => *self.port.insert(alloc()?),
+        };
+        endpoints.push(endpoint("api".to_string(), &api_host, api_port, host));
+
+        let mut assign =
+            |name: String, h: &mut Option<String>, p: &mut Option<u16>| -> std::io::Result<()> {
+                let h = h.get_or_insert_with(|| host.to_string()).clone();
+                let p = match *p {
+                    Some(port) => port,
+                    None => *p.insert(alloc()?),
+                };
+                endpoints.push(endpoint(name, &h, p, host));
+                Ok(())
+            };
+        let mut visit = |sources: &mut Vec<SourceConfig>,
+                         reactions: &mut Vec<ReactionConfig>|
+         -> std::io::Result<()> {
+            for source in sources {
+                if let SourceConfig::Http(s) = source {
+                    assign(format!("source:{}", s.id), &mut s.host, &mut s.port)?;
+                }
+            }
+            for reaction in reactions {
+                if let ReactionConfig::Sse(r) = reaction {
+                    assign(format!("reaction:{}", r.id), &mut r.host, &mut r.port)?;
+                }
+            }
+            Ok(())
+        };
+        visit(&mut self.sources, &mut self.reactions)?;
+        for instance in &mut self.instances {
+            visit(&mut instance.sources, &mut instance.reactions)?;
+        }
+        Ok(endpoints)
+    }
+}
+
+fn make_explicit(query: &mut QueryConfig) {
+    query.query_language = Some(query.effective_language());
+    query.auto_start = Some(query.effective_auto_start());
+}
+
+/// A client URL for a listener bound to `bind`; wildcard binds are reached via `fallback`
+/// (or loopback when that is a wildcard too).
+fn endpoint(name: String, bind: &str, port: u16, fallback: &str) -> Endpoint {
+    let is_wildcard = |h: &str| matches!(h, "0.0.0.0" | "::" | "[::]" | "");
+    let host = if !is_wildcard(bind) {
+        bind
+    } else if !is_wildcard(fallback) {
+        fallback
+    } else {
+        "127.0.0.1"
+    };
+    let url = if host.contains(':') && !host.starts_with('[') {
+        format!("http://[{host}]:{port}")
+    } else {
+        format!("http://{host}:{port}")
+    };
+    Endpoint { name, url }
+}

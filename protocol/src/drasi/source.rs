@@ -1,0 +1,234 @@
+//! Source kinds: [`SourceConfig`] dispatches on `kind` to [`HttpSourceConfig`] or
+//! [`MockSourceConfig`]; unknown kinds fail naming the kind and the supported ones.
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::webhook::WebhookConfig;
+use super::{ConfigError, lenient};
+
+/// Source kinds this model (and draas-runtime) supports.
+pub const SUPPORTED_SOURCE_KINDS: &[&str] = &["http", "mock"];
+
+/// One entry of `sources[]`, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+// Config values are few and cold; unboxed variants keep construction and matching plain.
+#[allow(clippy::large_enum_variant)]
+pub enum SourceConfig {
+    Http(HttpSourceConfig),
+    Mock(MockSourceConfig),
+}
+
+/// `kind: http`: receives change events over HTTP (standard mode) or webhooks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    pub id: String,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_start: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_provider: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    /// Required by drasi-server; DRaaS fills it in with [`super::DrasiConfig::assign_ports`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Required by drasi-server; DRaaS fills it in with [`super::DrasiConfig::assign_ports`].
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout_ms: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_max_batch_size: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_min_batch_size: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_max_wait_ms: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_min_wait_ms: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_window_secs: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub adaptive_enabled: Option<bool>,
+    /// Webhook mode (custom routes) instead of the standard event endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<WebhookConfig>,
+    /// WAL durability settings, passed through to drasi-lib's `DurabilityConfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<serde_json::Value>,
+}
+
+/// `kind: mock`: generates synthetic data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MockSourceConfig {
+    pub id: String,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_start: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_provider: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<MockDataType>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval_ms: Option<u64>,
+}
+
+/// What a mock source generates (`dataType: {type: ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum MockDataType {
+    Counter,
+    #[serde(rename_all = "camelCase")]
+    SensorReading {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sensor_count: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mesh: Option<bool>,
+    },
+    Generic,
+}
+
+impl SourceConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Http(s) => &s.id,
+            Self::Mock(s) => &s.id,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            Self::Mock(_) => "mock",
+        }
+    }
+
+    /// Whether the source starts with its instance (default: yes, as in drasi-server).
+    pub fn auto_start(&self) -> bool {
+        match self {
+            Self::Http(s) => s.auto_start,
+            Self::Mock(s) => s.auto_start,
+        }
+        .unwrap_or(true)
+    }
+
+    pub fn bootstrap_provider(&self) -> Option<&serde_json::Value> {
+        match self {
+            Self::Http(s) => s.bootstrap_provider.as_ref(),
+            Self::Mock(s) => s.bootstrap_provider.as_ref(),
+        }
+    }
+
+    pub fn identity_provider(&self) -> Option<&str> {
+        match self {
+            Self::Http(s) => s.identity_provider.as_deref(),
+            Self::Mock(s) => s.identity_provider.as_deref(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (kind, body) = split_kind::<D>(serde_json::Value::deserialize(d)?, "source")?;
+        match kind.as_str() {
+            "http" => body_as::<D, _>(body).map(Self::Http),
+            "mock" => body_as::<D, _>(body).map(Self::Mock),
+            other => Err(unknown_kind::<D>("source", other, SUPPORTED_SOURCE_KINDS)),
+        }
+    }
+}
+
+/// Splits a component mapping into its `kind` and the remaining fields.
+pub(crate) fn split_kind<'de, D: Deserializer<'de>>(
+    value: serde_json::Value,
+    what: &str,
+) -> Result<(String, serde_json::Value), D::Error> {
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(D::Error::custom(format!(
+            "expected a {what} mapping with a `kind` key"
+        )));
+    };
+    match map.remove("kind") {
+        Some(serde_json::Value::String(kind)) => Ok((kind, serde_json::Value::Object(map))),
+        Some(_) => Err(D::Error::custom(ConfigError::nested_message(
+            "kind",
+            "expected a string",
+        ))),
+        None => Err(D::Error::missing_field("kind")),
+    }
+}
+
+/// Deserializes a per-kind body, keeping the path of any error inside it.
+pub(crate) fn body_as<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    body: serde_json::Value,
+) -> Result<T, D::Error> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        D::Error::custom(ConfigError::nested_message(
+            &e.path().to_string(),
+            &e.inner().to_string(),
+        ))
+    })
+}
+
+pub(crate) fn unknown_kind<'de, D: Deserializer<'de>>(
+    what: &str,
+    kind: &str,
+    supported: &[&str],
+) -> D::Error {
+    D::Error::custom(ConfigError::nested_message(
+        "kind",
+        &format!(
+            "unsupported {what} kind `{kind}`; supported {what} kinds: {}",
+            supported.join(", ")
+        ),
+    ))
+}

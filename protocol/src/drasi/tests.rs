@@ -1,0 +1,279 @@
+//! Unit tests for the drasi config model: parsing errors with paths, kinds, references,
+//! golden YAML rendering and port assignment.
+
+use super::*;
+
+const GOOD: &str = r#"
+apiVersion: drasi.io/v1
+id: demo
+logLevel: INFO
+persistConfig: false
+sources:
+  - kind: http
+    id: sensors
+    host: 127.0.0.1
+    port: "9100"
+  - kind: mock
+    id: fake
+    dataType: {type: sensorReading, sensorCount: 3}
+    intervalMs: 500
+queries:
+  - id: hot
+    query: MATCH (s:Sensor) WHERE s.temperature > 75 RETURN s.id AS id
+    sources:
+      - sourceId: sensors
+  - id: gql
+    query: MATCH (s:Sensor) RETURN s.id AS id
+    queryLanguage: GQL
+    autoStart: false
+    sources: [{sourceId: fake}]
+reactions:
+  - kind: log
+    id: out
+    queries: [hot]
+    defaultTemplate:
+      added: {template: "+ {{after.id}}"}
+"#;
+
+fn parse(s: &str) -> DrasiConfig {
+    DrasiConfig::from_yaml_str(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn parses_and_validates_a_full_config() {
+    let cfg = parse(GOOD);
+    cfg.validate().unwrap();
+    assert_eq!(cfg.sources.len(), 2);
+    let SourceConfig::Http(http) = &cfg.sources[0] else {
+        panic!("http source expected")
+    };
+    assert_eq!(http.port, Some(9100), "a quoted port is accepted");
+    assert_eq!(cfg.queries[1].query_language, Some(QueryLanguage::Gql));
+    assert_eq!(cfg.reactions[0].queries(), ["hot".to_string()]);
+}
+
+#[test]
+fn golden_yaml_rendering() {
+    let yaml = parse(GOOD).to_yaml();
+    let expected = r#"apiVersion: drasi.io/v1
+id: demo
+logLevel: info
+persistConfig: false
+sources:
+- kind: http
+  id: sensors
+  host: 127.0.0.1
+  port: 9100
+- kind: mock
+  id: fake
+  dataType:
+    type: sensorReading
+    sensorCount: 3
+  intervalMs: 500
+queries:
+- id: hot
+  autoStart: true
+  query: MATCH (s:Sensor) WHERE s.temperature > 75 RETURN s.id AS id
+  queryLanguage: Cypher
+  sources:
+  - sourceId: sensors
+- id: gql
+  autoStart: false
+  query: MATCH (s:Sensor) RETURN s.id AS id
+  queryLanguage: GQL
+  sources:
+  - sourceId: fake
+reactions:
+- kind: log
+  id: out
+  queries:
+  - hot
+  defaultTemplate:
+    added:
+      template: + {{after.id}}
+"#;
+    assert_eq!(yaml, expected);
+    let reparsed = parse(&yaml);
+    assert_eq!(reparsed.to_yaml(), yaml, "rendering is a fixed point");
+}
+
+#[test]
+fn unknown_keys_are_reported_with_their_path() {
+    let err = DrasiConfig::from_yaml_str("log_level: info\n").unwrap_err();
+    assert_eq!(err.path, "log_level");
+    assert!(err.message.contains("unknown field `log_level`"), "{err}");
+    assert!(
+        err.message.contains("`logLevel`"),
+        "the allowed keys are listed: {err}"
+    );
+
+    let yaml = "queries:\n  - id: q\n    query: MATCH (n) RETURN n\n    sources:\n      - sourceId: s\n      - sourceId: t\n        bogus: 1\n";
+    let err = DrasiConfig::from_yaml_str(yaml).unwrap_err();
+    assert_eq!(err.path, "queries[0].sources[1].bogus");
+    assert!(err.message.contains("unknown field `bogus`"), "{err}");
+
+    let yaml = "sources:\n  - kind: http\n    id: s\n    hots: x\n";
+    let err = DrasiConfig::from_yaml_str(yaml).unwrap_err();
+    assert_eq!(err.path, "sources[0].hots");
+    assert!(err.message.contains("unknown field `hots`"), "{err}");
+
+    let yaml = "sources:\n  - kind: http\n    id: s\n    webhooks:\n      routes:\n        - path: /x\n          mappings: []\n          nope: 1\n";
+    let err = DrasiConfig::from_yaml_str(yaml).unwrap_err();
+    assert_eq!(err.path, "sources[0].webhooks.routes[0].nope");
+    assert!(err.message.contains("`nope`"), "{err}");
+
+    let err = DrasiConfig::from_yaml_str("reactions:\n  - kind: log\n    id: r\n    queries: [q]\n    routes: {q: {added: {template: x, extra: 1}}}\n").unwrap_err();
+    assert_eq!(err.path, "reactions[0].routes.q.added.extra");
+    assert!(err.message.contains("`extra`"), "{err}");
+}
+
+#[test]
+fn unknown_kinds_name_the_kind_and_the_supported_ones() {
+    let err = DrasiConfig::from_yaml_str("sources:\n  - kind: postgres\n    id: pg\n").unwrap_err();
+    assert_eq!(err.path, "sources[0].kind");
+    assert!(err.message.contains("`postgres`"), "{err}");
+    assert!(err.message.contains("http, mock"), "{err}");
+
+    let err =
+        DrasiConfig::from_yaml_str("reactions:\n  - kind: grpc\n    id: g\n    queries: []\n")
+            .unwrap_err();
+    assert_eq!(err.path, "reactions[0].kind");
+    assert!(
+        err.message.contains("`grpc`") && err.message.contains("log, http, sse"),
+        "{err}"
+    );
+
+    let err = DrasiConfig::from_yaml_str("sources:\n  - id: nokind\n").unwrap_err();
+    assert!(err.message.contains("kind"), "{err}");
+}
+
+#[test]
+fn query_language_is_case_sensitive() {
+    let err = DrasiConfig::from_yaml_str(
+        "queries:\n  - id: q\n    query: x\n    queryLanguage: cypher\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "queries[0].queryLanguage");
+    assert!(err.message.contains("Cypher"), "{err}");
+}
+
+#[test]
+fn references_and_ids_are_checked() {
+    let mut cfg = parse(GOOD);
+    cfg.queries[0].sources[0].source_id = "missing".into();
+    let err = cfg.validate().unwrap_err();
+    assert_eq!(err.path, "queries[0].sources[0].sourceId");
+    assert!(err.message.contains("`missing`"), "{err}");
+
+    let mut cfg = parse(GOOD);
+    let ReactionConfig::Log(log) = &mut cfg.reactions[0] else {
+        unreachable!()
+    };
+    log.queries.push("nope".into());
+    assert_eq!(cfg.validate().unwrap_err().path, "reactions[0].queries[1]");
+
+    let mut cfg = parse(GOOD);
+    cfg.queries[1].id = "hot".into();
+    let err = cfg.validate().unwrap_err();
+    assert_eq!(err.path, "queries[1].id");
+    assert!(err.message.contains("duplicate"), "{err}");
+
+    let mut cfg = parse(GOOD);
+    cfg.log_level = Some("verbose".into());
+    assert_eq!(cfg.validate().unwrap_err().path, "logLevel");
+
+    let yaml = "instances:\n  - id: a\n    sources: [{kind: mock, id: m}]\n    queries: [{id: q, query: x, sources: [{sourceId: other}]}]\n";
+    let err = parse(yaml).validate().unwrap_err();
+    assert_eq!(err.path, "instances[0].queries[0].sources[0].sourceId");
+}
+
+#[test]
+fn user_supplied_configs_must_not_set_host_or_port() {
+    let mut cfg = parse(GOOD);
+    cfg.validate_user_supplied().unwrap();
+    cfg.port = Some(8080);
+    let err = cfg.validate_user_supplied().unwrap_err();
+    assert_eq!(err.path, "port");
+    assert!(err.to_string().starts_with("port: "));
+}
+
+#[test]
+fn json_bodies_use_the_same_schema() {
+    let v = serde_json::json!({
+        "sources": [{"kind": "mock", "id": "m"}],
+        "queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "m"}]}],
+        "reactions": [{"kind": "sse", "id": "s", "queries": ["q"], "ssePath": "/events"}]
+    });
+    let cfg = DrasiConfig::from_json_value(v).unwrap();
+    cfg.validate().unwrap();
+    let err = DrasiConfig::from_json_value(
+        serde_json::json!({"queries": [{"id": "q", "query": "x", "foo": 1}]}),
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "queries[0].foo");
+    assert!(err.message.contains("`foo`"));
+}
+
+#[test]
+fn assign_ports_fills_only_missing_listeners() {
+    let mut cfg = parse(
+        "sources:\n  - {kind: http, id: a}\n  - {kind: http, id: b, port: 7000}\nreactions:\n  - {kind: sse, id: s, queries: []}\n  - {kind: log, id: l, queries: []}\n",
+    );
+    let mut next = 5000u16;
+    let endpoints = cfg
+        .assign_ports("127.0.0.1", &mut || {
+            next += 1;
+            Ok(next)
+        })
+        .unwrap();
+    let urls: Vec<(String, String)> = endpoints.into_iter().map(|e| (e.name, e.url)).collect();
+    assert_eq!(
+        urls,
+        vec![
+            ("api".into(), "http://127.0.0.1:5001".into()),
+            ("source:a".into(), "http://127.0.0.1:5002".into()),
+            ("source:b".into(), "http://127.0.0.1:7000".into()),
+            ("reaction:s".into(), "http://127.0.0.1:5003".into()),
+        ]
+    );
+    assert_eq!(cfg.port, Some(5001));
+    assert_eq!(cfg.host.as_deref(), Some("127.0.0.1"));
+    let ReactionConfig::Sse(sse) = &cfg.reactions[0] else {
+        unreachable!()
+    };
+    assert_eq!(sse.port, Some(5003));
+}
+
+#[test]
+fn plugin_refs_resolve_to_kinds() {
+    let r = |s: &str| PluginRef {
+        reference: s.into(),
+    };
+    assert_eq!(
+        r("source/http").category_and_kind(),
+        Some(("source", "http"))
+    );
+    assert_eq!(
+        r("reaction/log:0.2.9").category_and_kind(),
+        Some(("reaction", "log"))
+    );
+    assert_eq!(
+        r("ghcr.io/drasi-project/source-postgres:0.1").category_and_kind(),
+        Some(("source", "postgres"))
+    );
+    assert_eq!(r("ghcr.io/x/y").category_and_kind(), None);
+}
+
+#[test]
+fn interpolation_then_parse() {
+    let text = "port: ${API_PORT}\nlogLevel: ${LEVEL:-debug}\n";
+    let out = interpolate(text, &|k| (k == "API_PORT").then(|| "8123".to_string())).unwrap();
+    let cfg = parse(&out);
+    assert_eq!(cfg.port, Some(8123));
+    assert_eq!(cfg.log_level.as_deref(), Some("debug"));
+}
+
+#[test]
+fn empty_document_is_an_empty_config() {
+    assert_eq!(parse("# nothing\n"), DrasiConfig::default());
+}

@@ -1,0 +1,333 @@
+//! The instance model and its lifecycle state machine.
+//!
+//! Every legal state change is one row of [`TRANSITIONS`]; nothing else may move an instance.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::drasi::{DrasiConfig, Endpoint};
+use crate::time::Timestamp;
+
+/// Where an instance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Process,
+    Docker,
+    Kubernetes,
+}
+
+impl Platform {
+    /// Every platform, in a fixed order.
+    pub const ALL: [Platform; 3] = [Platform::Process, Platform::Docker, Platform::Kubernetes];
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Process => "process",
+            Platform::Docker => "docker",
+            Platform::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// Parses the lowercase wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lifecycle state of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    Created,
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+    Lost,
+    Deleting,
+    Deleted,
+}
+
+use InstanceState::*;
+
+/// The one table of direct transitions. `from` may move to any state in its row, and nowhere else.
+pub const TRANSITIONS: &[(InstanceState, &[InstanceState])] = &[
+    (Created, &[Starting, Deleting]),
+    (Starting, &[Running, Failed, Stopping]),
+    (Running, &[Stopping, Failed, Lost, Deleting]),
+    (Stopping, &[Stopped, Failed]),
+    (Stopped, &[Starting, Deleting]),
+    (Failed, &[Starting, Stopping, Stopped, Deleting]),
+    (Lost, &[Starting, Stopped, Failed, Deleting]),
+    (Deleting, &[Deleted, Failed]),
+    (Deleted, &[]),
+];
+
+impl InstanceState {
+    /// Every state, in table order.
+    pub const ALL: [InstanceState; 9] = [
+        Created, Starting, Running, Stopping, Stopped, Failed, Lost, Deleting, Deleted,
+    ];
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Created => "created",
+            Starting => "starting",
+            Running => "running",
+            Stopping => "stopping",
+            Stopped => "stopped",
+            Failed => "failed",
+            Lost => "lost",
+            Deleting => "deleting",
+            Deleted => "deleted",
+        }
+    }
+
+    /// Parses the lowercase wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The states this one may move to directly.
+    pub fn successors(self) -> &'static [InstanceState] {
+        TRANSITIONS
+            .iter()
+            .find(|(from, _)| *from == self)
+            .map(|(_, to)| *to)
+            .unwrap_or(&[])
+    }
+
+    /// Whether `self -> to` is a row of the table.
+    pub fn can_move_to(self, to: InstanceState) -> bool {
+        self.successors().contains(&to)
+    }
+
+    /// Checks `self -> to`, naming both states when it is illegal.
+    pub fn check_move(self, to: InstanceState) -> Result<(), IllegalTransition> {
+        if self.can_move_to(to) {
+            Ok(())
+        } else {
+            Err(IllegalTransition { from: self, to })
+        }
+    }
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A move that the transition table does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("instance is {from}; it cannot move to {to} (allowed from {from}: {allowed})", allowed = fmt_states(from.successors()))]
+pub struct IllegalTransition {
+    pub from: InstanceState,
+    pub to: InstanceState,
+}
+
+fn fmt_states(states: &[InstanceState]) -> String {
+    if states.is_empty() {
+        return "none".to_owned();
+    }
+    states
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// When a crashed instance is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    #[default]
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// Restart policy of an instance: mode, attempt cap and exponential backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestartPolicy {
+    #[serde(default)]
+    pub mode: RestartMode,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_initial_backoff_ms() -> u64 {
+    1_000
+}
+fn default_max_backoff_ms() -> u64 {
+    60_000
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            mode: RestartMode::Never,
+            max_attempts: default_max_attempts(),
+            initial_backoff_ms: default_initial_backoff_ms(),
+            max_backoff_ms: default_max_backoff_ms(),
+        }
+    }
+}
+
+/// What a user asks for: everything about an instance that is not observed state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub platform: Platform,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub config: DrasiConfig,
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+}
+
+/// What a platform reports about a placed instance.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// The instance's REST API (drasi-server compatible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Every endpoint the instance exposes: the API and each listening source or reaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_health_at: Option<Timestamp>,
+    /// Restarts made by the restart policy since the last start a user asked for.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// An instance as the API shows it: spec, state and runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub spec: InstanceSpec,
+    pub state: InstanceState,
+    /// Bumped by every spec change; ApplyConfig names the generation it applies.
+    pub generation: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(default)]
+    pub runtime: RuntimeInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_one_row_per_state_and_deleted_is_terminal() {
+        for state in InstanceState::ALL {
+            let rows = TRANSITIONS
+                .iter()
+                .filter(|(from, _)| *from == state)
+                .count();
+            assert_eq!(rows, 1, "{state} must have exactly one row");
+            assert!(
+                !state.can_move_to(state),
+                "{state} -> {state} is not a transition"
+            );
+        }
+        assert!(Deleted.successors().is_empty());
+    }
+
+    #[test]
+    fn the_table() {
+        let rendered: Vec<String> = TRANSITIONS
+            .iter()
+            .map(|(from, to)| format!("{from} -> {}", fmt_states(to)))
+            .collect();
+        assert_eq!(
+            rendered,
+            [
+                "created -> starting, deleting",
+                "starting -> running, failed, stopping",
+                "running -> stopping, failed, lost, deleting",
+                "stopping -> stopped, failed",
+                "stopped -> starting, deleting",
+                "failed -> starting, stopping, stopped, deleting",
+                "lost -> starting, stopped, failed, deleting",
+                "deleting -> deleted, failed",
+                "deleted -> none",
+            ]
+        );
+    }
+
+    #[test]
+    fn illegal_move_names_current_state() {
+        let err = Stopped.check_move(Stopping).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "instance is stopped; it cannot move to stopping (allowed from stopped: starting, deleting)"
+        );
+    }
+
+    #[test]
+    fn every_state_reachable_from_created() {
+        let mut seen = vec![Created];
+        let mut frontier = vec![Created];
+        while let Some(s) = frontier.pop() {
+            for &next in s.successors() {
+                if !seen.contains(&next) {
+                    seen.push(next);
+                    frontier.push(next);
+                }
+            }
+        }
+        assert_eq!(seen.len(), InstanceState::ALL.len());
+    }
+
+    #[test]
+    fn restart_policy_defaults_and_kebab_modes() {
+        let p: RestartPolicy = serde_json::from_str(r#"{"mode":"on-failure"}"#).unwrap();
+        assert_eq!(p.mode, RestartMode::OnFailure);
+        assert_eq!(p.max_attempts, 5);
+        assert!(serde_json::from_str::<RestartPolicy>(r#"{"mode":"sometimes"}"#).is_err());
+    }
+}

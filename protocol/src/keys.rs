@@ -1,0 +1,154 @@
+//! Every Redis key name DRaaS uses, built in one place.
+//!
+//! Keys that are read or written together by one multi-key command (a worker's XREADGROUP over
+//! its platform stream and its node stream) share the platform's hash tag, e.g.
+//! `draas:{process}:commands`, so a Redis Cluster can hold the whole layout. Every other key is
+//! only ever touched by single-key commands, so it may live in any slot.
+
+use uuid::Uuid;
+
+use crate::instance::Platform;
+
+/// The consumer group every worker of a platform joins.
+pub const WORKER_GROUP: &str = "workers";
+
+/// Builds key names under one prefix (`draas` by default; tests use a fresh prefix each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyspace {
+    prefix: String,
+}
+
+impl Default for Keyspace {
+    fn default() -> Self {
+        Keyspace::new("draas")
+    }
+}
+
+impl Keyspace {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Keyspace {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The platform's command stream, read by the platform's consumer group.
+    pub fn commands(&self, platform: Platform) -> String {
+        format!("{}:{{{platform}}}:commands", self.prefix)
+    }
+
+    /// A node's own command stream: commands for instances that node already runs.
+    pub fn node_commands(&self, platform: Platform, node: &str) -> String {
+        format!("{}:{{{platform}}}:node:{node}:commands", self.prefix)
+    }
+
+    /// Dead letters of the platform: commands that ran out of deliveries.
+    pub fn dead_letters(&self, platform: Platform) -> String {
+        format!("{}:{{{platform}}}:dlq", self.prefix)
+    }
+
+    /// Live workers of the platform: a sorted set of consumer name → last heartbeat (ms).
+    pub fn workers(&self, platform: Platform) -> String {
+        format!("{}:{{{platform}}}:workers", self.prefix)
+    }
+
+    /// One worker's heartbeat hash (node, pid, started); it expires when beats stop.
+    pub fn worker(&self, platform: Platform, consumer: &str) -> String {
+        format!("{}:{{{platform}}}:worker:{consumer}", self.prefix)
+    }
+
+    /// An API node's reply stream; only that node reads it.
+    pub fn replies(&self, api_node: &str) -> String {
+        format!("{}:{{api-{api_node}}}:replies", self.prefix)
+    }
+
+    /// A durable operation record (also the command's execution record).
+    pub fn operation(&self, id: Uuid) -> String {
+        format!("{}:op:{id}", self.prefix)
+    }
+
+    /// An idempotency key → the operation it created.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+
+    /// An instance record: spec, state, fencing token and runtime info.
+    pub fn instance(&self, id: Uuid) -> String {
+        format!("{}:inst:{id}", self.prefix)
+    }
+
+    /// The per-instance lease that serialises commands on one instance across workers.
+    pub fn lease(&self, id: Uuid) -> String {
+        format!("{}:lease:{id}", self.prefix)
+    }
+
+    /// Sorted set of every instance id (score 0, so ids sort lexically: UUIDv7 is time order).
+    pub fn instance_index(&self) -> String {
+        format!("{}:instances", self.prefix)
+    }
+
+    /// Hash of instance name → id; `HSETNX` makes names unique.
+    pub fn names(&self) -> String {
+        format!("{}:names", self.prefix)
+    }
+
+    /// Hash of platform → number of instance records.
+    pub fn platform_counts(&self) -> String {
+        format!("{}:platform-counts", self.prefix)
+    }
+
+    /// The events stream: every state change of every instance.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let k = Keyspace::default();
+        let id = Uuid::from_u128(1);
+        assert_eq!(k.commands(Platform::Process), "draas:{process}:commands");
+        assert_eq!(
+            k.node_commands(Platform::Docker, "n1"),
+            "draas:{docker}:node:n1:commands"
+        );
+        assert_eq!(
+            k.dead_letters(Platform::Kubernetes),
+            "draas:{kubernetes}:dlq"
+        );
+        assert_eq!(k.workers(Platform::Process), "draas:{process}:workers");
+        assert_eq!(k.replies("a1"), "draas:{api-a1}:replies");
+        assert_eq!(
+            k.operation(id),
+            "draas:op:00000000-0000-0000-0000-000000000001"
+        );
+        assert_eq!(
+            k.instance(id),
+            "draas:inst:00000000-0000-0000-0000-000000000001"
+        );
+        assert_eq!(k.names(), "draas:names");
+    }
+
+    /// The tag is what Redis Cluster hashes: a platform's streams must share it.
+    #[test]
+    fn platform_streams_share_a_hash_tag() {
+        fn tag(key: &str) -> &str {
+            let open = key.find('{').unwrap();
+            let close = key[open..].find('}').unwrap() + open;
+            &key[open + 1..close]
+        }
+        let k = Keyspace::new("t1");
+        for p in Platform::ALL {
+            assert_eq!(tag(&k.commands(p)), tag(&k.node_commands(p, "n")));
+            assert_eq!(tag(&k.commands(p)), tag(&k.dead_letters(p)));
+            assert_eq!(tag(&k.commands(p)), p.as_str());
+        }
+    }
+}

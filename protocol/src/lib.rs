@@ -1,0 +1,31 @@
+//! Wire types and key layout shared by every DRaaS component. This crate does no I/O.
+//!
+//! Layout:
+//! - [`instance`]: the instance model (`Instance`, `InstanceSpec`, `Platform`, `RestartPolicy`,
+//!   `RuntimeInfo`) and the lifecycle state machine (`InstanceState`, one transition table).
+//! - [`command`]: the closed `Command` enum and the command, reply and event envelopes.
+//! - [`operation`]: the durable `Operation` record and its Redis hash field mapping.
+//! - [`codec`]: versioned MessagePack encoding with typed decode errors.
+//! - [`keys`]: every Redis key name, built in one place, hash-tagged per platform.
+//! - [`drasi`]: the drasi-server configuration model, validation and YAML rendering.
+//! - [`time`]: the millisecond `Timestamp` used on the wire and in JSON.
+
+pub mod codec;
+pub mod command;
+pub mod drasi;
+pub mod instance;
+pub mod keys;
+pub mod operation;
+pub mod time;
+
+pub use codec::{DecodeError, SCHEMA_VERSION};
+pub use command::{
+    Command, CommandEnvelope, CommandKind, ErrorInfo, Event, EventKind, Outcome, Reply,
+};
+pub use instance::{
+    IllegalTransition, Instance, InstanceSpec, InstanceState, Platform, RestartMode, RestartPolicy,
+    RuntimeInfo,
+};
+pub use keys::Keyspace;
+pub use operation::{Operation, OperationState};
+pub use time::Timestamp;

@@ -1,0 +1,212 @@
+//! The durable `Operation` record: what a client polls, and the worker's execution record.
+//!
+//! It lives in one Redis hash per command; [`Operation::to_fields`] and
+//! [`Operation::from_fields`] are the only mapping between the two.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::command::{CommandKind, ErrorInfo};
+use crate::instance::Platform;
+use crate::time::Timestamp;
+
+/// Where an operation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl OperationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationState::Pending => "pending",
+            OperationState::Running => "running",
+            OperationState::Succeeded => "succeeded",
+            OperationState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        use OperationState::*;
+        [Pending, Running, Succeeded, Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+
+    /// Succeeded or failed: nothing will change it again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OperationState::Succeeded | OperationState::Failed)
+    }
+}
+
+/// One command as a client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub id: Uuid,
+    pub instance_id: Option<Uuid>,
+    pub platform: Platform,
+    pub command: CommandKind,
+    pub state: OperationState,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<ErrorInfo>,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+    /// Deliveries that started executing it.
+    pub attempts: u32,
+    /// The consumer that last executed it.
+    pub worker: Option<String>,
+}
+
+/// A hash that does not hold a valid operation.
+#[derive(Debug, thiserror::Error)]
+#[error("operation record field `{field}` is missing or invalid")]
+pub struct FieldError {
+    pub field: &'static str,
+}
+
+impl Operation {
+    /// A new pending operation.
+    pub fn pending(
+        id: Uuid,
+        instance_id: Option<Uuid>,
+        platform: Platform,
+        command: CommandKind,
+        now: Timestamp,
+    ) -> Self {
+        Operation {
+            id,
+            instance_id,
+            platform,
+            command,
+            state: OperationState::Pending,
+            result: None,
+            error: None,
+            created_at: now,
+            completed_at: None,
+            attempts: 0,
+            worker: None,
+        }
+    }
+
+    /// The hash fields of this record. Absent options are left out.
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            ("id", self.id.to_string()),
+            ("platform", self.platform.as_str().to_owned()),
+            ("command", self.command.as_str().to_owned()),
+            ("state", self.state.as_str().to_owned()),
+            ("created", self.created_at.millis().to_string()),
+            ("attempts", self.attempts.to_string()),
+        ];
+        if let Some(id) = self.instance_id {
+            fields.push(("instance", id.to_string()));
+        }
+        if let Some(result) = &self.result {
+            fields.push(("result", result.to_string()));
+        }
+        if let Some(error) = &self.error {
+            fields.push(("error", serde_json::to_string(error).unwrap_or_default()));
+        }
+        if let Some(t) = self.completed_at {
+            fields.push(("completed", t.millis().to_string()));
+        }
+        if let Some(w) = &self.worker {
+            fields.push(("worker", w.clone()));
+        }
+        fields
+    }
+
+    /// Reads a record back from its hash.
+    pub fn from_fields(fields: &HashMap<String, String>) -> Result<Self, FieldError> {
+        fn get<'a>(f: &'a HashMap<String, String>, k: &'static str) -> Result<&'a str, FieldError> {
+            f.get(k).map(String::as_str).ok_or(FieldError { field: k })
+        }
+        fn parse<T: std::str::FromStr>(
+            f: &HashMap<String, String>,
+            k: &'static str,
+        ) -> Result<T, FieldError> {
+            get(f, k)?.parse().map_err(|_| FieldError { field: k })
+        }
+        let optional_json =
+            |k: &'static str| -> Result<Option<String>, FieldError> { Ok(fields.get(k).cloned()) };
+        Ok(Operation {
+            id: parse(fields, "id")?,
+            instance_id: match fields.get("instance") {
+                Some(s) => Some(s.parse().map_err(|_| FieldError { field: "instance" })?),
+                None => None,
+            },
+            platform: Platform::parse(get(fields, "platform")?)
+                .ok_or(FieldError { field: "platform" })?,
+            command: CommandKind::parse(get(fields, "command")?)
+                .ok_or(FieldError { field: "command" })?,
+            state: OperationState::parse(get(fields, "state")?)
+                .ok_or(FieldError { field: "state" })?,
+            result: match optional_json("result")? {
+                Some(s) => {
+                    Some(serde_json::from_str(&s).map_err(|_| FieldError { field: "result" })?)
+                }
+                None => None,
+            },
+            error: match optional_json("error")? {
+                Some(s) => {
+                    Some(serde_json::from_str(&s).map_err(|_| FieldError { field: "error" })?)
+                }
+                None => None,
+            },
+            created_at: Timestamp(parse(fields, "created")?),
+            completed_at: match fields.get("completed") {
+                Some(s) => Some(Timestamp(
+                    s.parse().map_err(|_| FieldError { field: "completed" })?,
+                )),
+                None => None,
+            },
+            attempts: parse(fields, "attempts")?,
+            worker: fields.get("worker").cloned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip() {
+        let mut op = Operation::pending(
+            Uuid::now_v7(),
+            Some(Uuid::now_v7()),
+            Platform::Process,
+            CommandKind::Start,
+            Timestamp(10),
+        );
+        let back = |op: &Operation| {
+            let map: HashMap<String, String> = op
+                .to_fields()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            Operation::from_fields(&map).unwrap()
+        };
+        assert_eq!(back(&op), op);
+        op.state = OperationState::Failed;
+        op.error = Some(ErrorInfo::new("x", "y"));
+        op.result = Some(serde_json::json!({"a": 1}));
+        op.completed_at = Some(Timestamp(20));
+        op.worker = Some("w".into());
+        op.attempts = 2;
+        assert_eq!(back(&op), op);
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let err = Operation::from_fields(&HashMap::new()).unwrap_err();
+        assert_eq!(err.field, "id");
+    }
+}

@@ -1,0 +1,23 @@
+//! draas-runtime: a drasi-server-compatible host for the subset of Drasi built from the
+//! published crates (sources `http`, `mock`; reactions `log`, `http`, `sse`).
+//!
+//! Modules:
+//! - [`cli`]: command-line arguments (`--config`, `--port`, `validate`).
+//! - [`load`]: reading, interpolating, parsing and checking a config file.
+//! - [`support`]: what this runtime accepts beyond the shared config model.
+//! - [`components`]: turning the config into DrasiLib instances.
+//! - [`api`]: the REST API (drasi-server paths and `{success, data, error}` envelope).
+//! - [`server`]: start, serve, and stop; the in-process entry point [`server::run`].
+//! - [`signals`]: SIGINT/SIGTERM as a shutdown future.
+
+pub mod api;
+pub mod cli;
+pub mod components;
+pub mod error;
+pub mod load;
+pub mod server;
+pub mod signals;
+pub mod support;
+
+pub use error::RuntimeError;
+pub use server::{Runtime, run};

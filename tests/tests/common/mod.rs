@@ -1,0 +1,422 @@
+//! Test harness: a private `redis-server` per test, the real API and the real worker running
+//! in-process on loopback, and `draas-runtime` as the instance executable. Everything a test
+//! starts is stopped by PID when the test's handles drop.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use draas_protocol::{Keyspace, Platform};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any condition in these tests may take before it counts as failed.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A private redis-server on a free loopback port, killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    pub url: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl RedisServer {
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = scratch("redis");
+        Self::start_in(dir, free_port())
+    }
+
+    /// Starts (or restarts) a server on `port` over `dir`, with AOF on so restarts keep data.
+    pub fn start_in(dir: PathBuf, port: u16) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .args([
+                "--appendfsync",
+                "always",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("redis-server must be installed (apt-get install -y redis-server)")?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let server = RedisServer {
+            port,
+            url,
+            dir,
+            child,
+        };
+        wait_sync(|| {
+            let client = redis::Client::open(server.url.as_str()).ok()?;
+            let mut conn = client.get_connection().ok()?;
+            redis::cmd("PING").query::<String>(&mut conn).ok()
+        })?;
+        Ok(server)
+    }
+
+    /// Stops the server (SIGTERM, AOF flushed) and returns what is needed to start it again.
+    pub fn stop(mut self) -> (PathBuf, u16) {
+        terminate(&mut self.child);
+        (self.dir.clone(), self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url.as_str()).expect("valid url")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// SIGTERM, then wait (bounded), then SIGKILL.
+pub fn terminate(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A fresh scratch directory.
+pub fn scratch(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "draas-test-{what}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `draas-runtime` binary built by this workspace.
+pub fn runtime_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("draas-runtime");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --workspace` before the tests",
+        bin.display()
+    );
+    bin
+}
+
+/// A running API node (in-process, on loopback).
+pub struct ApiNode {
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl ApiNode {
+    pub async fn start(redis_url: &str, keys: &Keyspace) -> anyhow::Result<Self> {
+        let mut config = draas_api::ApiConfig::new(redis_url);
+        config.keys = keys.clone();
+        config.default_wait = Duration::from_secs(30);
+        let app = draas_api::App::connect(config).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(draas_api::serve(listener, app, async move {
+            let _ = rx.await;
+        }));
+        Ok(ApiNode {
+            url,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(DEADLINE, task).await;
+        }
+    }
+}
+
+impl Drop for ApiNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A running worker (in-process).
+pub struct WorkerNode {
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), draas_worker::WorkerError>>>,
+}
+
+impl WorkerNode {
+    pub async fn start(
+        redis_url: &str,
+        keys: &Keyspace,
+        executable: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let data_dir = scratch("worker");
+        let mut config = draas_worker::WorkerConfig::new(redis_url, Platform::Process, &data_dir);
+        config.keys = keys.clone();
+        config.stop_instances_on_exit = true;
+        config.drain_deadline = Duration::from_secs(20);
+        config.process.executable = executable;
+        config.process.stop_grace = Duration::from_secs(5);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(draas_worker::run(
+            config,
+            async move {
+                let _ = rx.await;
+            },
+            std::future::pending(),
+        ));
+        Ok(WorkerNode {
+            data_dir,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(DEADLINE, task).await;
+        }
+    }
+}
+
+impl Drop for WorkerNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Redis + API + one process worker, with a fresh key prefix.
+pub struct System {
+    pub redis: RedisServer,
+    pub keys: Keyspace,
+    pub api: ApiNode,
+    pub worker: WorkerNode,
+    pub http: reqwest::Client,
+}
+
+impl System {
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(runtime_binary()).await
+    }
+
+    pub async fn start_with(executable: PathBuf) -> anyhow::Result<Self> {
+        let redis = RedisServer::start()?;
+        let keys = Keyspace::new(format!(
+            "t{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        let worker = WorkerNode::start(&redis.url, &keys, executable).await?;
+        let api = ApiNode::start(&redis.url, &keys).await?;
+        let http = reqwest::Client::new();
+        let system = System {
+            redis,
+            keys,
+            api,
+            worker,
+            http,
+        };
+        let url = system.api.url.clone();
+        let http = system.http.clone();
+        wait_until(|| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let v: Value = http
+                    .get(format!("{url}/api/v1/platforms"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (v["items"][0]["available"] == true).then_some(())
+            }
+        })
+        .await?;
+        Ok(system)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api.url)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        status_json(resp).await
+    }
+
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        status_json(resp).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.url(path)).send().await.expect("request");
+        status_json(resp).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        status_json(resp).await
+    }
+
+    /// Creates an instance from `sensor_config()` under `name`; returns its id.
+    pub async fn create(&self, name: &str) -> String {
+        let (status, body) = self
+            .post_json(
+                "/api/v1/instances",
+                &json!({"name": name, "platform": "process", "config": sensor_config()}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn instance(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/instances/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until the instance is in `state`.
+    pub async fn wait_state(&self, id: &str, state: &str) -> Value {
+        let result = wait_until(|| async move {
+            let inst = self.instance(id).await;
+            (inst["state"] == state).then_some(inst)
+        })
+        .await;
+        match result {
+            Ok(inst) => inst,
+            Err(_) => panic!(
+                "instance {id} never reached {state}: {}",
+                self.instance(id).await
+            ),
+        }
+    }
+}
+
+pub async fn status_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// The walk-through config: an HTTP source, a Cypher query and a log reaction.
+pub fn sensor_config() -> Value {
+    json!({
+        "sources": [{"kind": "http", "id": "readings"}],
+        "queries": [{
+            "id": "hot",
+            "query": "MATCH (s:Sensor) WHERE s.temperature > 75 RETURN s.id AS id, s.temperature AS temperature",
+            "sources": [{"sourceId": "readings"}]
+        }],
+        "reactions": [{"kind": "log", "id": "log", "queries": ["hot"]}]
+    })
+}
+
+/// The URL of a named endpoint in an instance's runtime.
+pub fn endpoint(inst: &Value, name: &str) -> String {
+    inst["runtime"]["endpoints"]
+        .as_array()
+        .and_then(|eps| eps.iter().find(|e| e["name"] == name))
+        .and_then(|e| e["url"].as_str())
+        .unwrap_or_else(|| panic!("no endpoint {name} in {inst}"))
+        .to_owned()
+}
+
+/// Polls `check` until it yields a value or `DEADLINE` passes.
+pub async fn wait_until<T, F, Fut>(mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("condition not met within {DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn wait_sync<T>(mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("condition not met within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,76 @@
+//! Worker configuration: every knob, with the defaults `draas worker` starts from.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use draas_protocol::{Keyspace, Platform};
+
+/// Everything a worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub redis_url: String,
+    pub keys: Keyspace,
+    pub platform: Platform,
+    /// Holds the node identity and every instance's working directory.
+    pub data_dir: PathBuf,
+    /// Commands executed at once.
+    pub concurrency: usize,
+    /// XREADGROUP BLOCK time.
+    pub block: Duration,
+    pub heartbeat_interval: Duration,
+    /// A worker whose last beat is older than this counts as dead.
+    pub heartbeat_ttl: Duration,
+    /// How long a claimed operation is ours before another worker may take it over; renewed
+    /// while the command runs.
+    pub lease: Duration,
+    /// After the first shutdown signal, how long in-flight commands get to finish.
+    pub drain_deadline: Duration,
+    /// Stop every instance this worker runs when it shuts down (`draas up` does this).
+    pub stop_instances_on_exit: bool,
+    pub process: ProcessConfig,
+}
+
+/// Settings of the process driver.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// The drasi-server compatible executable; `draas-runtime` by default.
+    pub executable: PathBuf,
+    /// How long a new instance has to answer `/health` with 200.
+    pub readiness_timeout: Duration,
+    /// Time between SIGINT and SIGKILL on stop.
+    pub stop_grace: Duration,
+    /// Each instance's log file is rotated at this size (one old file is kept).
+    pub log_max_bytes: u64,
+    /// The address instances listen on.
+    pub host: String,
+}
+
+impl WorkerConfig {
+    /// Defaults for `platform` against `redis_url`, with data under `data_dir`.
+    pub fn new(
+        redis_url: impl Into<String>,
+        platform: Platform,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        WorkerConfig {
+            redis_url: redis_url.into(),
+            keys: Keyspace::default(),
+            platform,
+            data_dir: data_dir.into(),
+            concurrency: 64,
+            block: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(2),
+            heartbeat_ttl: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
+            drain_deadline: Duration::from_secs(30),
+            stop_instances_on_exit: false,
+            process: ProcessConfig {
+                executable: PathBuf::from("draas-runtime"),
+                readiness_timeout: Duration::from_secs(30),
+                stop_grace: Duration::from_secs(10),
+                log_max_bytes: 10 * 1024 * 1024,
+                host: "127.0.0.1".to_owned(),
+            },
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The worker's entry point: join the consumer group, read with XREADGROUP BLOCK, execute with
+//! bounded concurrency, beat, and shut down in two stages.
+//!
+//! Shutdown: when `shutdown` resolves the worker stops reading, lets in-flight commands finish
+//! (and ack) until `drain_deadline`, then deregisters. If `force` resolves first, or the
+//! deadline passes, it returns at once; unacked entries stay pending for another worker.
+//! A read is never abandoned half-way: the loop checks for shutdown between reads, and a read
+//! blocks at most `block`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use draas_bus::store::Store;
+use draas_bus::streams::ensure_group;
+use draas_bus::{clock, connect};
+use draas_protocol::Platform;
+use draas_protocol::keys::WORKER_GROUP;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::WorkerConfig;
+use crate::driver::Driver;
+use crate::driver::process::ProcessDriver;
+use crate::lifecycle::Ctx;
+use crate::{WorkerError, execute, monitor, node};
+
+/// Runs a worker until shutdown. See the module docs for the two shutdown stages.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    let node = node::identity(&config.data_dir).map_err(WorkerError::Node)?;
+    let consumer = node::consumer_name(&node);
+    let store = Store::new(
+        connect::shared(&config.redis_url).await?,
+        config.keys.clone(),
+    );
+    let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+    let driver = match config.platform {
+        Platform::Process => ProcessDriver::new(config.process.clone(), &config.data_dir, exit_tx),
+        other => return Err(WorkerError::PlatformUnavailable(other)),
+    };
+    let ctx = Arc::new(Ctx::new(store, driver, config.platform, node, consumer));
+    serve(config, ctx, exit_rx, shutdown, force).await
+}
+
+async fn serve<D: Driver>(
+    config: WorkerConfig,
+    ctx: Arc<Ctx<D>>,
+    exits: mpsc::UnboundedReceiver<crate::driver::Exit>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    force: impl Future<Output = ()> + Send,
+) -> Result<(), WorkerError> {
+    let streams = [
+        config.keys.commands(config.platform),
+        config.keys.node_commands(config.platform, &ctx.node),
+    ];
+    let mut reader = connect::blocking(&config.redis_url).await?;
+    for stream in &streams {
+        ensure_group(&mut reader, stream).await?;
+    }
+    let stop_reading = CancellationToken::new();
+    tokio::spawn({
+        let stop_reading = stop_reading.clone();
+        async move {
+            shutdown.await;
+            stop_reading.cancel();
+        }
+    });
+    let beats = tokio::spawn(heartbeat(Arc::clone(&ctx), config.clone()));
+    let monitor = tokio::spawn(monitor::run(Arc::clone(&ctx), exits));
+    tracing::info!(message = "worker ready", platform = %config.platform, node = %ctx.node, consumer = %ctx.consumer);
+
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    while !stop_reading.is_cancelled() {
+        // Read only as many entries as there are free slots, so nothing waits unclaimed in memory.
+        let first = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => permit.expect("semaphore never closes"),
+            () = stop_reading.cancelled() => break,
+        };
+        let free = slots.available_permits() + 1;
+        let entries = match read(&mut reader, &streams, &ctx.consumer, free, &config).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(message = "read failed; recovering", %error);
+                reader = recover(&config, &streams).await?;
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        for (stream, entry) in entries {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => Arc::clone(&slots)
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closes"),
+            };
+            let ctx = Arc::clone(&ctx);
+            let lease = config.lease;
+            tracker.spawn(async move {
+                execute::entry(&ctx, &stream, &entry, lease).await;
+                drop(permit);
+            });
+        }
+    }
+
+    tracing::info!(message = "draining", in_flight = tracker.len());
+    tracker.close();
+    tokio::select! {
+        () = tracker.wait() => tracing::info!(message = "drained"),
+        () = tokio::time::sleep(config.drain_deadline) => tracing::warn!(message = "drain deadline passed; unacked work stays pending", left = tracker.len()),
+        () = force => tracing::warn!(message = "forced exit; unacked work stays pending", left = tracker.len()),
+    }
+    beats.abort();
+    if config.stop_instances_on_exit {
+        ctx.driver.stop_all().await;
+    }
+    monitor.abort();
+    if let Err(error) = ctx.store.deregister(config.platform, &ctx.consumer).await {
+        tracing::warn!(message = "deregistration failed", %error);
+    }
+    Ok(())
+}
+
+async fn read(
+    reader: &mut MultiplexedConnection,
+    streams: &[String; 2],
+    consumer: &str,
+    count: usize,
+    config: &WorkerConfig,
+) -> Result<Vec<(String, redis::streams::StreamId)>, redis::RedisError> {
+    let options = StreamReadOptions::default()
+        .group(WORKER_GROUP, consumer)
+        .count(count)
+        .block(config.block.as_millis() as usize);
+    let reply: Option<StreamReadReply> =
+        redis::AsyncCommands::xread_options(reader, streams, &[">", ">"], &options).await?;
+    Ok(reply
+        .map(|r| {
+            r.keys
+                .into_iter()
+                .flat_map(|k| k.ids.into_iter().map(move |id| (k.key.clone(), id)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// After a failed read: reconnect (with backoff) and recreate the group if Redis lost it.
+async fn recover(
+    config: &WorkerConfig,
+    streams: &[String; 2],
+) -> Result<MultiplexedConnection, WorkerError> {
+    let mut reader = connect::blocking(&config.redis_url).await?;
+    for stream in streams {
+        ensure_group(&mut reader, stream).await?;
+    }
+    Ok(reader)
+}
+
+async fn heartbeat<D: Driver>(ctx: Arc<Ctx<D>>, config: WorkerConfig) {
+    let started = clock::now();
+    let mut tick = tokio::time::interval(config.heartbeat_interval);
+    loop {
+        tick.tick().await;
+        let beat = ctx
+            .store
+            .heartbeat(
+                config.platform,
+                &ctx.consumer,
+                &ctx.node,
+                started,
+                config.heartbeat_ttl.as_millis() as u64,
+            )
+            .await;
+        if let Err(error) = beat {
+            tracing::warn!(message = "heartbeat failed", %error);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The `Driver` trait: what a platform must do for the lifecycle commands, and nothing else.
+//!
+//! Drivers: [`process`] (local child processes). Docker and Kubernetes are not in this build;
+//! a worker started for them fails at startup with a clear error.
+
+pub mod process;
+
+use std::future::Future;
+
+use draas_protocol::{Instance, RuntimeInfo};
+use uuid::Uuid;
+
+/// An instance exit that nobody asked for, as a driver observed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub instance: Uuid,
+    pub pid: Option<u32>,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The last lines the instance wrote.
+    pub log_tail: String,
+}
+
+/// Why a driver call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("instance did not become ready: {reason}\n--- log tail ---\n{log_tail}")]
+    NotReady { reason: String, log_tail: String },
+    #[error("cannot launch `{executable}`: {source}")]
+    Launch {
+        executable: String,
+        source: std::io::Error,
+    },
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One platform's way of running instances.
+pub trait Driver: Send + Sync + 'static {
+    /// Places the instance and returns once it is healthy.
+    fn start(
+        &self,
+        instance: &Instance,
+    ) -> impl Future<Output = Result<RuntimeInfo, DriverError>> + Send;
+
+    /// Stops the instance gracefully; returns its exit code when it was running.
+    fn stop(&self, instance: Uuid)
+    -> impl Future<Output = Result<Option<i32>, DriverError>> + Send;
+
+    /// Stops the instance if needed and removes everything it left on the platform.
+    fn remove(&self, instance: Uuid) -> impl Future<Output = Result<(), DriverError>> + Send;
+
+    /// The last `lines` lines of the instance's log.
+    fn logs(
+        &self,
+        instance: Uuid,
+        lines: usize,
+    ) -> impl Future<Output = Result<String, DriverError>> + Send;
+
+    /// Stops every instance this driver runs (used on shutdown when asked to).
+    fn stop_all(&self) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,35 @@
+//! The DRaaS worker: joins a platform's consumer group and executes lifecycle commands.
+//!
+//! Layout:
+//! - [`config`]: `WorkerConfig`, every knob with its default.
+//! - [`node`]: the node's stable identity, kept in its data directory.
+//! - [`consumer`]: the entry point [`run`]: group setup, the XREADGROUP loop with bounded
+//!   concurrency, heartbeats and two-stage shutdown.
+//! - [`execute`]: one stream entry: claim the operation, run it once, record, reply, ack.
+//! - [`lifecycle`]: what each `Command` does to an instance (exhaustive match).
+//! - [`monitor`]: turns exits the driver observes into honest instance state.
+//! - [`driver`]: the `Driver` trait and the platform drivers (`process`).
+
+pub mod config;
+pub mod consumer;
+pub mod driver;
+mod execute;
+mod lifecycle;
+mod monitor;
+pub mod node;
+
+pub use config::WorkerConfig;
+pub use consumer::run;
+
+/// Errors that stop a worker from running at all.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Bus(#[from] draas_bus::BusError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("node identity: {0}")]
+    Node(#[source] std::io::Error),
+    #[error("platform `{0}` has no driver in this build yet; only `process` is available")]
+    PlatformUnavailable(draas_protocol::Platform),
+}
