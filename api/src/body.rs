@@ -57,13 +57,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             "invalid_field"
         };
-        let mut field = (path != ".").then_some(path);
-        if let Some(unknown) = unknown_field(&inner.to_string()) {
-            field = Some(match field {
-                Some(parent) => format!("{parent}.{unknown}"),
-                None => unknown,
-            });
-        }
+        // The path already ends with an unknown field's own name.
+        let field = (path != ".").then_some(path);
         let message = match &field {
             Some(f) => format!("{f}: {inner}"),
             None => inner.to_string(),
@@ -72,8 +67,3 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// The name in serde's "unknown field `x`, expected ..." message.
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split_once('`').map(|(name, _)| name.to_owned())
-}
