@@ -66,4 +66,3 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::bad_request(code, message, field)
     })
 }
-

@@ -133,3 +133,17 @@ return 0
 ",
     )
 });
+
+/// Gives an operation back (pending, unowned) so another worker may take it at once.
+/// KEYS[1] operation; ARGV: consumer. Returns 1 when released.
+pub(crate) static RELEASE_OPERATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'pending')
+redis.call('HDEL', KEYS[1], 'worker', 'leaseUntil')
+return 1
+",
+    )
+});

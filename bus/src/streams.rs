@@ -13,9 +13,9 @@ use redis::streams::StreamId;
 use crate::BusError;
 use crate::store::Store;
 
-/// Approximate cap on a command stream (`MAXLEN ~`). Acked entries are deleted right away, so
-/// this only bounds a backlog nobody consumes.
-pub const COMMANDS_MAXLEN: usize = 1_000_000;
+/// Approximate cap on a dead-letter stream (`MAXLEN ~`); it has no consumer group, so trimming
+/// it can never drop a pending entry.
+pub const DLQ_MAXLEN: usize = 100_000;
 
 /// Approximate cap on an API node's reply stream.
 pub const REPLIES_MAXLEN: usize = 10_000;
@@ -70,11 +70,10 @@ impl Store {
     ) -> Result<String, BusError> {
         let mut pipe = redis::pipe();
         self.put_operation_in(&mut pipe, op);
+        // No MAXLEN on command streams: trimming would drop pending entries. Acked entries are
+        // deleted at once, so a command stream only ever holds work not yet done.
         pipe.cmd("XADD")
             .arg(stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(COMMANDS_MAXLEN)
             .arg("*")
             .arg(PAYLOAD_FIELD)
             .arg(codec::encode(envelope));
@@ -99,6 +98,91 @@ impl Store {
             .exec_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    /// Moves an entry to the platform's dead-letter stream with the reason and its original
+    /// fields, then acknowledges and deletes it. The entry is acked only once the copy exists.
+    pub async fn dead_letter(
+        &self,
+        platform: Platform,
+        stream: &str,
+        entry: &StreamId,
+        reason: &str,
+        deliveries: u64,
+    ) -> Result<(), BusError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys().dead_letters(platform))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(DLQ_MAXLEN)
+            .arg("*");
+        cmd.arg("reason")
+            .arg(reason)
+            .arg("stream")
+            .arg(stream)
+            .arg("entry")
+            .arg(&entry.id);
+        cmd.arg("deliveries")
+            .arg(deliveries)
+            .arg("at")
+            .arg(crate::clock::now().millis());
+        for (field, value) in &entry.map {
+            if let Value::BulkString(bytes) = value {
+                cmd.arg(format!("orig.{field}")).arg(bytes.as_slice());
+            }
+        }
+        let _: String = cmd.query_async(&mut self.conn()).await?;
+        self.ack_and_delete(stream, std::slice::from_ref(&entry.id))
+            .await
+    }
+
+    /// Resets a pending entry's idle time while keeping it ours: `XCLAIM … 0 id JUSTID`
+    /// neither moves it nor counts a delivery.
+    pub async fn touch_pending(
+        &self,
+        stream: &str,
+        consumer: &str,
+        id: &str,
+    ) -> Result<(), BusError> {
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(WORKER_GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(id)
+            .arg("JUSTID")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes `consumer` from the group on `stream`, but only while it has nothing pending.
+    pub async fn leave_group_if_idle(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<bool, BusError> {
+        let mut conn = self.conn();
+        let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(WORKER_GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(consumer)
+            .query_async(&mut conn)
+            .await?;
+        if !pending.ids.is_empty() {
+            return Ok(false);
+        }
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(stream)
+            .arg(WORKER_GROUP)
+            .arg(consumer)
+            .query_async(&mut conn)
+            .await?;
+        Ok(true)
     }
 
     /// Acknowledges entries and deletes them, so acked work does not pile up in the stream.

@@ -124,7 +124,22 @@ pub struct CommandEnvelope {
     pub trace: Option<String>,
     /// The stream the reply goes to (the issuing API node's reply stream).
     pub reply_to: Option<String>,
+    /// Who asked for the command.
+    pub origin: Origin,
     pub command: Command,
+}
+
+/// Who issued a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Origin {
+    /// A REST client.
+    #[default]
+    Client,
+    /// The instance's restart policy, after a crash.
+    RestartPolicy,
+    /// Rescheduling after the node that ran the instance died.
+    Reschedule,
 }
 
 impl CommandEnvelope {
@@ -148,6 +163,7 @@ impl CommandEnvelope {
             attempt: 1,
             trace: None,
             reply_to: None,
+            origin: Origin::Client,
             command,
         }
     }

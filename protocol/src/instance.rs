@@ -65,7 +65,7 @@ use InstanceState::*;
 /// The one table of direct transitions. `from` may move to any state in its row, and nowhere else.
 pub const TRANSITIONS: &[(InstanceState, &[InstanceState])] = &[
     (Created, &[Starting, Deleting]),
-    (Starting, &[Running, Failed, Stopping]),
+    (Starting, &[Running, Failed, Stopping, Lost]),
     (Running, &[Stopping, Failed, Lost, Deleting]),
     (Stopping, &[Stopped, Failed]),
     (Stopped, &[Starting, Deleting]),
@@ -287,7 +287,7 @@ mod tests {
             rendered,
             [
                 "created -> starting, deleting",
-                "starting -> running, failed, stopping",
+                "starting -> running, failed, stopping, lost",
                 "running -> stopping, failed, lost, deleting",
                 "stopping -> stopped, failed",
                 "stopped -> starting, deleting",

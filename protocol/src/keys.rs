@@ -55,6 +55,16 @@ impl Keyspace {
         format!("{}:{{{platform}}}:workers", self.prefix)
     }
 
+    /// Nodes of the platform: a sorted set of node → last heartbeat (ms).
+    pub fn nodes(&self, platform: Platform) -> String {
+        format!("{}:{{{platform}}}:nodes", self.prefix)
+    }
+
+    /// Ids of the instances placed on a node.
+    pub fn node_instances(&self, platform: Platform, node: &str) -> String {
+        format!("{}:{{{platform}}}:node:{node}:instances", self.prefix)
+    }
+
     /// One worker's heartbeat hash (node, pid, started); it expires when beats stop.
     pub fn worker(&self, platform: Platform, consumer: &str) -> String {
         format!("{}:{{{platform}}}:worker:{consumer}", self.prefix)

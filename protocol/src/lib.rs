@@ -20,7 +20,7 @@ pub mod time;
 
 pub use codec::{DecodeError, SCHEMA_VERSION};
 pub use command::{
-    Command, CommandEnvelope, CommandKind, ErrorInfo, Event, EventKind, Outcome, Reply,
+    Command, CommandEnvelope, CommandKind, ErrorInfo, Event, EventKind, Origin, Outcome, Reply,
 };
 pub use instance::{
     IllegalTransition, Instance, InstanceSpec, InstanceState, Platform, RestartMode, RestartPolicy,

@@ -27,7 +27,10 @@ async fn patches_update_the_spec_and_reconfigure_running_instances() -> anyhow::
     assert_eq!(inst["description"], "hot sensors");
     assert_eq!(inst["generation"], 2);
 
-    assert_eq!(sys.post(&format!("/api/v1/instances/{id}/start")).await.0, 200);
+    assert_eq!(
+        sys.post(&format!("/api/v1/instances/{id}/start")).await.0,
+        200
+    );
     let before = sys.instance(&id).await["runtime"]["pid"].clone();
     let add_query = json!([{"op": "add", "path": "/config/queries/-", "value": {
         "id": "all", "query": "MATCH (s:Sensor) RETURN s.id AS id", "sources": [{"sourceId": "readings"}]
@@ -39,17 +42,40 @@ async fn patches_update_the_spec_and_reconfigure_running_instances() -> anyhow::
         .body(add_query.to_string())
         .send()
         .await?;
-    let op_location = resp.headers().get("operation-location").map(|v| v.to_str().unwrap().to_owned());
+    let op_location = resp
+        .headers()
+        .get("operation-location")
+        .map(|v| v.to_str().unwrap().to_owned());
     let (status, inst) = common::status_json(resp).await;
     assert_eq!(status, 200, "{inst}");
     assert_eq!(inst["generation"], 3);
     assert_eq!(inst["state"], "running", "{inst}");
-    assert_ne!(inst["runtime"]["pid"], before, "ApplyConfig restarts the process");
-    let (_, op) = sys.get(&op_location.expect("operation-location header")).await;
-    assert_eq!((op["command"].clone(), op["state"].clone()), (json!("applyConfig"), json!("succeeded")), "{op}");
+    assert_ne!(
+        inst["runtime"]["pid"], before,
+        "ApplyConfig restarts the process"
+    );
+    let (_, op) = sys
+        .get(&op_location.expect("operation-location header"))
+        .await;
+    assert_eq!(
+        (op["command"].clone(), op["state"].clone()),
+        (json!("applyConfig"), json!("succeeded")),
+        "{op}"
+    );
 
-    let queries: Value = sys.http.get(format!("{}/api/v1/queries", endpoint(&inst, "api"))).send().await?.json().await?;
-    let ids: HashSet<&str> = queries["data"].as_array().unwrap().iter().filter_map(|q| q["id"].as_str()).collect();
+    let queries: Value = sys
+        .http
+        .get(format!("{}/api/v1/queries", endpoint(&inst, "api")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: HashSet<&str> = queries["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["id"].as_str())
+        .collect();
     assert_eq!(ids, HashSet::from(["hot", "all"]), "{queries}");
 
     // A patch that breaks a reference is refused, and nothing changes.
@@ -72,16 +98,36 @@ async fn idempotency_key_returns_the_original_operation() -> anyhow::Result<()> 
     let start = sys.url(&format!("/api/v1/instances/{id}/start"));
     let send = |url: String, key: &'static str| {
         let http = sys.http.clone();
-        async move { common::status_json(http.post(url).header("Idempotency-Key", key).send().await.unwrap()).await }
+        async move {
+            common::status_json(
+                http.post(url)
+                    .header("Idempotency-Key", key)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
     };
     let (status, first) = send(start.clone(), "k-1").await;
-    assert_eq!((status, first["state"].clone()), (200, json!("succeeded")), "{first}");
+    assert_eq!(
+        (status, first["state"].clone()),
+        (200, json!("succeeded")),
+        "{first}"
+    );
     let pid = sys.instance(&id).await["runtime"]["pid"].clone();
 
     let (status, again) = send(start.clone(), "k-1").await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!(again["id"], first["id"], "a retry returns the original operation");
-    assert_eq!(sys.instance(&id).await["runtime"]["pid"], pid, "and runs nothing");
+    assert_eq!(
+        again["id"], first["id"],
+        "a retry returns the original operation"
+    );
+    assert_eq!(
+        sys.instance(&id).await["runtime"]["pid"],
+        pid,
+        "and runs nothing"
+    );
 
     let (status, body) = send(sys.url(&format!("/api/v1/instances/{id}/stop")), "k-1").await;
     assert_eq!(status, 422, "{body}");
@@ -91,7 +137,11 @@ async fn idempotency_key_returns_the_original_operation() -> anyhow::Result<()> 
     let (status, _) = send(start.clone(), "k-2").await;
     assert_eq!(status, 409, "already running");
     let (status, body) = send(sys.url(&format!("/api/v1/instances/{id}/stop")), "k-2").await;
-    assert_eq!((status, body["state"].clone()), (200, json!("succeeded")), "{body}");
+    assert_eq!(
+        (status, body["state"].clone()),
+        (200, json!("succeeded")),
+        "{body}"
+    );
     Ok(())
 }
 
@@ -118,7 +168,10 @@ async fn list_filters_and_pages_with_a_cursor() -> anyhow::Result<()> {
         assert_eq!(status, 200, "{page}");
         pages += 1;
         for item in page["items"].as_array().unwrap() {
-            assert!(seen.insert(item["id"].as_str().unwrap().to_owned()), "duplicate across pages");
+            assert!(
+                seen.insert(item["id"].as_str().unwrap().to_owned()),
+                "duplicate across pages"
+            );
         }
         match page["nextCursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
@@ -129,10 +182,15 @@ async fn list_filters_and_pages_with_a_cursor() -> anyhow::Result<()> {
     assert_eq!(seen, all);
     let (_, gold) = sys.get("/api/v1/instances?label=tier=gold").await;
     assert_eq!(gold["items"].as_array().unwrap().len(), 4, "{gold}");
-    let (_, running) = sys.get("/api/v1/instances?state=running&platform=process").await;
+    let (_, running) = sys
+        .get("/api/v1/instances?state=running&platform=process")
+        .await;
     assert_eq!(running["items"], json!([]));
     let (_, platforms) = sys.get("/api/v1/platforms").await;
-    assert_eq!(platforms["items"][0], json!({"platform": "process", "available": true, "workers": 1, "instances": 7}));
+    assert_eq!(
+        platforms["items"][0],
+        json!({"platform": "process", "available": true, "workers": 1, "instances": 7})
+    );
     let (_, workers) = sys.get("/api/v1/workers").await;
     assert_eq!(workers["items"].as_array().unwrap().len(), 1, "{workers}");
     Ok(())

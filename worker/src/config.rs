@@ -26,7 +26,17 @@ pub struct WorkerConfig {
     /// After the first shutdown signal, how long in-flight commands get to finish.
     pub drain_deadline: Duration,
     /// Stop every instance this worker runs when it shuts down (`draas up` does this).
+    /// Otherwise instances keep running and the next worker on this node adopts them.
     pub stop_instances_on_exit: bool,
+    /// How often the sweeper reclaims idle entries, prunes dead consumers and reaps dead nodes.
+    pub sweep_interval: Duration,
+    /// An entry pending this long belongs to a dead consumer: live workers keep the entries
+    /// they execute fresh, so only a dead (or stuck) owner lets one idle this long.
+    pub claim_idle: Duration,
+    /// Deliveries after which an entry goes to the dead-letter stream.
+    pub max_deliveries: u64,
+    /// Dead consumers with no pending entries are removed from the group after this long.
+    pub prune_after: Duration,
     pub process: ProcessConfig,
 }
 
@@ -64,6 +74,10 @@ impl WorkerConfig {
             lease: Duration::from_secs(30),
             drain_deadline: Duration::from_secs(30),
             stop_instances_on_exit: false,
+            sweep_interval: Duration::from_secs(5),
+            claim_idle: Duration::from_secs(30),
+            max_deliveries: 5,
+            prune_after: Duration::from_secs(3600),
             process: ProcessConfig {
                 executable: PathBuf::from("draas-runtime"),
                 readiness_timeout: Duration::from_secs(30),

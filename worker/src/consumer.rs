@@ -25,7 +25,8 @@ use crate::config::WorkerConfig;
 use crate::driver::Driver;
 use crate::driver::process::ProcessDriver;
 use crate::lifecycle::Ctx;
-use crate::{WorkerError, execute, monitor, node};
+use crate::sweeper::Sweeper;
+use crate::{WorkerError, execute, monitor, node, reconcile};
 
 /// Runs a worker until shutdown. See the module docs for the two shutdown stages.
 pub async fn run(
@@ -44,7 +45,14 @@ pub async fn run(
         Platform::Process => ProcessDriver::new(config.process.clone(), &config.data_dir, exit_tx),
         other => return Err(WorkerError::PlatformUnavailable(other)),
     };
-    let ctx = Arc::new(Ctx::new(store, driver, config.platform, node, consumer));
+    let ctx = Arc::new(Ctx::new(
+        store,
+        driver,
+        config.platform,
+        node,
+        consumer,
+        config.heartbeat_ttl,
+    ));
     serve(config, ctx, exit_rx, shutdown, force).await
 }
 
@@ -71,12 +79,23 @@ async fn serve<D: Driver>(
             stop_reading.cancel();
         }
     });
+    // Beat first, so the reconciliation below never sees this node as dead.
+    beat(&ctx, &config, clock::now()).await;
+    reconcile::run(&ctx).await?;
     let beats = tokio::spawn(heartbeat(Arc::clone(&ctx), config.clone()));
     let monitor = tokio::spawn(monitor::run(Arc::clone(&ctx), exits));
     tracing::info!(message = "worker ready", platform = %config.platform, node = %ctx.node, consumer = %ctx.consumer);
 
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.concurrency));
+    let sweeper = Sweeper {
+        ctx: Arc::clone(&ctx),
+        config: config.clone(),
+        streams: streams.clone(),
+        tracker: tracker.clone(),
+        slots: Arc::clone(&slots),
+    };
+    let sweeping = tokio::spawn(sweeper.run(stop_reading.clone()));
     while !stop_reading.is_cancelled() {
         // Read only as many entries as there are free slots, so nothing waits unclaimed in memory.
         let first = tokio::select! {
@@ -111,6 +130,8 @@ async fn serve<D: Driver>(
     }
 
     tracing::info!(message = "draining", in_flight = tracker.len());
+    // The sweeper may still hand retries to the tracker until it has stopped.
+    let _ = sweeping.await;
     tracker.close();
     tokio::select! {
         () = tracker.wait() => tracing::info!(message = "drained"),
@@ -124,6 +145,12 @@ async fn serve<D: Driver>(
     monitor.abort();
     if let Err(error) = ctx.store.deregister(config.platform, &ctx.consumer).await {
         tracing::warn!(message = "deregistration failed", %error);
+    }
+    // Leave the group only with nothing pending: deleting a consumer drops its pending entries.
+    for stream in &streams {
+        if let Err(error) = ctx.store.leave_group_if_idle(stream, &ctx.consumer).await {
+            tracing::warn!(message = "could not leave the consumer group", %stream, %error);
+        }
     }
     Ok(())
 }
@@ -168,18 +195,17 @@ async fn heartbeat<D: Driver>(ctx: Arc<Ctx<D>>, config: WorkerConfig) {
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     loop {
         tick.tick().await;
-        let beat = ctx
-            .store
-            .heartbeat(
-                config.platform,
-                &ctx.consumer,
-                &ctx.node,
-                started,
-                config.heartbeat_ttl.as_millis() as u64,
-            )
-            .await;
-        if let Err(error) = beat {
-            tracing::warn!(message = "heartbeat failed", %error);
-        }
+        beat(&ctx, &config, started).await;
+    }
+}
+
+async fn beat<D: Driver>(ctx: &Ctx<D>, config: &WorkerConfig, started: draas_protocol::Timestamp) {
+    let ttl = config.heartbeat_ttl.as_millis() as u64;
+    if let Err(error) = ctx
+        .store
+        .heartbeat(config.platform, &ctx.consumer, &ctx.node, started, ttl)
+        .await
+    {
+        tracing::warn!(message = "heartbeat failed", %error);
     }
 }

@@ -16,7 +16,7 @@ use draas_protocol::{
 use redis::streams::StreamId;
 
 use crate::driver::Driver;
-use crate::lifecycle::Ctx;
+use crate::lifecycle::{Ctx, Dispatch};
 
 /// What became of an entry.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,7 +39,18 @@ pub(crate) async fn entry<D: Driver>(
         Err(error) => {
             // An entry nobody can read will never succeed: keep it for operators, then ack.
             tracing::error!(message = "undecodable command; dead-lettering", id = %entry.id, %error);
-            return dead_letter(ctx, stream, entry, &error.to_string()).await;
+            let reason = format!("undecodable: {error}");
+            return match ctx
+                .store
+                .dead_letter(ctx.platform, stream, entry, &reason, 1)
+                .await
+            {
+                Ok(()) => Handled::Acked,
+                Err(error) => {
+                    tracing::error!(message = "dead-lettering failed", id = %entry.id, %error);
+                    Handled::LeftPending
+                }
+            };
         }
     };
     match run(ctx, stream, entry, &env, lease).await {
@@ -75,13 +86,22 @@ async fn run<D: Driver>(
             return Ok(Handled::LeftPending);
         }
         Claim::Done(done) => outcome_of(&done),
-        Claim::Claimed { .. } => {
-            let renewer = renew_while_running(ctx, env, lease);
-            let result = ctx.dispatch(env).await;
+        Claim::Claimed { attempts } => {
+            let renewer = renew_while_running(ctx, env, stream, &entry.id, lease);
+            let dispatched = ctx.dispatch(env, attempts).await;
             renewer.abort();
-            let outcome = match result {
-                Ok(result) => Outcome::Succeeded { result },
-                Err(error) => Outcome::Failed { error },
+            let outcome = match dispatched {
+                Dispatch::Done(Ok(result)) => Outcome::Succeeded { result },
+                Dispatch::Done(Err(error)) => Outcome::Failed { error },
+                Dispatch::Defer(why) => {
+                    // Another live node owns the instance: give the operation back unexecuted
+                    // and leave the entry pending, so that node's sweeper picks it up.
+                    tracing::info!(message = "deferring a command to its node", command = %env.command_id, %why);
+                    ctx.store
+                        .release_operation(env.command_id, &ctx.consumer)
+                        .await?;
+                    return Ok(Handled::LeftPending);
+                }
             };
             if !ctx
                 .store
@@ -132,14 +152,19 @@ fn lease_until(lease: std::time::Duration) -> Timestamp {
     Timestamp(now().millis() + lease.as_millis() as u64)
 }
 
-/// Keeps the operation's lease fresh while a long command (a slow start) runs.
+/// Keeps the operation's lease fresh while a long command (a slow start) runs, and keeps the
+/// stream entry's idle time low (XCLAIM JUSTID to ourselves: no delivery is counted), so no
+/// sweeper mistakes a live execution for a dead consumer's entry.
 fn renew_while_running<D: Driver>(
     ctx: &Arc<Ctx<D>>,
     env: &CommandEnvelope,
+    stream: &str,
+    entry_id: &str,
     lease: std::time::Duration,
 ) -> tokio::task::AbortHandle {
     let ctx = Arc::clone(ctx);
     let id = env.command_id;
+    let (stream, entry_id) = (stream.to_owned(), entry_id.to_owned());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(lease / 3);
         tick.tick().await;
@@ -156,44 +181,14 @@ fn renew_while_running<D: Driver>(
                     tracing::warn!(message = "lease renewal failed", command = %id, %error)
                 }
             }
+            if let Err(error) = ctx
+                .store
+                .touch_pending(&stream, &ctx.consumer, &entry_id)
+                .await
+            {
+                tracing::warn!(message = "pending entry refresh failed", command = %id, %error);
+            }
         }
     })
     .abort_handle()
-}
-
-async fn dead_letter<D: Driver>(
-    ctx: &Arc<Ctx<D>>,
-    stream: &str,
-    entry: &StreamId,
-    reason: &str,
-) -> Handled {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(ctx.store.keys().dead_letters(ctx.platform))
-        .arg("*");
-    cmd.arg("reason")
-        .arg(reason)
-        .arg("stream")
-        .arg(stream)
-        .arg("entry")
-        .arg(&entry.id);
-    for (field, value) in &entry.map {
-        if let redis::Value::BulkString(bytes) = value {
-            cmd.arg(format!("orig.{field}")).arg(bytes.as_slice());
-        }
-    }
-    let moved: Result<String, _> = cmd.query_async(&mut ctx.store.conn()).await;
-    match moved {
-        Ok(_) => match ctx
-            .store
-            .ack_and_delete(stream, std::slice::from_ref(&entry.id))
-            .await
-        {
-            Ok(()) => Handled::Acked,
-            Err(_) => Handled::LeftPending,
-        },
-        Err(error) => {
-            tracing::error!(message = "dead-lettering failed", id = %entry.id, %error);
-            Handled::LeftPending
-        }
-    }
 }

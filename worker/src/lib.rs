@@ -7,7 +7,11 @@
 //!   concurrency, heartbeats and two-stage shutdown.
 //! - [`execute`]: one stream entry: claim the operation, run it once, record, reply, ack.
 //! - [`lifecycle`]: what each `Command` does to an instance (exhaustive match).
-//! - [`monitor`]: turns exits the driver observes into honest instance state.
+//! - [`monitor`]: turns exits the driver observes into honest instance state, and applies
+//!   the restart policy.
+//! - [`reconcile`]: at start-up, adopts surviving processes and corrects this node's records.
+//! - [`sweeper`]: reclaims dead consumers' entries (retry or dead-letter), prunes dead
+//!   consumers with nothing pending, and marks instances of dead nodes lost.
 //! - [`driver`]: the `Driver` trait and the platform drivers (`process`).
 
 pub mod config;
@@ -17,6 +21,8 @@ mod execute;
 mod lifecycle;
 mod monitor;
 pub mod node;
+mod reconcile;
+mod sweeper;
 
 pub use config::WorkerConfig;
 pub use consumer::run;

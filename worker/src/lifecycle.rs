@@ -12,7 +12,8 @@ use draas_bus::Store;
 use draas_bus::clock::now;
 use draas_bus::store::{StoredInstance, Transition};
 use draas_protocol::{
-    Command, CommandEnvelope, ErrorInfo, Event, EventKind, InstanceState, Platform, RuntimeInfo,
+    Command, CommandEnvelope, ErrorInfo, Event, EventKind, InstanceState, Origin, Platform,
+    RuntimeInfo,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -22,6 +23,41 @@ use crate::driver::Driver;
 /// The result of one command: a JSON result or a coded error.
 pub(crate) type CommandResult = Result<Value, ErrorInfo>;
 
+/// What dispatching a command came to.
+pub(crate) enum Dispatch {
+    /// It ran (or was refused): record this outcome.
+    Done(CommandResult),
+    /// It belongs to another live node: give it back unexecuted.
+    Defer(String),
+}
+
+/// An instance ready for a command, or the live node a resumed command belongs to.
+enum Loaded {
+    Ready(StoredInstance, u64),
+    OtherNode(String),
+}
+
+/// What one execution carries into every step: its fencing token, its command and who asked.
+#[derive(Clone)]
+pub(crate) struct Exec {
+    pub token: u64,
+    pub cmd: Option<Uuid>,
+    pub origin: Origin,
+}
+
+/// The states an interrupted execution of `command` may have left the instance in, from which
+/// a later attempt resumes instead of refusing.
+fn resumes_from(command: &Command) -> &'static [InstanceState] {
+    use InstanceState::*;
+    match command {
+        Command::Ping => &[],
+        Command::Start => &[Starting],
+        Command::Stop => &[Stopping],
+        Command::Restart | Command::ApplyConfig { .. } => &[Stopping, Stopped, Starting],
+        Command::Delete => &[Deleting],
+    }
+}
+
 /// Everything command handlers share.
 pub(crate) struct Ctx<D> {
     pub store: Store,
@@ -29,6 +65,7 @@ pub(crate) struct Ctx<D> {
     pub platform: Platform,
     pub node: String,
     pub consumer: String,
+    heartbeat_ttl_ms: u64,
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -39,6 +76,7 @@ impl<D: Driver> Ctx<D> {
         platform: Platform,
         node: String,
         consumer: String,
+        heartbeat_ttl: std::time::Duration,
     ) -> Self {
         Ctx {
             store,
@@ -46,113 +84,185 @@ impl<D: Driver> Ctx<D> {
             platform,
             node,
             consumer,
+            heartbeat_ttl_ms: heartbeat_ttl.as_millis() as u64,
             locks: Mutex::default(),
         }
     }
 
     /// Runs one command. Commands for one instance never overlap within this worker.
-    pub async fn dispatch(&self, env: &CommandEnvelope) -> CommandResult {
+    /// `attempts` counts executions of this operation, this one included: a later attempt may
+    /// resume where a crashed one stopped.
+    pub async fn dispatch(&self, env: &CommandEnvelope, attempts: u32) -> Dispatch {
         let Some(id) = env.instance_id else {
-            return match env.command {
-                Command::Ping => {
-                    Ok(json!({"pong": true, "node": self.node, "worker": self.consumer}))
-                }
+            return Dispatch::Done(match env.command {
+                Command::Ping => Ok(self.pong()),
                 _ => Err(ErrorInfo::new(
                     "bad_command",
                     "this command needs an instance id",
                 )),
-            };
+            });
         };
         let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let result = self.dispatch_locked(id, env).await;
-        drop(_guard);
+        let guard = lock.lock().await;
+        let result = self.dispatch_locked(id, env, attempts).await;
+        drop(guard);
         self.release_lock(id, lock);
         result
     }
 
-    async fn dispatch_locked(&self, id: Uuid, env: &CommandEnvelope) -> CommandResult {
-        let cmd = Some(env.command_id);
-        match &env.command {
-            Command::Ping => Ok(json!({"pong": true, "node": self.node, "worker": self.consumer})),
-            Command::Start => {
-                let (inst, token) = self.load(id, &env.command).await?;
-                self.start(inst, token, cmd).await
+    fn pong(&self) -> Value {
+        json!({"pong": true, "node": self.node, "worker": self.consumer})
+    }
+
+    async fn dispatch_locked(&self, id: Uuid, env: &CommandEnvelope, attempts: u32) -> Dispatch {
+        if let Command::Ping = env.command {
+            return Dispatch::Done(Ok(self.pong()));
+        }
+        let (inst, token) = match self.load(id, &env.command, attempts).await {
+            Ok(Loaded::Ready(inst, token)) => (inst, token),
+            Ok(Loaded::OtherNode(node)) => {
+                return Dispatch::Defer(format!("node {node} runs this instance"));
             }
-            Command::Stop => {
-                let (inst, token) = self.load(id, &env.command).await?;
-                self.stop(inst, token, cmd).await
-            }
+            Err(error) => return Dispatch::Done(Err(error)),
+        };
+        let ex = Exec {
+            token,
+            cmd: Some(env.command_id),
+            origin: env.origin,
+        };
+        Dispatch::Done(self.run(inst, &ex, &env.command).await)
+    }
+
+    async fn run(&self, inst: StoredInstance, ex: &Exec, command: &Command) -> CommandResult {
+        match command {
+            Command::Ping => Ok(self.pong()),
+            Command::Start => self.start(inst, &ex).await,
+            Command::Stop => self.stop(inst, &ex).await,
             Command::Restart => {
-                let (inst, token) = self.load(id, &env.command).await?;
-                let inst = self.stop_if_running(inst, token, cmd).await?;
-                self.start(inst, token, cmd).await
+                let inst = self.stop_if_running(inst, &ex).await?;
+                self.start(inst, &ex).await
             }
             Command::ApplyConfig { generation } => {
-                let (inst, token) = self.load(id, &env.command).await?;
                 if inst.instance.generation < *generation {
                     return Err(ErrorInfo::new(
                         "stale_spec",
                         format!("spec generation {generation} is not stored yet"),
                     ));
                 }
-                let inst = self.stop_if_running(inst, token, cmd).await?;
-                self.start(inst, token, cmd).await
+                let inst = self.stop_if_running(inst, &ex).await?;
+                self.start(inst, &ex).await
             }
-            Command::Delete => {
-                let (inst, token) = self.load(id, &env.command).await?;
-                self.delete(inst, token, cmd).await
-            }
+            Command::Delete => self.delete(inst, &ex).await,
         }
     }
 
-    /// Reads the instance, checks the command may enter from its state, and takes a token.
-    async fn load(&self, id: Uuid, command: &Command) -> Result<(StoredInstance, u64), ErrorInfo> {
+    /// Reads the instance, checks the command may enter from its state (or, on a later
+    /// attempt, resume from the state an earlier attempt left), and takes a fencing token.
+    /// An interrupted command is resumed only on the node that runs the instance, while that
+    /// node lives: resuming elsewhere would launch a second copy.
+    async fn load(&self, id: Uuid, command: &Command, attempts: u32) -> Result<Loaded, ErrorInfo> {
         let inst = self.store.instance(id).await.map_err(internal)?;
         let inst = inst
             .ok_or_else(|| ErrorInfo::new("not_found", format!("instance {id} does not exist")))?;
-        if let Some(Err(illegal)) = command.entry_state(inst.instance.state) {
-            return Err(ErrorInfo::new("illegal_transition", illegal.to_string()));
+        let state = inst.instance.state;
+        if let Some(Err(illegal)) = command.entry_state(state) {
+            let resumable = attempts > 1 && resumes_from(command).contains(&state);
+            if !resumable {
+                return Err(ErrorInfo::new("illegal_transition", illegal.to_string()));
+            }
+            if let Some(node) = inst
+                .instance
+                .runtime
+                .node
+                .as_deref()
+                .filter(|n| *n != self.node)
+                && self.node_alive(node).await?
+            {
+                return Ok(Loaded::OtherNode(node.to_owned()));
+            }
+            tracing::info!(message = "resuming an interrupted command", instance = %id, command = %command.kind(), %state);
         }
         let token = self.store.fence(id).await.map_err(internal)?;
         let token = token
             .ok_or_else(|| ErrorInfo::new("not_found", format!("instance {id} does not exist")))?;
-        Ok((inst, token))
+        Ok(Loaded::Ready(inst, token))
     }
 
-    async fn start(
+    async fn node_alive(&self, node: &str) -> Result<bool, ErrorInfo> {
+        let workers = self
+            .store
+            .live_workers(self.platform, self.heartbeat_ttl_ms)
+            .await
+            .map_err(internal)?;
+        Ok(workers.iter().any(|w| w.node == node))
+    }
+
+    /// Appends a command of DRaaS's own (a restart policy's start, a reschedule) to the stream
+    /// the instance's commands go to. Nobody waits for its reply; its operation is recorded.
+    pub(crate) async fn enqueue(
         &self,
-        mut inst: StoredInstance,
-        token: u64,
-        cmd: Option<Uuid>,
-    ) -> CommandResult {
+        id: Uuid,
+        command: Command,
+        origin: Origin,
+    ) -> Result<(), draas_bus::BusError> {
+        let stored = self.store.instance(id).await?;
+        let Some(stored) = stored else { return Ok(()) };
+        let mut env = CommandEnvelope::new(self.platform, Some(id), command, now());
+        env.origin = origin;
+        let op = draas_protocol::Operation::pending(
+            env.command_id,
+            Some(id),
+            self.platform,
+            env.command.kind(),
+            env.issued_at,
+        );
+        let stream = draas_bus::streams::command_stream(
+            self.store.keys(),
+            self.platform,
+            Some(&stored.instance),
+        );
+        self.store.submit(&stream, &env, &op).await?;
+        Ok(())
+    }
+
+    async fn start(&self, mut inst: StoredInstance, ex: &Exec) -> CommandResult {
         let id = inst.instance.id;
         let from = inst.instance.state;
+        let restarts = match ex.origin {
+            Origin::Client => 0,
+            Origin::RestartPolicy | Origin::Reschedule => inst.instance.runtime.restarts + 1,
+        };
         let placing = RuntimeInfo {
             node: Some(self.node.clone()),
+            restarts,
             ..RuntimeInfo::default()
         };
-        self.move_to(
-            id,
-            from,
-            InstanceState::Starting,
-            token,
-            Some(&placing),
-            cmd,
-            "start requested",
-        )
-        .await?;
-        inst.instance.state = InstanceState::Starting;
+        if from != InstanceState::Starting {
+            self.store
+                .place(self.platform, &self.node, id)
+                .await
+                .map_err(internal)?;
+            self.move_to(
+                id,
+                from,
+                InstanceState::Starting,
+                ex,
+                Some(&placing),
+                "start requested",
+            )
+            .await?;
+            inst.instance.state = InstanceState::Starting;
+        }
         match self.driver.start(&inst.instance).await {
             Ok(mut runtime) => {
                 runtime.node = Some(self.node.clone());
+                runtime.restarts = restarts;
                 self.move_to(
                     id,
                     InstanceState::Starting,
                     InstanceState::Running,
-                    token,
+                    ex,
                     Some(&runtime),
-                    cmd,
                     "healthy",
                 )
                 .await?;
@@ -167,9 +277,8 @@ impl<D: Driver> Ctx<D> {
                     id,
                     InstanceState::Starting,
                     InstanceState::Failed,
-                    token,
+                    ex,
                     Some(&runtime),
-                    cmd,
                     "start failed",
                 )
                 .await?;
@@ -178,17 +287,17 @@ impl<D: Driver> Ctx<D> {
         }
     }
 
-    async fn stop(&self, inst: StoredInstance, token: u64, cmd: Option<Uuid>) -> CommandResult {
-        let inst = self.stop_if_running(inst, token, cmd).await?;
+    async fn stop(&self, inst: StoredInstance, ex: &Exec) -> CommandResult {
+        let inst = self.stop_if_running(inst, ex).await?;
         Ok(json!({"state": inst.instance.state, "exitCode": inst.instance.runtime.exit_code}))
     }
 
-    /// Brings a running (or failed, or lost) instance to `stopped`; other states pass through.
+    /// Brings a running (or starting, failed or lost) instance to `stopped`; an interrupted
+    /// stop (`stopping`) is finished; other states pass through unchanged.
     async fn stop_if_running(
         &self,
         mut inst: StoredInstance,
-        token: u64,
-        cmd: Option<Uuid>,
+        ex: &Exec,
     ) -> Result<StoredInstance, ErrorInfo> {
         let id = inst.instance.id;
         let from = inst.instance.state;
@@ -202,35 +311,36 @@ impl<D: Driver> Ctx<D> {
                     id,
                     from,
                     InstanceState::Stopped,
-                    token,
+                    ex,
                     Some(&runtime),
-                    cmd,
                     "stop requested",
                 )
                 .await?;
             }
-            InstanceState::Running | InstanceState::Starting | InstanceState::Failed => {
-                self.move_to(
-                    id,
-                    from,
-                    InstanceState::Stopping,
-                    token,
-                    None,
-                    cmd,
-                    "stop requested",
-                )
-                .await?;
-                let exit = self.driver.stop(id).await;
-                match exit {
+            InstanceState::Running
+            | InstanceState::Starting
+            | InstanceState::Failed
+            | InstanceState::Stopping => {
+                if from != InstanceState::Stopping {
+                    self.move_to(
+                        id,
+                        from,
+                        InstanceState::Stopping,
+                        ex,
+                        None,
+                        "stop requested",
+                    )
+                    .await?;
+                }
+                match self.driver.stop(id).await {
                     Ok(code) => {
                         runtime.exit_code = code;
                         self.move_to(
                             id,
                             InstanceState::Stopping,
                             InstanceState::Stopped,
-                            token,
+                            ex,
                             Some(&runtime),
-                            cmd,
                             "stopped",
                         )
                         .await?;
@@ -241,9 +351,8 @@ impl<D: Driver> Ctx<D> {
                             id,
                             InstanceState::Stopping,
                             InstanceState::Failed,
-                            token,
+                            ex,
                             Some(&runtime),
-                            cmd,
                             "stop failed",
                         )
                         .await?;
@@ -258,18 +367,19 @@ impl<D: Driver> Ctx<D> {
         Ok(inst)
     }
 
-    async fn delete(&self, inst: StoredInstance, token: u64, cmd: Option<Uuid>) -> CommandResult {
+    async fn delete(&self, inst: StoredInstance, ex: &Exec) -> CommandResult {
         let id = inst.instance.id;
-        self.move_to(
-            id,
-            inst.instance.state,
-            InstanceState::Deleting,
-            token,
-            None,
-            cmd,
-            "delete requested",
-        )
-        .await?;
+        if inst.instance.state != InstanceState::Deleting {
+            self.move_to(
+                id,
+                inst.instance.state,
+                InstanceState::Deleting,
+                ex,
+                None,
+                "delete requested",
+            )
+            .await?;
+        }
         if let Err(error) = self.driver.remove(id).await {
             let runtime = RuntimeInfo {
                 message: Some(error.to_string()),
@@ -279,9 +389,8 @@ impl<D: Driver> Ctx<D> {
                 id,
                 InstanceState::Deleting,
                 InstanceState::Failed,
-                token,
+                ex,
                 Some(&runtime),
-                cmd,
                 "delete failed",
             )
             .await?;
@@ -291,36 +400,40 @@ impl<D: Driver> Ctx<D> {
             id,
             InstanceState::Deleting,
             InstanceState::Deleted,
-            token,
+            ex,
             None,
-            cmd,
             "removed from platform",
         )
         .await?;
+        let spec = &inst.instance.spec;
         self.store
-            .delete_instance(id, &inst.instance.spec.name, inst.instance.spec.platform)
+            .delete_instance(id, &spec.name, spec.platform)
             .await
             .map_err(internal)?;
+        if let Some(node) = &inst.instance.runtime.node {
+            self.store
+                .unplace(self.platform, node, id)
+                .await
+                .map_err(internal)?;
+        }
         Ok(json!({"deleted": id}))
     }
 
     /// One fenced compare-and-set state change, plus its event.
-    #[allow(clippy::too_many_arguments)]
     async fn move_to(
         &self,
         id: Uuid,
         from: InstanceState,
         to: InstanceState,
-        token: u64,
+        ex: &Exec,
         runtime: Option<&RuntimeInfo>,
-        cmd: Option<Uuid>,
         reason: &str,
     ) -> Result<(), ErrorInfo> {
         from.check_move(to)
             .map_err(|e| ErrorInfo::new("illegal_transition", e.to_string()))?;
         match self
             .store
-            .transition(id, from, to, token, runtime)
+            .transition(id, from, to, ex.token, runtime)
             .await
             .map_err(internal)?
         {
@@ -348,7 +461,7 @@ impl<D: Driver> Ctx<D> {
         }
         self.emit(
             id,
-            cmd,
+            ex.cmd,
             EventKind::StateChanged {
                 from,
                 to,

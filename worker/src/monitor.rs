@@ -1,7 +1,7 @@
 //! Turns exits the driver observed into honest instance state: a running instance whose
 //! process died unasked becomes `failed`, with the exit code and the log tail.
 
-use draas_protocol::{EventKind, InstanceState};
+use draas_protocol::{Command, EventKind, InstanceState, Origin, RestartMode};
 use tokio::sync::mpsc;
 
 use crate::driver::{Driver, Exit};
@@ -20,7 +20,10 @@ pub(crate) async fn run<D: Driver>(
     }
 }
 
-async fn record<D: Driver>(ctx: &Ctx<D>, exit: &Exit) -> Result<(), draas_bus::BusError> {
+async fn record<D: Driver>(
+    ctx: &std::sync::Arc<Ctx<D>>,
+    exit: &Exit,
+) -> Result<(), draas_bus::BusError> {
     let Some(stored) = ctx.store.instance(exit.instance).await? else {
         return Ok(());
     };
@@ -52,6 +55,7 @@ async fn record<D: Driver>(ctx: &Ctx<D>, exit: &Exit) -> Result<(), draas_bus::B
         .await?;
     if let Transition::Done(_) = moved {
         tracing::warn!(message = "instance process died", instance = %exit.instance, %how);
+        schedule_restart(ctx, exit, &inst).await;
         ctx.emit(
             exit.instance,
             None,
@@ -64,4 +68,43 @@ async fn record<D: Driver>(ctx: &Ctx<D>, exit: &Exit) -> Result<(), draas_bus::B
         .await;
     }
     Ok(())
+}
+
+/// Applies the restart policy: never; on-failure (a non-zero exit or a signal); always. Each
+/// restart waits `initialBackoffMs × 2^restarts` (capped at `maxBackoffMs`), is an event, and
+/// goes through the bus as a Start command, fenced like any other.
+async fn schedule_restart<D: Driver>(
+    ctx: &std::sync::Arc<Ctx<D>>,
+    exit: &Exit,
+    inst: &draas_protocol::Instance,
+) {
+    let policy = &inst.spec.restart_policy;
+    let restart = match policy.mode {
+        RestartMode::Never => false,
+        RestartMode::OnFailure => exit.code != Some(0),
+        RestartMode::Always => true,
+    };
+    let attempt = inst.runtime.restarts + 1;
+    if !restart || inst.runtime.restarts >= policy.max_attempts {
+        return;
+    }
+    let factor = 1u64 << inst.runtime.restarts.min(20);
+    let delay_ms = policy
+        .initial_backoff_ms
+        .saturating_mul(factor)
+        .min(policy.max_backoff_ms);
+    ctx.emit(
+        exit.instance,
+        None,
+        EventKind::RestartScheduled { attempt, delay_ms },
+    )
+    .await;
+    let ctx = std::sync::Arc::clone(ctx);
+    let id = exit.instance;
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        if let Err(error) = ctx.enqueue(id, Command::Start, Origin::RestartPolicy).await {
+            tracing::warn!(message = "restart could not be enqueued", instance = %id, %error);
+        }
+    });
 }

@@ -101,6 +101,16 @@ impl Store {
         Ok(owned == 1)
     }
 
+    /// Gives an operation back unexecuted (it belongs to another node); false if not ours.
+    pub async fn release_operation(&self, id: Uuid, consumer: &str) -> Result<bool, BusError> {
+        let released: i64 = scripts::RELEASE_OPERATION
+            .key(self.keys.operation(id))
+            .arg(consumer)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(released == 1)
+    }
+
     /// Records how an operation ended, if `consumer` still owns it. False when fenced off.
     pub async fn finish_operation(
         &self,

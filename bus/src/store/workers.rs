@@ -35,6 +35,8 @@ impl Store {
         redis::pipe()
             .zadd(self.keys.workers(platform), consumer, now)
             .ignore()
+            .zadd(self.keys.nodes(platform), node, now)
+            .ignore()
             .hset_multiple(
                 &hash,
                 &[
@@ -112,5 +114,83 @@ impl Store {
                 started_at: d.get("started").and_then(|s| s.parse().ok()).map(Timestamp),
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// Records that `instance` is placed on `node`.
+    pub async fn place(
+        &self,
+        platform: Platform,
+        node: &str,
+        instance: uuid::Uuid,
+    ) -> Result<(), BusError> {
+        self.conn()
+            .sadd::<_, _, ()>(
+                self.keys.node_instances(platform, node),
+                instance.to_string(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets that `instance` is placed on `node`.
+    pub async fn unplace(
+        &self,
+        platform: Platform,
+        node: &str,
+        instance: uuid::Uuid,
+    ) -> Result<(), BusError> {
+        self.conn()
+            .srem::<_, _, ()>(
+                self.keys.node_instances(platform, node),
+                instance.to_string(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The instances placed on `node`.
+    pub async fn placed(
+        &self,
+        platform: Platform,
+        node: &str,
+    ) -> Result<Vec<uuid::Uuid>, BusError> {
+        let ids: Vec<String> = self
+            .conn()
+            .smembers(self.keys.node_instances(platform, node))
+            .await?;
+        Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    /// Nodes whose last heartbeat is older than `ttl_ms`.
+    pub async fn dead_nodes(
+        &self,
+        platform: Platform,
+        ttl_ms: u64,
+    ) -> Result<Vec<String>, BusError> {
+        let before = now().millis().saturating_sub(ttl_ms);
+        Ok(self
+            .conn()
+            .zrangebyscore(self.keys.nodes(platform), 0, before)
+            .await?)
+    }
+
+    /// Forgets a dead node once nothing is placed on it any more.
+    pub async fn forget_node_if_empty(
+        &self,
+        platform: Platform,
+        node: &str,
+    ) -> Result<(), BusError> {
+        let placed: u64 = self
+            .conn()
+            .scard(self.keys.node_instances(platform, node))
+            .await?;
+        if placed == 0 {
+            self.conn()
+                .zrem::<_, _, ()>(self.keys.nodes(platform), node)
+                .await?;
+        }
+        Ok(())
     }
 }

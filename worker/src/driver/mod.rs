@@ -37,6 +37,10 @@ pub enum DriverError {
 
 /// One platform's way of running instances.
 pub trait Driver: Send + Sync + 'static {
+    /// Takes over the instances an earlier worker on this node left running, so they are
+    /// neither launched twice nor reported lost. Returns their ids.
+    fn adopt(&self) -> Vec<Uuid>;
+
     /// Places the instance and returns once it is healthy.
     fn start(
         &self,

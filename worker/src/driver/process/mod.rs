@@ -2,17 +2,22 @@
 //! drasi-server compatible binary) in its own working directory under
 //! `<data dir>/instances/<id>/`, with its own ports, config file, log and pid file.
 //!
-//! Stop is SIGINT, then SIGKILL after the grace period (drasi-server exits at once on SIGTERM
-//! without stopping anything). Children run in their own process group, so a Ctrl-C aimed at
-//! the worker's terminal does not reach them.
+//! - Start is idempotent: if a process already runs the instance (launched by an interrupted
+//!   earlier attempt, or adopted from an earlier worker on this node), it is waited for, not
+//!   launched again.
+//! - Stop is SIGINT, then SIGKILL after the grace period (drasi-server exits at once on SIGTERM
+//!   without stopping anything).
+//! - Children run in their own process group, so a Ctrl-C aimed at the worker's terminal does
+//!   not reach them, and they outlive a crashed worker until the next one adopts them.
 
+mod adopt;
+mod child;
 mod logs;
 mod ports;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use draas_bus::clock::now;
@@ -24,6 +29,7 @@ use uuid::Uuid;
 
 use super::{Driver, DriverError, Exit};
 use crate::config::ProcessConfig;
+use child::{ExitState, Reaping, Tracked};
 use logs::LogSink;
 
 /// Name of the rendered config inside an instance's working directory.
@@ -31,39 +37,26 @@ pub const CONFIG_FILE: &str = "config.yaml";
 /// Name of the pid file inside an instance's working directory.
 pub const PID_FILE: &str = "instance.pid";
 
-/// How a tracked child ended: exit code or signal.
-type ExitState = Option<(Option<i32>, Option<i32>)>;
-
-struct Child {
-    pid: u32,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-    exited: watch::Receiver<ExitState>,
-}
-
 /// Runs instances as local child processes.
 pub struct ProcessDriver {
     config: ProcessConfig,
-    root: PathBuf,
-    children: Arc<Mutex<HashMap<Uuid, Child>>>,
+    reaping: Reaping,
     ports: ports::PortAllocator,
-    exits: mpsc::UnboundedSender<Exit>,
     http: reqwest::Client,
 }
 
 impl ProcessDriver {
     /// A driver keeping instances under `<data_dir>/instances`, reporting unexpected exits
     /// on `exits`.
-    pub fn new(
-        config: ProcessConfig,
-        data_dir: &std::path::Path,
-        exits: mpsc::UnboundedSender<Exit>,
-    ) -> Self {
+    pub fn new(config: ProcessConfig, data_dir: &Path, exits: mpsc::UnboundedSender<Exit>) -> Self {
         ProcessDriver {
             config,
-            root: data_dir.join("instances"),
-            children: Arc::default(),
+            reaping: Reaping {
+                table: Default::default(),
+                exits,
+                root: data_dir.join("instances"),
+            },
             ports: ports::PortAllocator::default(),
-            exits,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -71,8 +64,29 @@ impl ProcessDriver {
         }
     }
 
+    fn adopt_found(&self) -> Vec<Uuid> {
+        adopt::scan(&self.reaping.root, &self.config.host)
+            .into_iter()
+            .map(|found| {
+                tracing::info!(message = "adopted a running instance", instance = %found.id, pid = found.pid);
+                let (tracked, tx) = self.reaping.track(found.id, found.pid, found.endpoints, false);
+                self.reaping.watch_adopted(found.id, &tracked, tx);
+                found.id
+            })
+            .collect()
+    }
+
     fn dir(&self, id: Uuid) -> PathBuf {
-        self.root.join(id.to_string())
+        self.reaping.root.join(id.to_string())
+    }
+
+    fn tracked(&self, id: Uuid) -> Option<Tracked> {
+        self.reaping
+            .table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     async fn wait_ready(
@@ -104,80 +118,16 @@ impl ProcessDriver {
         }
     }
 
-    fn spawn_reaper(
-        &self,
-        id: Uuid,
-        mut child: tokio::process::Child,
-        stopping: Arc<std::sync::atomic::AtomicBool>,
-        tx: watch::Sender<ExitState>,
-    ) {
-        let children = Arc::clone(&self.children);
-        let exits = self.exits.clone();
-        let dir = self.dir(id);
-        let pid = child.id();
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            let (code, signal) = match &status {
-                Ok(s) => (s.code(), std::os::unix::process::ExitStatusExt::signal(s)),
-                Err(_) => (None, None),
-            };
-            let _ = tx.send(Some((code, signal)));
-            {
-                let mut map = children.lock().unwrap_or_else(|p| p.into_inner());
-                if map.get(&id).map(|c| Some(c.pid)) == Some(pid) {
-                    map.remove(&id);
-                }
-            }
-            let _ = std::fs::remove_file(dir.join(PID_FILE));
-            if !stopping.load(std::sync::atomic::Ordering::SeqCst) {
-                let log_tail = logs::tail(&dir, 20).unwrap_or_default();
-                let _ = exits.send(Exit {
-                    instance: id,
-                    pid,
-                    code,
-                    signal,
-                    log_tail,
-                });
-            }
-        });
-    }
-
-    fn signal(pid: u32, signal: Signal) {
-        if let Ok(pid) = i32::try_from(pid) {
-            let _ = kill(Pid::from_raw(pid), signal);
-        }
-    }
-}
-
-impl Driver for ProcessDriver {
-    async fn start(&self, instance: &Instance) -> Result<RuntimeInfo, DriverError> {
+    async fn launch(&self, instance: &Instance) -> Result<Tracked, DriverError> {
         let id = instance.id;
-        if let Some(pid) = self
-            .children
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .map(|c| c.pid)
-        {
-            return Err(DriverError::NotReady {
-                reason: format!("a process (pid {pid}) already runs this instance"),
-                log_tail: String::new(),
-            });
-        }
         let dir = self.dir(id);
         tokio::fs::create_dir_all(&dir).await?;
         let mut config = instance.spec.config.clone();
         let endpoints = config.assign_ports(&self.config.host, &mut || {
             self.ports.allocate(&self.config.host)
         })?;
-        let api = endpoints
-            .iter()
-            .find(|e| e.name == "api")
-            .map(|e| e.url.clone())
-            .unwrap_or_default();
         let config_path = dir.join(CONFIG_FILE);
         tokio::fs::write(&config_path, config.to_yaml()).await?;
-
         let sink = LogSink::open(&dir, self.config.log_max_bytes)?;
         let mut child = tokio::process::Command::new(&self.config.executable)
             .arg("--config")
@@ -200,41 +150,51 @@ impl Driver for ProcessDriver {
             sink.drain(err);
         }
         tokio::fs::write(dir.join(PID_FILE), pid.to_string()).await?;
-        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (tx, mut exited) = watch::channel(None);
-        self.children
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id,
-                Child {
-                    pid,
-                    stopping: Arc::clone(&stopping),
-                    exited: exited.clone(),
-                },
-            );
-        // While not ready, an exit is the start's failure, not the monitor's news.
-        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.spawn_reaper(id, child, Arc::clone(&stopping), tx);
+        // Until it is ready, an exit is the start's failure, not the monitor's news.
+        let (tracked, tx) = self.reaping.track(id, pid, endpoints, true);
+        self.reaping.reap_child(id, &tracked, child, tx);
+        Ok(tracked)
+    }
 
-        if let Err(reason) = self.wait_ready(&api, &mut exited).await {
-            let _ = self.stop(id).await;
-            let log_tail = logs::tail(&dir, 20).unwrap_or_default();
-            return Err(DriverError::NotReady { reason, log_tail });
+    fn signal(pid: u32, signal: Signal) {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(pid), signal);
         }
-        stopping.store(false, std::sync::atomic::Ordering::SeqCst);
-        if exited.borrow().is_some() {
-            let log_tail = logs::tail(&dir, 20).unwrap_or_default();
-            return Err(DriverError::NotReady {
-                reason: "process exited right after it became ready".into(),
-                log_tail,
-            });
+    }
+}
+
+impl Driver for ProcessDriver {
+    fn adopt(&self) -> Vec<Uuid> {
+        self.adopt_found()
+    }
+
+    async fn start(&self, instance: &Instance) -> Result<RuntimeInfo, DriverError> {
+        let id = instance.id;
+        let mut tracked = match self.tracked(id) {
+            Some(running) => {
+                tracing::info!(message = "instance process already running; not launching again", instance = %id, pid = running.pid);
+                running
+            }
+            None => self.launch(instance).await?,
+        };
+        let api = tracked.api_url();
+        tracked.expecting_exit.store(true, Ordering::SeqCst);
+        let ready = self.wait_ready(&api, &mut tracked.exited).await;
+        tracked.expecting_exit.store(false, Ordering::SeqCst);
+        let ready = ready.and_then(|()| match *tracked.exited.borrow() {
+            Some(_) => Err("process exited right after it became ready".to_owned()),
+            None => Ok(()),
+        });
+        if let Err(reason) = ready {
+            let _ = self.stop(id).await;
+            let log_tail = logs::tail(&self.dir(id), 20).unwrap_or_default();
+            return Err(DriverError::NotReady { reason, log_tail });
         }
         let now = now();
         Ok(RuntimeInfo {
-            pid: Some(pid),
+            pid: Some(tracked.pid),
             endpoint: Some(api),
-            endpoints,
+            endpoints: tracked.endpoints.clone(),
             started_at: Some(now),
             last_health_at: Some(now),
             ..RuntimeInfo::default()
@@ -242,26 +202,24 @@ impl Driver for ProcessDriver {
     }
 
     async fn stop(&self, id: Uuid) -> Result<Option<i32>, DriverError> {
-        let tracked = {
-            let map = self.children.lock().unwrap_or_else(|p| p.into_inner());
-            map.get(&id)
-                .map(|c| (c.pid, Arc::clone(&c.stopping), c.exited.clone()))
-        };
-        let Some((pid, stopping, mut exited)) = tracked else {
+        let Some(mut tracked) = self.tracked(id) else {
             return Ok(None);
         };
-        stopping.store(true, std::sync::atomic::Ordering::SeqCst);
-        Self::signal(pid, Signal::SIGINT);
-        let graceful =
-            tokio::time::timeout(self.config.stop_grace, exited.wait_for(Option::is_some))
-                .await
-                .is_ok();
+        tracked.expecting_exit.store(true, Ordering::SeqCst);
+        Self::signal(tracked.pid, Signal::SIGINT);
+        let graceful = tokio::time::timeout(
+            self.config.stop_grace,
+            tracked.exited.wait_for(Option::is_some),
+        )
+        .await
+        .is_ok();
         if !graceful {
-            tracing::warn!(message = "instance ignored SIGINT; killing", instance = %id, pid);
-            Self::signal(pid, Signal::SIGKILL);
-            let _ = exited.wait_for(Option::is_some).await;
+            tracing::warn!(message = "instance ignored SIGINT; killing", instance = %id, pid = tracked.pid);
+            Self::signal(tracked.pid, Signal::SIGKILL);
+            let _ = tracked.exited.wait_for(Option::is_some).await;
         }
-        let code = (*exited.borrow()).and_then(|(code, signal)| code.or(signal.map(|s| 128 + s)));
+        let code =
+            (*tracked.exited.borrow()).and_then(|(code, signal)| code.or(signal.map(|s| 128 + s)));
         Ok(code)
     }
 
@@ -282,7 +240,8 @@ impl Driver for ProcessDriver {
 
     async fn stop_all(&self) {
         let ids: Vec<Uuid> = self
-            .children
+            .reaping
+            .table
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .keys()

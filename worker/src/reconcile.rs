@@ -1,0 +1,74 @@
+//! Start-up reconciliation: make the records of this node's instances match what actually
+//! runs here, before taking any command.
+//!
+//! - A process left by an earlier worker on this node is adopted (never launched again).
+//! - An adopted process whose instance is gone, or now placed on another node, is stopped.
+//! - An instance recorded as running here whose process is gone is marked `failed`.
+
+use std::sync::Arc;
+
+use draas_bus::store::Transition;
+use draas_protocol::{EventKind, InstanceState, RuntimeInfo};
+
+use crate::driver::Driver;
+use crate::lifecycle::Ctx;
+
+/// Adopts surviving processes and corrects the records of this node's instances.
+pub(crate) async fn run<D: Driver>(ctx: &Arc<Ctx<D>>) -> Result<(), draas_bus::BusError> {
+    let adopted = ctx.driver.adopt();
+    for id in &adopted {
+        let record = ctx.store.instance(*id).await?;
+        let ours = record
+            .as_ref()
+            .is_some_and(|r| r.instance.runtime.node.as_deref() == Some(ctx.node.as_str()));
+        if !ours {
+            tracing::warn!(message = "stopping a process whose instance is gone or placed elsewhere", instance = %id);
+            if let Err(error) = ctx.driver.remove(*id).await {
+                tracing::warn!(message = "could not remove a stray instance", instance = %id, %error);
+            }
+        }
+    }
+    for id in ctx.store.placed(ctx.platform, &ctx.node).await? {
+        let Some(stored) = ctx.store.instance(id).await? else {
+            ctx.store.unplace(ctx.platform, &ctx.node, id).await?;
+            continue;
+        };
+        let inst = stored.instance;
+        let here = inst.runtime.node.as_deref() == Some(ctx.node.as_str());
+        if !here {
+            ctx.store.unplace(ctx.platform, &ctx.node, id).await?;
+            continue;
+        }
+        if inst.state == InstanceState::Running && !adopted.contains(&id) {
+            let runtime = RuntimeInfo {
+                node: inst.runtime.node.clone(),
+                message: Some("the process was gone when its worker restarted".into()),
+                restarts: inst.runtime.restarts,
+                ..RuntimeInfo::default()
+            };
+            let moved = ctx
+                .store
+                .transition(
+                    id,
+                    InstanceState::Running,
+                    InstanceState::Failed,
+                    0,
+                    Some(&runtime),
+                )
+                .await?;
+            if let Transition::Done(_) = moved {
+                ctx.emit(
+                    id,
+                    None,
+                    EventKind::StateChanged {
+                        from: InstanceState::Running,
+                        to: InstanceState::Failed,
+                        reason: "process gone while its worker was down".into(),
+                    },
+                )
+                .await;
+            }
+        }
+    }
+    Ok(())
+}
