@@ -92,6 +92,27 @@ pub struct WorkerArgs {
     /// Seconds in-flight commands get after the first shutdown signal.
     #[arg(long, default_value_t = 30.0)]
     drain_deadline: f64,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 2.0)]
+    heartbeat_interval: f64,
+    /// Seconds without a heartbeat after which a worker (and its node) counts as dead.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_ttl: f64,
+    /// Seconds an operation claim lasts unless renewed (it is renewed while a command runs).
+    #[arg(long, default_value_t = 30.0)]
+    lease: f64,
+    /// Seconds a pending entry must idle before the sweeper reclaims it (at least --lease).
+    #[arg(long, default_value_t = 30.0)]
+    claim_idle: f64,
+    /// Seconds between sweeps (reclaim, prune, node reaping).
+    #[arg(long, default_value_t = 5.0)]
+    sweep_interval: f64,
+    /// Deliveries after which a command is dead-lettered.
+    #[arg(long, default_value_t = 5)]
+    max_deliveries: u64,
+    /// Stop this worker's instances when it exits (otherwise the next worker on this node adopts them).
+    #[arg(long)]
+    stop_instances_on_exit: bool,
 }
 
 fn parse_platform(text: &str) -> Result<Platform, String> {
@@ -109,6 +130,13 @@ impl WorkerArgs {
         config.process.readiness_timeout = Duration::from_secs_f64(self.readiness_timeout);
         config.process.stop_grace = Duration::from_secs_f64(self.stop_grace);
         config.drain_deadline = Duration::from_secs_f64(self.drain_deadline);
+        config.heartbeat_interval = Duration::from_secs_f64(self.heartbeat_interval);
+        config.heartbeat_ttl = Duration::from_secs_f64(self.heartbeat_ttl);
+        config.lease = Duration::from_secs_f64(self.lease);
+        config.claim_idle = Duration::from_secs_f64(self.claim_idle.max(self.lease));
+        config.sweep_interval = Duration::from_secs_f64(self.sweep_interval);
+        config.max_deliveries = self.max_deliveries.max(1);
+        config.stop_instances_on_exit = self.stop_instances_on_exit;
         config
     }
 }

@@ -19,7 +19,7 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::config::WorkerConfig;
 use crate::driver::Driver;
@@ -34,6 +34,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send,
 ) -> Result<(), WorkerError> {
+    let mut config = config;
+    // A live execution refreshes its entry every lease/3; reclaiming sooner than a lease would
+    // take work from the living.
+    config.claim_idle = config.claim_idle.max(config.lease);
     let node = node::identity(&config.data_dir).map_err(WorkerError::Node)?;
     let consumer = node::consumer_name(&node);
     let store = Store::new(
@@ -82,8 +86,9 @@ async fn serve<D: Driver>(
     // Beat first, so the reconciliation below never sees this node as dead.
     beat(&ctx, &config, clock::now()).await;
     reconcile::run(&ctx).await?;
-    let beats = tokio::spawn(heartbeat(Arc::clone(&ctx), config.clone()));
-    let monitor = tokio::spawn(monitor::run(Arc::clone(&ctx), exits));
+    // Background tasks die with this future, as they would with the process.
+    let beats = AbortOnDropHandle::new(tokio::spawn(heartbeat(Arc::clone(&ctx), config.clone())));
+    let monitor = AbortOnDropHandle::new(tokio::spawn(monitor::run(Arc::clone(&ctx), exits)));
     tracing::info!(message = "worker ready", platform = %config.platform, node = %ctx.node, consumer = %ctx.consumer);
 
     let tracker = TaskTracker::new();
@@ -95,7 +100,7 @@ async fn serve<D: Driver>(
         tracker: tracker.clone(),
         slots: Arc::clone(&slots),
     };
-    let sweeping = tokio::spawn(sweeper.run(stop_reading.clone()));
+    let sweeping = AbortOnDropHandle::new(tokio::spawn(sweeper.run(stop_reading.clone())));
     while !stop_reading.is_cancelled() {
         // Read only as many entries as there are free slots, so nothing waits unclaimed in memory.
         let first = tokio::select! {

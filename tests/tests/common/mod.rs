@@ -74,10 +74,11 @@ impl RedisServer {
         Ok(server)
     }
 
-    /// Stops the server (SIGTERM, AOF flushed) and returns what is needed to start it again.
-    pub fn stop(mut self) -> (PathBuf, u16) {
+    /// Restarts the server on the same port and data (SIGTERM flushes the AOF first).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
         terminate(&mut self.child);
-        (self.dir.clone(), self.port)
+        *self = Self::start_in(self.dir.clone(), self.port)?;
+        Ok(())
     }
 
     pub fn client(&self) -> redis::Client {
@@ -195,13 +196,24 @@ impl WorkerNode {
         keys: &Keyspace,
         executable: PathBuf,
     ) -> anyhow::Result<Self> {
-        let data_dir = scratch("worker");
+        Self::start_tuned(redis_url, keys, executable, scratch("worker"), |_| {}).await
+    }
+
+    /// Starts a worker on `data_dir` (its node identity lives there) with `tune` applied.
+    pub async fn start_tuned(
+        redis_url: &str,
+        keys: &Keyspace,
+        executable: PathBuf,
+        data_dir: PathBuf,
+        tune: impl FnOnce(&mut draas_worker::WorkerConfig),
+    ) -> anyhow::Result<Self> {
         let mut config = draas_worker::WorkerConfig::new(redis_url, Platform::Process, &data_dir);
         config.keys = keys.clone();
         config.stop_instances_on_exit = true;
         config.drain_deadline = Duration::from_secs(20);
         config.process.executable = executable;
         config.process.stop_grace = Duration::from_secs(5);
+        tune(&mut config);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(draas_worker::run(
             config,
@@ -215,6 +227,15 @@ impl WorkerNode {
             stop: Some(tx),
             task: Some(task),
         })
+    }
+
+    /// The worker vanishes mid-flight, like a SIGKILL: no drain, no deregistration. The
+    /// instance processes it started keep running.
+    pub fn crash(mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 
     pub async fn shutdown(mut self) {
@@ -235,6 +256,30 @@ impl Drop for WorkerNode {
     }
 }
 
+/// A runtime wrapper that appends one line per launch to `log` (outside every worker), then
+/// becomes `draas-runtime` (exec keeps the pid), optionally after `delay_s` seconds.
+pub fn counting_runtime(log: &Path, delay_s: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = scratch("counting").join("counting-runtime.sh");
+    let script = format!(
+        "#!/bin/sh\necho \"$$ $*\" >> {}\nsleep {delay_s}\nexec {} \"$@\"\n",
+        log.display(),
+        runtime_binary().display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Launch-log lines that name `instance`.
+pub fn launches(log: &Path, instance: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(instance))
+        .count()
+}
+
 /// Redis + API + one process worker, with a fresh key prefix.
 pub struct System {
     pub redis: RedisServer,
@@ -250,12 +295,21 @@ impl System {
     }
 
     pub async fn start_with(executable: PathBuf) -> anyhow::Result<Self> {
+        Self::start_tuned(executable, |_| {}).await
+    }
+
+    /// Like `start_with`, with the worker's configuration adjusted by `tune`.
+    pub async fn start_tuned(
+        executable: PathBuf,
+        tune: impl FnOnce(&mut draas_worker::WorkerConfig),
+    ) -> anyhow::Result<Self> {
         let redis = RedisServer::start()?;
         let keys = Keyspace::new(format!(
             "t{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
-        let worker = WorkerNode::start(&redis.url, &keys, executable).await?;
+        let worker =
+            WorkerNode::start_tuned(&redis.url, &keys, executable, scratch("worker"), tune).await?;
         let api = ApiNode::start(&redis.url, &keys).await?;
         let http = reqwest::Client::new();
         let system = System {
@@ -418,5 +472,33 @@ fn wait_sync<T>(mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
             bail!("condition not met within {DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Recovery timings shrunk from seconds-and-minutes to fractions of a second, so the recovery
+/// paths run within a test's time.
+pub fn fast_recovery(c: &mut draas_worker::WorkerConfig) {
+    c.heartbeat_interval = Duration::from_millis(200);
+    c.heartbeat_ttl = Duration::from_millis(1500);
+    c.lease = Duration::from_secs(1);
+    c.claim_idle = Duration::from_secs(1);
+    c.sweep_interval = Duration::from_millis(200);
+    c.max_deliveries = 3;
+}
+
+/// Number of pending entries of the worker group on `stream`.
+pub async fn pending_count(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> usize {
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(draas_protocol::keys::WORKER_GROUP)
+        .query_async(conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    match summary {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n as usize,
+            _ => 0,
+        },
+        _ => 0,
     }
 }
