@@ -9,8 +9,8 @@ use redis::Script;
 
 /// Instance state CAS with fencing.
 /// KEYS[1] instance; ARGV: expected state, new state, fencing token (0 = none), now ms,
-/// runtime JSON ("" = unchanged). Returns {status, detail}: ok/current, state/current,
-/// fenced/fence, missing.
+/// runtime JSON ("" = unchanged), the command making the change ("" = none, e.g. a monitor).
+/// Returns {status, detail}: ok/current, state/current, fenced/fence, missing.
 pub(crate) static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -24,6 +24,7 @@ if token > 0 then
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'runtime', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'command', ARGV[6]) else redis.call('HDEL', KEYS[1], 'command') end
 return {'ok', cur}
 ",
     )

@@ -136,6 +136,27 @@ impl Store {
             .await
     }
 
+    /// Moves an entry to another stream of the same platform (same hash tag), atomically:
+    /// the copy is appended and the original acked and deleted in one MULTI.
+    pub async fn forward(&self, from: &str, entry: &StreamId, to: &str) -> Result<(), BusError> {
+        let payload = payload(entry)?;
+        redis::pipe()
+            .atomic()
+            .cmd("XADD")
+            .arg(to)
+            .arg("*")
+            .arg(PAYLOAD_FIELD)
+            .arg(payload)
+            .ignore()
+            .xack(from, WORKER_GROUP, &[&entry.id])
+            .ignore()
+            .xdel(from, &[&entry.id])
+            .ignore()
+            .exec_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Resets a pending entry's idle time while keeping it ours: `XCLAIM … 0 id JUSTID`
     /// neither moves it nor counts a delivery.
     pub async fn touch_pending(

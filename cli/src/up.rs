@@ -113,6 +113,8 @@ async fn start_redis(dir: &Path) -> anyhow::Result<(String, Child)> {
         .arg(dir)
         .arg("--logfile")
         .arg(dir.join("redis.log"))
+        .arg("--pidfile")
+        .arg(dir.join("redis.pid"))
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(true)

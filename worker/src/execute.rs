@@ -93,14 +93,16 @@ async fn run<D: Driver>(
             let outcome = match dispatched {
                 Dispatch::Done(Ok(result)) => Outcome::Succeeded { result },
                 Dispatch::Done(Err(error)) => Outcome::Failed { error },
-                Dispatch::Defer(why) => {
-                    // Another live node owns the instance: give the operation back unexecuted
-                    // and leave the entry pending, so that node's sweeper picks it up.
-                    tracing::info!(message = "deferring a command to its node", command = %env.command_id, %why);
+                Dispatch::Defer(node) => {
+                    // Another live node runs the instance: give the operation back unexecuted
+                    // and hand the entry to that node's own stream.
+                    tracing::info!(message = "forwarding a command to the node that runs its instance", command = %env.command_id, %node);
                     ctx.store
                         .release_operation(env.command_id, &ctx.consumer)
                         .await?;
-                    return Ok(Handled::LeftPending);
+                    let to = ctx.store.keys().node_commands(ctx.platform, &node);
+                    ctx.store.forward(stream, entry, &to).await?;
+                    return Ok(Handled::Acked);
                 }
             };
             if !ctx

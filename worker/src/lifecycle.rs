@@ -27,13 +27,15 @@ pub(crate) type CommandResult = Result<Value, ErrorInfo>;
 pub(crate) enum Dispatch {
     /// It ran (or was refused): record this outcome.
     Done(CommandResult),
-    /// It belongs to another live node: give it back unexecuted.
+    /// It belongs to this live node (which runs the instance): hand it over unexecuted.
     Defer(String),
 }
 
-/// An instance ready for a command, or the live node a resumed command belongs to.
+/// An instance ready for a command, a command an earlier attempt already finished, or the
+/// live node a resumed command belongs to.
 enum Loaded {
     Ready(StoredInstance, u64),
+    Done(Value),
     OtherNode(String),
 }
 
@@ -43,6 +45,17 @@ pub(crate) struct Exec {
     pub token: u64,
     pub cmd: Option<Uuid>,
     pub origin: Origin,
+}
+
+/// The states an instance is in once `command` has done its work.
+fn finished_in(command: &Command) -> &'static [InstanceState] {
+    use InstanceState::*;
+    match command {
+        Command::Ping => &[],
+        Command::Start | Command::Restart | Command::ApplyConfig { .. } => &[Running],
+        Command::Stop => &[Stopped],
+        Command::Delete => &[Deleted],
+    }
 }
 
 /// The states an interrupted execution of `command` may have left the instance in, from which
@@ -118,10 +131,11 @@ impl<D: Driver> Ctx<D> {
         if let Command::Ping = env.command {
             return Dispatch::Done(Ok(self.pong()));
         }
-        let (inst, token) = match self.load(id, &env.command, attempts).await {
+        let (inst, token) = match self.load(id, env, attempts).await {
             Ok(Loaded::Ready(inst, token)) => (inst, token),
+            Ok(Loaded::Done(result)) => return Dispatch::Done(Ok(result)),
             Ok(Loaded::OtherNode(node)) => {
-                return Dispatch::Defer(format!("node {node} runs this instance"));
+                return Dispatch::Defer(node);
             }
             Err(error) => return Dispatch::Done(Err(error)),
         };
@@ -160,14 +174,34 @@ impl<D: Driver> Ctx<D> {
     /// attempt, resume from the state an earlier attempt left), and takes a fencing token.
     /// An interrupted command is resumed only on the node that runs the instance, while that
     /// node lives: resuming elsewhere would launch a second copy.
-    async fn load(&self, id: Uuid, command: &Command, attempts: u32) -> Result<Loaded, ErrorInfo> {
-        let inst = self.store.instance(id).await.map_err(internal)?;
-        let inst = inst
-            .ok_or_else(|| ErrorInfo::new("not_found", format!("instance {id} does not exist")))?;
+    async fn load(
+        &self,
+        id: Uuid,
+        env: &CommandEnvelope,
+        attempts: u32,
+    ) -> Result<Loaded, ErrorInfo> {
+        let command = &env.command;
+        let not_found = || ErrorInfo::new("not_found", format!("instance {id} does not exist"));
+        let Some(inst) = self.store.instance(id).await.map_err(internal)? else {
+            // A delete whose worker died after removing the record already did its work.
+            if attempts > 1 && matches!(command, Command::Delete) {
+                return Ok(Loaded::Done(json!({"deleted": id})));
+            }
+            return Err(not_found());
+        };
         let state = inst.instance.state;
+        // Did an earlier attempt of this very command make the last change?
+        let ours = attempts > 1 && inst.last_command == Some(env.command_id);
+        if ours && finished_in(command).contains(&state) {
+            tracing::info!(message = "an earlier attempt finished this command", instance = %id, command = %command.kind());
+            let runtime = &inst.instance.runtime;
+            return Ok(Loaded::Done(match command {
+                Command::Stop => json!({"state": state, "exitCode": runtime.exit_code}),
+                _ => serde_json::to_value(runtime).unwrap_or(Value::Null),
+            }));
+        }
         if let Some(Err(illegal)) = command.entry_state(state) {
-            let resumable = attempts > 1 && resumes_from(command).contains(&state);
-            if !resumable {
+            if !(ours && resumes_from(command).contains(&state)) {
                 return Err(ErrorInfo::new("illegal_transition", illegal.to_string()));
             }
             if let Some(node) = inst
@@ -182,9 +216,12 @@ impl<D: Driver> Ctx<D> {
             }
             tracing::info!(message = "resuming an interrupted command", instance = %id, command = %command.kind(), %state);
         }
-        let token = self.store.fence(id).await.map_err(internal)?;
-        let token = token
-            .ok_or_else(|| ErrorInfo::new("not_found", format!("instance {id} does not exist")))?;
+        let token = self
+            .store
+            .fence(id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(not_found)?;
         Ok(Loaded::Ready(inst, token))
     }
 
@@ -433,7 +470,7 @@ impl<D: Driver> Ctx<D> {
             .map_err(|e| ErrorInfo::new("illegal_transition", e.to_string()))?;
         match self
             .store
-            .transition(id, from, to, ex.token, runtime)
+            .transition_by(id, from, to, ex.token, runtime, ex.cmd)
             .await
             .map_err(internal)?
         {

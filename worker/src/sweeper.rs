@@ -189,12 +189,37 @@ impl<D: Driver> Sweeper<D> {
                 self.mark_lost(&node, id).await?;
                 self.ctx.store.unplace(self.ctx.platform, &node, id).await?;
             }
+            self.rehome_commands(&node).await?;
             self.ctx
                 .store
                 .forget_node_if_empty(self.ctx.platform, &node)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Moves whatever waits in a dead node's stream (read or not) to the platform stream, so
+    /// live workers answer it: a stop for a lost instance, say.
+    async fn rehome_commands(&self, node: &str) -> Result<(), draas_bus::BusError> {
+        let from = self.ctx.store.keys().node_commands(self.ctx.platform, node);
+        let to = self.ctx.store.keys().commands(self.ctx.platform);
+        loop {
+            let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&from)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(100)
+                .query_async(&mut self.ctx.store.conn())
+                .await?;
+            if page.ids.is_empty() {
+                return Ok(());
+            }
+            for entry in &page.ids {
+                tracing::warn!(message = "moving a dead node's command to the platform stream", %node, id = %entry.id);
+                self.ctx.store.forward(&from, entry, &to).await?;
+            }
+        }
     }
 
     async fn mark_lost(&self, node: &str, id: uuid::Uuid) -> Result<(), draas_bus::BusError> {

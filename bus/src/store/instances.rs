@@ -19,6 +19,8 @@ use crate::scripts;
 pub struct StoredInstance {
     pub instance: Instance,
     pub fence: u64,
+    /// The command whose execution made the last state change, if a command did.
+    pub last_command: Option<Uuid>,
 }
 
 /// What `create_instance` did.
@@ -192,6 +194,21 @@ impl Store {
         token: u64,
         runtime: Option<&RuntimeInfo>,
     ) -> Result<Transition, BusError> {
+        self.transition_by(id, expected, to, token, runtime, None)
+            .await
+    }
+
+    /// A state change made by `command`; the record remembers it as the last command that
+    /// moved the instance, so a later attempt of the same command can tell its own progress.
+    pub async fn transition_by(
+        &self,
+        id: Uuid,
+        expected: InstanceState,
+        to: InstanceState,
+        token: u64,
+        runtime: Option<&RuntimeInfo>,
+        command: Option<Uuid>,
+    ) -> Result<Transition, BusError> {
         let runtime = match runtime {
             Some(r) => serde_json::to_string(r).map_err(|e| BusError::corrupt("runtime", e))?,
             None => String::new(),
@@ -203,6 +220,7 @@ impl Store {
             .arg(token)
             .arg(now().millis())
             .arg(runtime)
+            .arg(command.map(|c| c.to_string()).unwrap_or_default())
             .invoke_async(&mut self.conn())
             .await?;
         let key = || self.keys.instance(id);
@@ -317,5 +335,6 @@ fn parse_instance(
             runtime,
         },
         fence: f.get("fence").and_then(|s| s.parse().ok()).unwrap_or(0),
+        last_command: f.get("command").and_then(|s| s.parse().ok()),
     })
 }
