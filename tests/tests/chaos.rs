@@ -1,0 +1,233 @@
+//! Chaos: 3 worker processes, 2,000 commands over 100 instances, and one worker SIGKILLed and
+//! restarted every ~2 seconds throughout. Restart policy `never`, so every launch is one a
+//! command asked for. At the end: every operation is terminal, each start launched exactly
+//! once (counted by the executable itself, outside every worker), the pending lists are empty
+//! and the dead-letter stream holds only the poison this test injected.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{ApiNode, RedisServer, counting_runtime, launches, pending_count, scratch, status_json};
+use draas_protocol::{Keyspace, Platform};
+use serde_json::{Value, json};
+
+const INSTANCES: usize = 100;
+const CYCLES: usize = 10; // start + stop per cycle: 20 commands per instance
+const WORKERS: usize = 3;
+const POISON: usize = 3;
+
+fn draas_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("draas");
+    assert!(bin.is_file(), "{} is missing: run `cargo test --workspace`", bin.display());
+    bin
+}
+
+fn spawn_worker(redis_url: &str, prefix: &str, data_dir: &PathBuf, runtime: &PathBuf, log: &PathBuf) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(draas_binary())
+        .args(["worker", "--platform", "process", "--redis-url", redis_url, "--prefix", prefix])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--runtime")
+        .arg(runtime)
+        .args(["--heartbeat-interval", "0.2", "--heartbeat-ttl", "5", "--lease", "1", "--claim-idle", "1"])
+        .args(["--sweep-interval", "0.2", "--max-deliveries", "20", "--readiness-timeout", "30", "--stop-grace", "5"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn draas worker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let prefix = "chaos";
+    let keys = Keyspace::new(prefix);
+    let dir = scratch("chaos");
+    let launch_log = dir.join("launches.log");
+    let runtime = counting_runtime(&launch_log, 0);
+    let data_dirs: Vec<PathBuf> = (0..WORKERS).map(|n| dir.join(format!("node-{n}"))).collect();
+    let worker_log = dir.join("workers.log");
+    let mut workers: Vec<Child> =
+        data_dirs.iter().map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log)).collect();
+    let api = ApiNode::start(&redis.url, &keys).await?;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    common::wait_until(|| async {
+        let v: Value = http.get(format!("{}/api/v1/platforms", api.url)).send().await.ok()?.json().await.ok()?;
+        (v["items"][0]["workers"] == WORKERS).then_some(())
+    })
+    .await?;
+
+    let mut ids = Vec::new();
+    for n in 0..INSTANCES {
+        let body = json!({"name": format!("chaos-{n}"), "platform": "process", "config": {}, "restartPolicy": {"mode": "never"}});
+        let (status, inst) = status_json(http.post(format!("{}/api/v1/instances", api.url)).json(&body).send().await?).await;
+        assert_eq!(status, 201, "{inst}");
+        ids.push(inst["id"].as_str().unwrap().to_owned());
+    }
+    // Poison: entries no worker can decode.
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    for n in 0..POISON {
+        let _: String = redis::cmd("XADD")
+            .arg(keys.commands(Platform::Process))
+            .arg("*")
+            .arg("m")
+            .arg(format!("poison {n}"))
+            .query_async(&mut conn)
+            .await?;
+    }
+
+    // The chaos monkey: SIGKILL one worker every ~2 s, restart it at once on its node.
+    let done = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicUsize::new(0));
+    let monkey = {
+        let (done, kills) = (Arc::clone(&done), Arc::clone(&kills));
+        let (url, runtime, dirs, log) = (redis.url.clone(), runtime.clone(), data_dirs.clone(), worker_log.clone());
+        std::thread::spawn(move || {
+            let mut victim = 0;
+            while !done.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(2000));
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                let _ = workers[victim].kill();
+                let _ = workers[victim].wait();
+                kills.fetch_add(1, Ordering::SeqCst);
+                workers[victim] = spawn_worker(&url, prefix, &dirs[victim], &runtime, &log);
+                victim = (victim + 1) % WORKERS;
+            }
+            workers
+        })
+    };
+
+    // Clients: each instance's commands in order, instances in parallel (32 at a time).
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut clients = Vec::new();
+    for id in ids.clone() {
+        let (http, base, gate) = (http.clone(), api.url.clone(), Arc::clone(&gate));
+        clients.push(tokio::spawn(async move {
+            let _slot = gate.acquire_owned().await.unwrap();
+            let mut ops = Vec::new();
+            for step in 0..CYCLES * 2 {
+                let verb = if step % 2 == 0 { "start" } else { "stop" };
+                ops.push(run_to_end(&http, &base, &id, verb, step).await);
+            }
+            (id, ops)
+        }));
+    }
+    let mut results: HashMap<String, Vec<Value>> = HashMap::new();
+    for client in clients {
+        let (id, ops) = client.await?;
+        results.insert(id, ops);
+    }
+    let run_time = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let mut workers = monkey.join().unwrap();
+
+    // Drain: the pending lists of every stream empty out.
+    let drain_started = Instant::now();
+    let nodes: Vec<String> =
+        data_dirs.iter().map(|d| std::fs::read_to_string(d.join("node-id")).unwrap().trim().to_owned()).collect();
+    let mut streams = vec![keys.commands(Platform::Process)];
+    streams.extend(nodes.iter().map(|n| keys.node_commands(Platform::Process, n)));
+    common::wait_until(|| async {
+        let mut c = conn.clone();
+        for s in &streams {
+            if pending_count(&mut c, s).await != 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await?;
+    let drain_time = drain_started.elapsed();
+
+    // Every operation terminal and succeeded; every start launched exactly once.
+    let mut commands = 0;
+    let mut failed = Vec::new();
+    let mut duplicates = 0;
+    let mut losses = 0;
+    for (id, ops) in &results {
+        commands += ops.len();
+        for op in ops {
+            assert!(matches!(op["state"].as_str(), Some("succeeded" | "failed")), "not terminal: {op}");
+            if op["state"] == "failed" {
+                failed.push(op.clone());
+            }
+        }
+        let started_ok = ops.iter().filter(|o| o["command"] == "start" && o["state"] == "succeeded").count();
+        let launched = launches(&launch_log, id);
+        duplicates += launched.saturating_sub(started_ok);
+        losses += started_ok.saturating_sub(launched);
+    }
+    let retried = results.values().flatten().filter(|o| o["attempts"].as_u64().unwrap_or(0) > 1).count();
+    let dlq: Vec<redis::Value> =
+        redis::cmd("XRANGE").arg(keys.dead_letters(Platform::Process)).arg("-").arg("+").query_async(&mut conn).await?;
+    println!(
+        "chaos: {commands} commands over {INSTANCES} instances, {WORKERS} workers, {} SIGKILLs in {:.1} s; \
+         failed ops {}, duplicate launches {duplicates}, lost launches {losses}, dead letters {} ({POISON} poison), \
+         pending drained {:.2} s after the last reply; {retried} operations ran again after their worker died",
+        kills.load(Ordering::SeqCst),
+        run_time.as_secs_f64(),
+        failed.len(),
+        dlq.len(),
+        drain_time.as_secs_f64()
+    );
+    assert_eq!(commands, INSTANCES * CYCLES * 2);
+    assert!(kills.load(Ordering::SeqCst) >= 3, "the monkey must have struck during the run");
+    assert!(failed.is_empty(), "failed operations: {failed:#?}");
+    assert_eq!(duplicates, 0, "a command's side effect happened twice");
+    assert_eq!(losses, 0, "a succeeded start launched nothing");
+    assert_eq!(dlq.len(), POISON, "the dead-letter stream holds only the poison");
+
+    for worker in &mut workers {
+        common::terminate(worker);
+    }
+    Ok(())
+}
+
+/// Sends one lifecycle request and follows its operation until it is terminal. Transient
+/// refusals (a node briefly without a live worker) are retried with the same Idempotency-Key.
+async fn run_to_end(http: &reqwest::Client, base: &str, id: &str, verb: &str, step: usize) -> Value {
+    let key = format!("{id}-{step}");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let op = loop {
+        assert!(Instant::now() < deadline, "{verb} {id} was never accepted");
+        let sent = http
+            .post(format!("{base}/api/v1/instances/{id}/{verb}?wait=60"))
+            .header("Idempotency-Key", &key)
+            .send()
+            .await;
+        let Ok(resp) = sent else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (status, body) = status_json(resp).await;
+        match status {
+            200 | 202 => break body,
+            503 => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => panic!("{verb} {id} step {step}: {status} {body}"),
+        }
+    };
+    let op_id = op["id"].as_str().unwrap().to_owned();
+    let mut op = op;
+    while !matches!(op["state"].as_str(), Some("succeeded" | "failed")) {
+        assert!(Instant::now() < deadline, "operation {op_id} never finished: {op}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let resp = http.get(format!("{base}/api/v1/operations/{op_id}")).send().await;
+        if let Ok(resp) = resp {
+            op = status_json(resp).await.1;
+        }
+    }
+    op
+}
