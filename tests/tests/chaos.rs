@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ApiNode, RedisServer, counting_runtime, launches, pending_count, scratch, status_json};
+use common::{
+    ApiNode, RedisServer, counting_runtime, launches, pending_count, scratch, status_json,
+};
 use draas_protocol::{Keyspace, Platform};
 use serde_json::{Value, json};
 
@@ -25,20 +27,60 @@ const POISON: usize = 3;
 fn draas_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("draas");
-    assert!(bin.is_file(), "{} is missing: run `cargo test --workspace`", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo test --workspace`",
+        bin.display()
+    );
     bin
 }
 
-fn spawn_worker(redis_url: &str, prefix: &str, data_dir: &PathBuf, runtime: &PathBuf, log: &PathBuf) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+fn spawn_worker(
+    redis_url: &str,
+    prefix: &str,
+    data_dir: &PathBuf,
+    runtime: &PathBuf,
+    log: &PathBuf,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     Command::new(draas_binary())
-        .args(["worker", "--platform", "process", "--redis-url", redis_url, "--prefix", prefix])
+        .args([
+            "worker",
+            "--platform",
+            "process",
+            "--redis-url",
+            redis_url,
+            "--prefix",
+            prefix,
+        ])
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--runtime")
         .arg(runtime)
-        .args(["--heartbeat-interval", "0.2", "--heartbeat-ttl", "5", "--lease", "1", "--claim-idle", "1"])
-        .args(["--sweep-interval", "0.2", "--max-deliveries", "20", "--readiness-timeout", "30", "--stop-grace", "5"])
+        .args([
+            "--heartbeat-interval",
+            "0.2",
+            "--heartbeat-ttl",
+            "5",
+            "--lease",
+            "1",
+            "--claim-idle",
+            "1",
+        ])
+        .args([
+            "--sweep-interval",
+            "0.2",
+            "--max-deliveries",
+            "20",
+            "--readiness-timeout",
+            "30",
+            "--stop-grace",
+            "5",
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -55,14 +97,27 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     let dir = scratch("chaos");
     let launch_log = dir.join("launches.log");
     let runtime = counting_runtime(&launch_log, 0);
-    let data_dirs: Vec<PathBuf> = (0..WORKERS).map(|n| dir.join(format!("node-{n}"))).collect();
+    let data_dirs: Vec<PathBuf> = (0..WORKERS)
+        .map(|n| dir.join(format!("node-{n}")))
+        .collect();
     let worker_log = dir.join("workers.log");
-    let mut workers: Vec<Child> =
-        data_dirs.iter().map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log)).collect();
+    let mut workers: Vec<Child> = data_dirs
+        .iter()
+        .map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log))
+        .collect();
     let api = ApiNode::start(&redis.url, &keys).await?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
     common::wait_until(|| async {
-        let v: Value = http.get(format!("{}/api/v1/platforms", api.url)).send().await.ok()?.json().await.ok()?;
+        let v: Value = http
+            .get(format!("{}/api/v1/platforms", api.url))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (v["items"][0]["workers"] == WORKERS).then_some(())
     })
     .await?;
@@ -70,7 +125,13 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     let mut ids = Vec::new();
     for n in 0..INSTANCES {
         let body = json!({"name": format!("chaos-{n}"), "platform": "process", "config": {}, "restartPolicy": {"mode": "never"}});
-        let (status, inst) = status_json(http.post(format!("{}/api/v1/instances", api.url)).json(&body).send().await?).await;
+        let (status, inst) = status_json(
+            http.post(format!("{}/api/v1/instances", api.url))
+                .json(&body)
+                .send()
+                .await?,
+        )
+        .await;
         assert_eq!(status, 201, "{inst}");
         ids.push(inst["id"].as_str().unwrap().to_owned());
     }
@@ -91,7 +152,12 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     let kills = Arc::new(AtomicUsize::new(0));
     let monkey = {
         let (done, kills) = (Arc::clone(&done), Arc::clone(&kills));
-        let (url, runtime, dirs, log) = (redis.url.clone(), runtime.clone(), data_dirs.clone(), worker_log.clone());
+        let (url, runtime, dirs, log) = (
+            redis.url.clone(),
+            runtime.clone(),
+            data_dirs.clone(),
+            worker_log.clone(),
+        );
         std::thread::spawn(move || {
             let mut victim = 0;
             while !done.load(Ordering::SeqCst) {
@@ -136,10 +202,21 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
 
     // Drain: the pending lists of every stream empty out.
     let drain_started = Instant::now();
-    let nodes: Vec<String> =
-        data_dirs.iter().map(|d| std::fs::read_to_string(d.join("node-id")).unwrap().trim().to_owned()).collect();
+    let nodes: Vec<String> = data_dirs
+        .iter()
+        .map(|d| {
+            std::fs::read_to_string(d.join("node-id"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect();
     let mut streams = vec![keys.commands(Platform::Process)];
-    streams.extend(nodes.iter().map(|n| keys.node_commands(Platform::Process, n)));
+    streams.extend(
+        nodes
+            .iter()
+            .map(|n| keys.node_commands(Platform::Process, n)),
+    );
     common::wait_until(|| async {
         let mut c = conn.clone();
         for s in &streams {
@@ -160,19 +237,33 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     for (id, ops) in &results {
         commands += ops.len();
         for op in ops {
-            assert!(matches!(op["state"].as_str(), Some("succeeded" | "failed")), "not terminal: {op}");
+            assert!(
+                matches!(op["state"].as_str(), Some("succeeded" | "failed")),
+                "not terminal: {op}"
+            );
             if op["state"] == "failed" {
                 failed.push(op.clone());
             }
         }
-        let started_ok = ops.iter().filter(|o| o["command"] == "start" && o["state"] == "succeeded").count();
+        let started_ok = ops
+            .iter()
+            .filter(|o| o["command"] == "start" && o["state"] == "succeeded")
+            .count();
         let launched = launches(&launch_log, id);
         duplicates += launched.saturating_sub(started_ok);
         losses += started_ok.saturating_sub(launched);
     }
-    let retried = results.values().flatten().filter(|o| o["attempts"].as_u64().unwrap_or(0) > 1).count();
-    let dlq: Vec<redis::Value> =
-        redis::cmd("XRANGE").arg(keys.dead_letters(Platform::Process)).arg("-").arg("+").query_async(&mut conn).await?;
+    let retried = results
+        .values()
+        .flatten()
+        .filter(|o| o["attempts"].as_u64().unwrap_or(0) > 1)
+        .count();
+    let dlq: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(keys.dead_letters(Platform::Process))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await?;
     println!(
         "chaos: {commands} commands over {INSTANCES} instances, {WORKERS} workers, {} SIGKILLs in {:.1} s; \
          failed ops {}, duplicate launches {duplicates}, lost launches {losses}, dead letters {} ({POISON} poison), \
@@ -184,11 +275,18 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
         drain_time.as_secs_f64()
     );
     assert_eq!(commands, INSTANCES * CYCLES * 2);
-    assert!(kills.load(Ordering::SeqCst) >= 3, "the monkey must have struck during the run");
+    assert!(
+        kills.load(Ordering::SeqCst) >= 3,
+        "the monkey must have struck during the run"
+    );
     assert!(failed.is_empty(), "failed operations: {failed:#?}");
     assert_eq!(duplicates, 0, "a command's side effect happened twice");
     assert_eq!(losses, 0, "a succeeded start launched nothing");
-    assert_eq!(dlq.len(), POISON, "the dead-letter stream holds only the poison");
+    assert_eq!(
+        dlq.len(),
+        POISON,
+        "the dead-letter stream holds only the poison"
+    );
 
     for worker in &mut workers {
         common::terminate(worker);
@@ -198,7 +296,13 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
 
 /// Sends one lifecycle request and follows its operation until it is terminal. Transient
 /// refusals (a node briefly without a live worker) are retried with the same Idempotency-Key.
-async fn run_to_end(http: &reqwest::Client, base: &str, id: &str, verb: &str, step: usize) -> Value {
+async fn run_to_end(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    verb: &str,
+    step: usize,
+) -> Value {
     let key = format!("{id}-{step}");
     let deadline = Instant::now() + Duration::from_secs(600);
     let op = loop {
@@ -222,12 +326,124 @@ async fn run_to_end(http: &reqwest::Client, base: &str, id: &str, verb: &str, st
     let op_id = op["id"].as_str().unwrap().to_owned();
     let mut op = op;
     while !matches!(op["state"].as_str(), Some("succeeded" | "failed")) {
-        assert!(Instant::now() < deadline, "operation {op_id} never finished: {op}");
+        assert!(
+            Instant::now() < deadline,
+            "operation {op_id} never finished: {op}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let resp = http.get(format!("{base}/api/v1/operations/{op_id}")).send().await;
+        let resp = http
+            .get(format!("{base}/api/v1/operations/{op_id}"))
+            .send()
+            .await;
         if let Ok(resp) = resp {
             op = status_json(resp).await.1;
         }
     }
     op
+}
+
+/// A SIGTERM during load: the worker stops reading, finishes and acks what it holds, and
+/// exits 0; nothing is lost and nothing runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_load_loses_nothing_and_doubles_nothing() -> anyhow::Result<()> {
+    const STARTS: usize = 60;
+    let redis = RedisServer::start()?;
+    let prefix = "drain";
+    let keys = Keyspace::new(prefix);
+    let dir = scratch("drain");
+    let launch_log = dir.join("launches.log");
+    let runtime = counting_runtime(&launch_log, 0);
+    let worker_log = dir.join("workers.log");
+    let dirs: Vec<PathBuf> = (0..2).map(|n| dir.join(format!("node-{n}"))).collect();
+    let mut workers: Vec<Child> = dirs
+        .iter()
+        .map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log))
+        .collect();
+    let api = ApiNode::start(&redis.url, &keys).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    common::wait_until(|| async {
+        let v: Value = http
+            .get(format!("{}/api/v1/platforms", api.url))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["items"][0]["workers"] == 2).then_some(())
+    })
+    .await?;
+    let mut ids = Vec::new();
+    for n in 0..STARTS {
+        let body = json!({"name": format!("drain-{n}"), "platform": "process", "config": {}});
+        let (status, inst) = status_json(
+            http.post(format!("{}/api/v1/instances", api.url))
+                .json(&body)
+                .send()
+                .await?,
+        )
+        .await;
+        assert_eq!(status, 201, "{inst}");
+        ids.push(inst["id"].as_str().unwrap().to_owned());
+    }
+    let mut clients = Vec::new();
+    for id in ids.clone() {
+        let (http, base) = (http.clone(), api.url.clone());
+        clients.push(tokio::spawn(async move {
+            (id.clone(), run_to_end(&http, &base, &id, "start", 0).await)
+        }));
+    }
+    // Mid-load, the first worker gets SIGTERM.
+    common::wait_until(|| async {
+        let n = std::fs::read_to_string(&launch_log)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        (n >= STARTS / 4).then_some(())
+    })
+    .await?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(workers[0].id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = workers[0].wait();
+        (status, workers)
+    });
+    let mut ops = Vec::new();
+    for client in clients {
+        ops.push(client.await?);
+    }
+    let (status, mut workers) = exit.await?;
+    assert!(status?.success(), "a drained worker exits 0");
+    for (id, op) in &ops {
+        assert_eq!(op["state"], "succeeded", "{op}");
+        assert_eq!(
+            launches(&launch_log, id),
+            1,
+            "instance {id} launched more or less than once"
+        );
+    }
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    assert_eq!(
+        pending_count(&mut conn, &keys.commands(Platform::Process)).await,
+        0
+    );
+    // Clean up every instance process by the pids the launch log recorded.
+    for line in std::fs::read_to_string(&launch_log)?.lines() {
+        if let Some(pid) = line
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    common::terminate(&mut workers[1]);
+    Ok(())
 }

@@ -91,7 +91,14 @@ async fn serve<D: Driver>(
     let monitor = AbortOnDropHandle::new(tokio::spawn(monitor::run(Arc::clone(&ctx), exits)));
     tracing::info!(message = "worker ready", platform = %config.platform, node = %ctx.node, consumer = %ctx.consumer);
 
-    let tracker = TaskTracker::new();
+    // In-flight commands are tracked for the drain, and abandoned if this future is dropped
+    // (as they would be if the process died), never left running on their own.
+    let abandon = CancellationToken::new();
+    let _abandon_on_drop = abandon.clone().drop_guard();
+    let tracker = InFlight {
+        tracker: TaskTracker::new(),
+        abandon,
+    };
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let sweeper = Sweeper {
         ctx: Arc::clone(&ctx),
@@ -212,5 +219,31 @@ async fn beat<D: Driver>(ctx: &Ctx<D>, config: &WorkerConfig, started: draas_pro
         .await
     {
         tracing::warn!(message = "heartbeat failed", %error);
+    }
+}
+
+/// Command executions in flight: waited for on drain, abandoned when the worker is dropped.
+#[derive(Clone)]
+pub(crate) struct InFlight {
+    tracker: TaskTracker,
+    abandon: CancellationToken,
+}
+
+impl InFlight {
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.tracker
+            .spawn(self.abandon.clone().run_until_cancelled_owned(work));
+    }
+
+    fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    fn close(&self) {
+        self.tracker.close();
+    }
+
+    async fn wait(&self) {
+        self.tracker.wait().await;
     }
 }

@@ -21,7 +21,6 @@ use draas_protocol::{Command, EventKind, InstanceState, Origin, RestartMode, Run
 use redis::streams::{StreamAutoClaimReply, StreamInfoConsumersReply, StreamPendingCountReply};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
 use crate::driver::Driver;
@@ -33,7 +32,7 @@ pub(crate) struct Sweeper<D> {
     pub ctx: Arc<Ctx<D>>,
     pub config: WorkerConfig,
     pub streams: [String; 2],
-    pub tracker: TaskTracker,
+    pub tracker: crate::consumer::InFlight,
     pub slots: Arc<Semaphore>,
 }
 

@@ -186,6 +186,7 @@ impl Drop for ApiNode {
 /// A running worker (in-process).
 pub struct WorkerNode {
     pub data_dir: PathBuf,
+    crashed: bool,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), draas_worker::WorkerError>>>,
 }
@@ -224,6 +225,7 @@ impl WorkerNode {
         ));
         Ok(WorkerNode {
             data_dir,
+            crashed: false,
             stop: Some(tx),
             task: Some(task),
         })
@@ -232,6 +234,7 @@ impl WorkerNode {
     /// The worker vanishes mid-flight, like a SIGKILL: no drain, no deregistration. The
     /// instance processes it started keep running.
     pub fn crash(mut self) {
+        self.crashed = true;
         self.stop.take();
         if let Some(task) = self.task.take() {
             task.abort();
@@ -252,6 +255,34 @@ impl Drop for WorkerNode {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+        // A test must not leave instance processes behind; a crashed worker's survive on
+        // purpose (the next worker on the node adopts them).
+        if !self.crashed {
+            if let Some(task) = self.task.take() {
+                task.abort();
+            }
+            kill_instances_under(&self.data_dir);
+        }
+    }
+}
+
+/// SIGKILLs every process started with a config under `dir`.
+pub fn kill_instances_under(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }

@@ -27,6 +27,9 @@ pub(super) struct Tracked {
     pub expecting_exit: Arc<AtomicBool>,
     pub exited: watch::Receiver<ExitState>,
     pub endpoints: Vec<Endpoint>,
+    /// The log this process writes to; `None` for an adopted process (its pipes died with
+    /// the worker that spawned it).
+    pub log: Option<Arc<super::logs::LogSink>>,
 }
 
 impl Tracked {
@@ -57,6 +60,7 @@ impl Reaping {
         id: Uuid,
         pid: u32,
         endpoints: Vec<Endpoint>,
+        log: Option<Arc<super::logs::LogSink>>,
         expecting_exit: bool,
     ) -> (Tracked, watch::Sender<ExitState>) {
         let (tx, rx) = watch::channel(None);
@@ -65,6 +69,7 @@ impl Reaping {
             expecting_exit: Arc::new(AtomicBool::new(expecting_exit)),
             exited: rx,
             endpoints,
+            log,
         };
         self.table
             .lock()
@@ -89,7 +94,7 @@ impl Reaping {
                 Ok(s) => (s.code(), std::os::unix::process::ExitStatusExt::signal(s)),
                 Err(_) => (None, None),
             };
-            this.exited(id, &tracked, tx, state);
+            this.exited(id, &tracked, tx, state).await;
         });
     }
 
@@ -101,17 +106,21 @@ impl Reaping {
             while alive(tracked.pid) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            this.exited(id, &tracked, tx, (None, None));
+            this.exited(id, &tracked, tx, (None, None)).await;
         });
     }
 
-    fn exited(
+    async fn exited(
         &self,
         id: Uuid,
         tracked: &Tracked,
         tx: watch::Sender<ExitState>,
         (code, signal): (Option<i32>, Option<i32>),
     ) {
+        // The last lines are in the pipes until the drains see them close.
+        if let Some(log) = &tracked.log {
+            let _ = tokio::time::timeout(Duration::from_secs(2), log.flushed()).await;
+        }
         let _ = tx.send(Some((code, signal)));
         {
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());

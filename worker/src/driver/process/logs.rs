@@ -17,6 +17,7 @@ pub struct LogSink {
     path: PathBuf,
     max_bytes: u64,
     state: Mutex<(File, u64)>,
+    drains: tokio_util::task::TaskTracker,
 }
 
 impl LogSink {
@@ -28,7 +29,14 @@ impl LogSink {
             path,
             max_bytes,
             state: Mutex::new((file, size)),
+            drains: Default::default(),
         }))
+    }
+
+    /// Waits until every drained stream has closed, so the log holds all the process wrote.
+    pub async fn flushed(&self) {
+        self.drains.close();
+        self.drains.wait().await;
     }
 
     fn write_line(&self, line: &[u8]) {
@@ -56,7 +64,7 @@ impl LogSink {
     /// Copies `stream` into the log, line by line, until it closes.
     pub fn drain(self: &Arc<Self>, stream: impl AsyncRead + Unpin + Send + 'static) {
         let sink = Arc::clone(self);
-        tokio::spawn(async move {
+        self.drains.spawn(async move {
             let mut reader = BufReader::new(stream);
             let mut line = Vec::with_capacity(256);
             loop {

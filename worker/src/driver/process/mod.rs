@@ -69,7 +69,7 @@ impl ProcessDriver {
             .into_iter()
             .map(|found| {
                 tracing::info!(message = "adopted a running instance", instance = %found.id, pid = found.pid);
-                let (tracked, tx) = self.reaping.track(found.id, found.pid, found.endpoints, false);
+                let (tracked, tx) = self.reaping.track(found.id, found.pid, found.endpoints, None, false);
                 self.reaping.watch_adopted(found.id, &tracked, tx);
                 found.id
             })
@@ -151,7 +151,7 @@ impl ProcessDriver {
         }
         tokio::fs::write(dir.join(PID_FILE), pid.to_string()).await?;
         // Until it is ready, an exit is the start's failure, not the monitor's news.
-        let (tracked, tx) = self.reaping.track(id, pid, endpoints, true);
+        let (tracked, tx) = self.reaping.track(id, pid, endpoints, Some(sink), true);
         self.reaping.reap_child(id, &tracked, child, tx);
         Ok(tracked)
     }
