@@ -77,21 +77,7 @@ impl App {
 }
 
 async fn supports_waitaof(store: &Store) -> Result<bool, redis::RedisError> {
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut store.conn())
-        .await?;
-    let version = info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .map(|v| {
-            v.trim()
-                .split('.')
-                .filter_map(|p| p.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    Ok(version.as_slice() >= [7, 2].as_slice())
+    Ok(store.server_version().await?.as_slice() >= [7, 2].as_slice())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes open requests.

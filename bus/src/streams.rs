@@ -211,6 +211,19 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
+        if self.has_xackdel() {
+            // One command: acknowledged and deleted (DELREF also drops it from other groups).
+            let _: redis::Value = redis::cmd("XACKDEL")
+                .arg(stream)
+                .arg(WORKER_GROUP)
+                .arg("DELREF")
+                .arg("IDS")
+                .arg(ids.len())
+                .arg(ids)
+                .query_async(&mut self.conn())
+                .await?;
+            return Ok(());
+        }
         redis::pipe()
             .xack(stream, WORKER_GROUP, ids)
             .ignore()

@@ -228,6 +228,14 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     })
     .await?;
     let drain_time = drain_started.elapsed();
+    // Retention: acked entries are deleted, so the command streams end empty, not just acked.
+    for stream in &streams {
+        let len: usize = redis::cmd("XLEN")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await?;
+        assert_eq!(len, 0, "{stream} still holds {len} entries");
+    }
 
     // Every operation terminal and succeeded; every start launched exactly once.
     let mut commands = 0;

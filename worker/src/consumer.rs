@@ -44,6 +44,8 @@ pub async fn run(
         connect::shared(&config.redis_url).await?,
         config.keys.clone(),
     );
+    let version = store.detect_features().await?;
+    tracing::info!(message = "redis server", version = ?version);
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
     let driver = match config.platform {
         Platform::Process => ProcessDriver::new(config.process.clone(), &config.data_dir, exit_tx),

@@ -15,6 +15,9 @@ pub use instances::{CreateOutcome, StoredInstance, Transition};
 pub use operations::{Claim, Remembered};
 pub use workers::WorkerInfo;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use draas_protocol::Keyspace;
 use redis::aio::ConnectionManager;
 
@@ -29,11 +32,39 @@ pub const EVENTS_MAXLEN: usize = 100_000;
 pub struct Store {
     conn: ConnectionManager,
     keys: Keyspace,
+    /// XACKDEL is available (Redis 8.2+); set by [`Store::detect_features`].
+    xackdel: Arc<AtomicBool>,
 }
 
 impl Store {
     pub fn new(conn: ConnectionManager, keys: Keyspace) -> Self {
-        Store { conn, keys }
+        Store {
+            conn,
+            keys,
+            xackdel: Arc::default(),
+        }
+    }
+
+    /// The server's version, from `INFO server`.
+    pub async fn server_version(&self) -> Result<Vec<u32>, redis::RedisError> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(parse_version(&info))
+    }
+
+    /// Detects optional server features (XACKDEL, 8.2+) so newer servers get the better
+    /// command and older ones still work.
+    pub async fn detect_features(&self) -> Result<Vec<u32>, redis::RedisError> {
+        let version = self.server_version().await?;
+        self.xackdel
+            .store(version.as_slice() >= [8, 2].as_slice(), Ordering::Relaxed);
+        Ok(version)
+    }
+
+    pub(crate) fn has_xackdel(&self) -> bool {
+        self.xackdel.load(Ordering::Relaxed)
     }
 
     pub fn keys(&self) -> &Keyspace {
@@ -51,5 +82,25 @@ impl Store {
             .query_async::<String>(&mut self.conn())
             .await
             .map(|_| ())
+    }
+}
+
+/// `redis_version:7.0.15` in an INFO reply → `[7, 0, 15]`.
+pub fn parse_version(info: &str) -> Vec<u32> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))
+        .map(|v| v.trim().split('.').filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions_compare_as_numbers() {
+        let v =
+            super::parse_version("# Server\r\nredis_version:8.10.1\r\nredis_mode:standalone\r\n");
+        assert_eq!(v, [8, 10, 1]);
+        assert!(v.as_slice() >= [8, 2].as_slice());
+        assert!(super::parse_version("redis_version:7.0.15").as_slice() < [7, 2].as_slice());
     }
 }
