@@ -1,6 +1,8 @@
 //! Redis I/O shared by the API, the workers and the operator tooling.
 //!
 //! Layout:
+//! - [`admin`]: operator tooling (streams overview, pending entries, dead letters, pruning,
+//!   trimming), shared by `draas ops` and the API's admin endpoints.
 //! - [`connect`]: connections: the shared multiplexed one (with reconnect) and dedicated ones
 //!   for blocking reads, both established with backoff.
 //! - [`store`]: instance records, names, operations, idempotency keys, heartbeats and events.
@@ -10,6 +12,7 @@
 //!
 //! Nothing here knows about Docker, Kubernetes or processes.
 
+pub mod admin;
 pub mod clock;
 pub mod connect;
 pub mod error;

@@ -7,6 +7,7 @@
 //! - `draas bench`: request/reply benchmark ([`bench`]).
 
 mod bench;
+mod ops;
 mod signals;
 mod up;
 
@@ -39,6 +40,8 @@ enum Cmd {
     Worker(WorkerArgs),
     /// Measure Ping round trips through the bus and through the API.
     Bench(bench::BenchArgs),
+    /// Operator tooling straight on Redis: streams, pending entries, dead letters, consumers.
+    Ops(ops::OpsArgs),
 }
 
 /// Options every component shares.
@@ -113,6 +116,19 @@ pub struct WorkerArgs {
     /// Stop this worker's instances when it exits (otherwise the next worker on this node adopts them).
     #[arg(long)]
     stop_instances_on_exit: bool,
+    /// Docker: image for instances that name none.
+    #[arg(
+        long,
+        env = "DRAAS_IMAGE",
+        default_value = "ghcr.io/drasi-project/drasi-server:latest"
+    )]
+    image: String,
+    /// Docker: `host`, `bridge` (ports published on 127.0.0.1) or the name of a network.
+    #[arg(long, env = "DRAAS_DOCKER_NETWORK", default_value = "host")]
+    network: String,
+    /// Docker: never pull a missing image; fail the start instead.
+    #[arg(long)]
+    no_pull: bool,
 }
 
 fn parse_platform(text: &str) -> Result<Platform, String> {
@@ -137,6 +153,9 @@ impl WorkerArgs {
         config.sweep_interval = Duration::from_secs_f64(self.sweep_interval);
         config.max_deliveries = self.max_deliveries.max(1);
         config.stop_instances_on_exit = self.stop_instances_on_exit;
+        config.docker.image = self.image.clone();
+        config.docker.network = draas_worker::config::DockerNetwork::parse(&self.network);
+        config.docker.pull = !self.no_pull;
         config
     }
 }
@@ -167,6 +186,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Api(args) => run_api(args).await,
             Cmd::Worker(args) => run_worker(args).await,
             Cmd::Bench(args) => bench::run(args).await,
+            Cmd::Ops(args) => ops::run(args).await,
         }
     })
 }

@@ -136,6 +136,7 @@ mod tests {
             Command::Delete,
             Command::ApplyConfig { generation: 3 },
             Command::Ping,
+            Command::Logs { tail: 9 },
         ] {
             let env = fixed_envelope(c);
             assert_eq!(decode::<CommandEnvelope>(&encode(&env)).unwrap(), env);

@@ -28,6 +28,8 @@ pub enum Command {
     ApplyConfig { generation: u64 },
     /// A probe with no side effects, for health checks and benchmarks.
     Ping,
+    /// Read the last `tail` lines of the instance's log (no side effects).
+    Logs { tail: u32 },
 }
 
 /// The name of a command, without its arguments.
@@ -40,6 +42,7 @@ pub enum CommandKind {
     Delete,
     ApplyConfig,
     Ping,
+    Logs,
 }
 
 impl CommandKind {
@@ -52,13 +55,14 @@ impl CommandKind {
             CommandKind::Delete => "delete",
             CommandKind::ApplyConfig => "applyConfig",
             CommandKind::Ping => "ping",
+            CommandKind::Logs => "logs",
         }
     }
 
     /// Parses the camelCase wire name.
     pub fn parse(text: &str) -> Option<Self> {
         use CommandKind::*;
-        [Start, Stop, Restart, Delete, ApplyConfig, Ping]
+        [Start, Stop, Restart, Delete, ApplyConfig, Ping, Logs]
             .into_iter()
             .find(|k| k.as_str() == text)
     }
@@ -80,6 +84,7 @@ impl Command {
             Command::Delete => CommandKind::Delete,
             Command::ApplyConfig { .. } => CommandKind::ApplyConfig,
             Command::Ping => CommandKind::Ping,
+            Command::Logs { .. } => CommandKind::Logs,
         }
     }
 
@@ -91,7 +96,7 @@ impl Command {
     ) -> Option<Result<InstanceState, IllegalTransition>> {
         use InstanceState::*;
         let target = match self {
-            Command::Ping => return None,
+            Command::Ping | Command::Logs { .. } => return None,
             Command::Start => Starting,
             Command::Stop if current == Lost => Stopped,
             Command::Stop => Stopping,
@@ -280,6 +285,7 @@ mod tests {
             Command::Delete,
             Command::ApplyConfig { generation: 1 },
             Command::Ping,
+            Command::Logs { tail: 5 },
         ] {
             assert_eq!(CommandKind::parse(c.kind().as_str()), Some(c.kind()));
         }

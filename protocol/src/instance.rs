@@ -208,6 +208,25 @@ pub struct InstanceSpec {
     pub config: DrasiConfig,
     #[serde(default)]
     pub restart_policy: RestartPolicy,
+    /// Container image for the docker and kubernetes platforms; the worker's default when
+    /// unset. The process platform refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Memory and CPU limits (docker and kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// Resource limits of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// Memory limit in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// CPU limit in thousandths of a core (1000 = one core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u64>,
 }
 
 /// What a platform reports about a placed instance.

@@ -38,6 +38,41 @@ pub struct WorkerConfig {
     /// Dead consumers with no pending entries are removed from the group after this long.
     pub prune_after: Duration,
     pub process: ProcessConfig,
+    pub docker: DockerConfig,
+}
+
+/// Settings of the docker driver. Readiness and stop grace come from [`ProcessConfig`].
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// Image for instances that name none. The official drasi-server image by default, for
+    /// users with a registry; tests and `draas up` use the locally built runtime image.
+    pub image: String,
+    /// How containers are networked.
+    pub network: DockerNetwork,
+    /// Pull an image that is not present locally (progress is reported as events).
+    pub pull: bool,
+}
+
+/// Container networking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerNetwork {
+    /// The host's network: instances listen on free host ports, like processes.
+    Host,
+    /// The default bridge, with every listening port published on the loopback address.
+    Bridge,
+    /// A named network: instances are reached by container name on fixed ports.
+    Named(String),
+}
+
+impl DockerNetwork {
+    /// `host`, `bridge`, or a network name.
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "host" => DockerNetwork::Host,
+            "bridge" => DockerNetwork::Bridge,
+            name => DockerNetwork::Named(name.to_owned()),
+        }
+    }
 }
 
 /// Settings of the process driver.
@@ -84,6 +119,11 @@ impl WorkerConfig {
                 stop_grace: Duration::from_secs(10),
                 log_max_bytes: 10 * 1024 * 1024,
                 host: "127.0.0.1".to_owned(),
+            },
+            docker: DockerConfig {
+                image: "ghcr.io/drasi-project/drasi-server:latest".to_owned(),
+                network: DockerNetwork::Host,
+                pull: true,
             },
         }
     }

@@ -23,6 +23,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::config::WorkerConfig;
 use crate::driver::Driver;
+use crate::driver::docker::DockerDriver;
 use crate::driver::process::ProcessDriver;
 use crate::lifecycle::Ctx;
 use crate::sweeper::Sweeper;
@@ -46,26 +47,49 @@ pub async fn run(
     );
     let version = store.detect_features().await?;
     tracing::info!(message = "redis server", version = ?version);
-    let (exit_tx, exit_rx) = mpsc::unbounded_channel();
-    let driver = match config.platform {
-        Platform::Process => ProcessDriver::new(config.process.clone(), &config.data_dir, exit_tx),
-        other => return Err(WorkerError::PlatformUnavailable(other)),
-    };
-    let ctx = Arc::new(Ctx::new(
-        store,
-        driver,
-        config.platform,
-        node,
-        consumer,
-        config.heartbeat_ttl,
-    ));
-    serve(config, ctx, exit_rx, shutdown, force).await
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let ttl = config.heartbeat_ttl;
+    match config.platform {
+        Platform::Process => {
+            let driver = ProcessDriver::new(config.process.clone(), &config.data_dir, events_tx);
+            let ctx = Arc::new(Ctx::new(
+                store,
+                driver,
+                config.platform,
+                node,
+                consumer,
+                ttl,
+            ));
+            serve(config, ctx, events_rx, shutdown, force).await
+        }
+        Platform::Docker => {
+            let driver = DockerDriver::connect(
+                config.keys.prefix(),
+                config.docker.clone(),
+                config.process.clone(),
+                &config.data_dir,
+                events_tx,
+            )
+            .await
+            .map_err(WorkerError::Driver)?;
+            let ctx = Arc::new(Ctx::new(
+                store,
+                driver,
+                config.platform,
+                node,
+                consumer,
+                ttl,
+            ));
+            serve(config, ctx, events_rx, shutdown, force).await
+        }
+        other => Err(WorkerError::PlatformUnavailable(other)),
+    }
 }
 
 async fn serve<D: Driver>(
     config: WorkerConfig,
     ctx: Arc<Ctx<D>>,
-    exits: mpsc::UnboundedReceiver<crate::driver::Exit>,
+    exits: mpsc::UnboundedReceiver<crate::driver::DriverEvent>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send,
 ) -> Result<(), WorkerError> {

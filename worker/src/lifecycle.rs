@@ -51,7 +51,7 @@ pub(crate) struct Exec {
 fn finished_in(command: &Command) -> &'static [InstanceState] {
     use InstanceState::*;
     match command {
-        Command::Ping => &[],
+        Command::Ping | Command::Logs { .. } => &[],
         Command::Start | Command::Restart | Command::ApplyConfig { .. } => &[Running],
         Command::Stop => &[Stopped],
         Command::Delete => &[Deleted],
@@ -63,7 +63,7 @@ fn finished_in(command: &Command) -> &'static [InstanceState] {
 fn resumes_from(command: &Command) -> &'static [InstanceState] {
     use InstanceState::*;
     match command {
-        Command::Ping => &[],
+        Command::Ping | Command::Logs { .. } => &[],
         Command::Start => &[Starting],
         Command::Stop => &[Stopping],
         Command::Restart | Command::ApplyConfig { .. } => &[Stopping, Stopped, Starting],
@@ -115,6 +115,14 @@ impl<D: Driver> Ctx<D> {
                 )),
             });
         };
+        if let Command::Logs { tail } = env.command {
+            // Read-only: no lock, no state change.
+            let logs = self.driver.logs(id, tail as usize).await;
+            return Dispatch::Done(
+                logs.map(|text| json!({ "lines": text }))
+                    .map_err(|e| ErrorInfo::new("logs_unavailable", e.to_string())),
+            );
+        }
         let lock = self.lock_for(id);
         let guard = lock.lock().await;
         let result = self.dispatch_locked(id, env, attempts).await;
@@ -150,6 +158,10 @@ impl<D: Driver> Ctx<D> {
     async fn run(&self, inst: StoredInstance, ex: &Exec, command: &Command) -> CommandResult {
         match command {
             Command::Ping => Ok(self.pong()),
+            Command::Logs { .. } => Err(ErrorInfo::new(
+                "bad_command",
+                "logs are read without a lock",
+            )),
             Command::Start => self.start(inst, &ex).await,
             Command::Stop => self.stop(inst, &ex).await,
             Command::Restart => {
@@ -275,10 +287,12 @@ impl<D: Driver> Ctx<D> {
             ..RuntimeInfo::default()
         };
         if from != InstanceState::Starting {
-            self.store
-                .place(self.platform, &self.node, id)
-                .await
-                .map_err(internal)?;
+            if self.driver.node_bound() {
+                self.store
+                    .place(self.platform, &self.node, id)
+                    .await
+                    .map_err(internal)?;
+            }
             self.move_to(
                 id,
                 from,

@@ -4,18 +4,25 @@
 use draas_protocol::{Command, EventKind, InstanceState, Origin, RestartMode};
 use tokio::sync::mpsc;
 
-use crate::driver::{Driver, Exit};
+use crate::driver::{Driver, DriverEvent, Exit};
 use crate::lifecycle::Ctx;
 use draas_bus::store::Transition;
 
-/// Consumes exits until the channel closes.
+/// Consumes driver events until the channel closes.
 pub(crate) async fn run<D: Driver>(
     ctx: std::sync::Arc<Ctx<D>>,
-    mut exits: mpsc::UnboundedReceiver<Exit>,
+    mut events: mpsc::UnboundedReceiver<DriverEvent>,
 ) {
-    while let Some(exit) = exits.recv().await {
-        if let Err(error) = record(&ctx, &exit).await {
-            tracing::warn!(message = "could not record instance exit", instance = %exit.instance, %error);
+    while let Some(event) = events.recv().await {
+        match event {
+            DriverEvent::Exited(exit) => {
+                if let Err(error) = record(&ctx, &exit).await {
+                    tracing::warn!(message = "could not record instance exit", instance = %exit.instance, %error);
+                }
+            }
+            DriverEvent::Note { instance, message } => {
+                ctx.emit(instance, None, EventKind::Note { message }).await;
+            }
         }
     }
 }
@@ -28,19 +35,22 @@ async fn record<D: Driver>(
         return Ok(());
     };
     let inst = stored.instance;
+    // Only a running instance can die unasked: starting and stopping ones are watched by the
+    // command that moves them.
     if inst.state != InstanceState::Running {
         return Ok(());
     }
-    let how = match (exit.code, exit.signal) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
+    let how = match (&exit.reason, exit.code, exit.signal) {
+        (Some(reason), _, _) => reason.clone(),
+        (None, Some(code), _) => format!("exited with code {code}"),
+        (None, None, Some(signal)) => format!("killed by signal {signal}"),
         _ => "exited".to_owned(),
     };
     let mut runtime = inst.runtime.clone();
     runtime.pid = None;
     runtime.exit_code = exit.code.or(exit.signal.map(|s| 128 + s));
     runtime.message = Some(format!(
-        "process {how} unexpectedly\n--- log tail ---\n{}",
+        "instance {how} unexpectedly\n--- log tail ---\n{}",
         exit.log_tail
     ));
     let moved = ctx
@@ -54,7 +64,7 @@ async fn record<D: Driver>(
         )
         .await?;
     if let Transition::Done(_) = moved {
-        tracing::warn!(message = "instance process died", instance = %exit.instance, %how);
+        tracing::warn!(message = "instance died", instance = %exit.instance, %how);
         schedule_restart(ctx, exit, &inst).await;
         ctx.emit(
             exit.instance,
@@ -62,7 +72,7 @@ async fn record<D: Driver>(
             EventKind::StateChanged {
                 from: InstanceState::Running,
                 to: InstanceState::Failed,
-                reason: format!("process {how}"),
+                reason: how.clone(),
             },
         )
         .await;

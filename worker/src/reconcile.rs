@@ -15,12 +15,16 @@ use crate::lifecycle::Ctx;
 
 /// Adopts surviving processes and corrects the records of this node's instances.
 pub(crate) async fn run<D: Driver>(ctx: &Arc<Ctx<D>>) -> Result<(), draas_bus::BusError> {
-    let adopted = ctx.driver.adopt();
+    let adopted = ctx.driver.adopt().await;
     for id in &adopted {
         let record = ctx.store.instance(*id).await?;
-        let ours = record
-            .as_ref()
-            .is_some_and(|r| r.instance.runtime.node.as_deref() == Some(ctx.node.as_str()));
+        // A process belongs to the node that started it; a container on a shared daemon only
+        // needs its record to exist.
+        let ours = match &record {
+            None => false,
+            Some(_) if !ctx.driver.node_bound() => true,
+            Some(r) => r.instance.runtime.node.as_deref() == Some(ctx.node.as_str()),
+        };
         if !ours {
             tracing::warn!(message = "stopping a process whose instance is gone or placed elsewhere", instance = %id);
             if let Err(error) = ctx.driver.remove(*id).await {

@@ -12,7 +12,7 @@ use draas_bus::clock::now;
 use draas_bus::store::CreateOutcome;
 use draas_protocol::drasi::DrasiConfig;
 use draas_protocol::{
-    Command, Instance, InstanceSpec, InstanceState, Platform, RestartPolicy, RuntimeInfo,
+    Command, Instance, InstanceSpec, InstanceState, Platform, Resources, RestartPolicy, RuntimeInfo,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,6 +37,10 @@ pub struct CreateInstance {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     restart_policy: RestartPolicy,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    resources: Option<Resources>,
 }
 
 /// The fields a PATCH may change, as a JSON document the patch applies to.
@@ -51,6 +55,10 @@ struct Patchable {
     config: Value,
     #[serde(default)]
     restart_policy: RestartPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resources: Option<Resources>,
 }
 
 pub async fn create(
@@ -64,6 +72,8 @@ pub async fn create(
         labels: body.labels,
         config: config_of(body.config)?,
         restart_policy: body.restart_policy,
+        image: body.image,
+        resources: body.resources,
     };
     validate_spec(&spec)?;
     let now = now();
@@ -205,6 +215,8 @@ pub async fn patch(
         config: serde_json::to_value(&current.spec.config)
             .map_err(|e| ApiError::Internal(e.to_string()))?,
         restart_policy: current.spec.restart_policy.clone(),
+        image: current.spec.image.clone(),
+        resources: current.spec.resources.clone(),
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     match media.as_str() {
@@ -225,6 +237,8 @@ pub async fn patch(
         labels: patched.labels,
         config: config_of(patched.config)?,
         restart_policy: patched.restart_policy,
+        image: patched.image,
+        resources: patched.resources,
     };
     validate_spec(&spec)?;
     if spec == current.spec {
@@ -325,6 +339,33 @@ fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
             "invalid_name",
             "name must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
             Some("name".into()),
+        ));
+    }
+    if spec.platform == Platform::Process {
+        if spec.image.is_some() {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "image applies to the docker and kubernetes platforms; a process instance runs the worker's executable",
+                Some("image".into()),
+            ));
+        }
+        if spec.resources.is_some() {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                "resource limits are not supported on the process platform; use docker or kubernetes",
+                Some("resources".into()),
+            ));
+        }
+    }
+    if spec
+        .image
+        .as_ref()
+        .is_some_and(|i| i.is_empty() || i.chars().any(char::is_whitespace))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "image must be a non-empty reference without spaces",
+            Some("image".into()),
         ));
     }
     if spec.description.as_ref().is_some_and(|d| d.len() > 1024) {

@@ -226,3 +226,58 @@ fn fingerprint(parts: &[&str]) -> String {
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// `GET /api/v1/instances/{id}/logs?tail=N`: the instance's last log lines, read by the worker
+/// that runs it (through the bus, like every platform access).
+pub async fn logs(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let id = parse_id(&id, "instance")?;
+    let tail = match query.get("tail") {
+        None => 100,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("tail=`{text}` must be 1 to 10000"),
+                    Some("tail".into()),
+                )
+            })?,
+    };
+    let wait = wait_param(&app, &query)?;
+    let stored = app.store.instance(id).await?;
+    let inst = stored
+        .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))?
+        .instance;
+    let op = run_command(
+        &app,
+        &inst,
+        Command::Logs { tail },
+        None,
+        None,
+        Uuid::now_v7(),
+        wait,
+    )
+    .await?;
+    match (op.state, op.result, op.error) {
+        (draas_protocol::OperationState::Succeeded, Some(result), _) => {
+            let lines = result["lines"].as_str().unwrap_or_default().to_owned();
+            Ok(
+                Json(serde_json::json!({ "instanceId": id, "tail": tail, "lines": lines }))
+                    .into_response(),
+            )
+        }
+        (draas_protocol::OperationState::Failed, _, Some(error)) => Err(ApiError::Unavailable(
+            format!("logs could not be read: {}", error.message),
+        )),
+        _ => Err(ApiError::Unavailable(format!(
+            "no worker answered within {wait:?}; see /api/v1/operations/{}",
+            op.id
+        ))),
+    }
+}

@@ -5,7 +5,9 @@
 //! - [`operations`]: durable operation records.
 //! - [`system`]: health, readiness, platforms, workers.
 //! - [`events`]: Server-Sent Events of state changes.
+//! - [`admin`]: operator actions on streams, pending entries and dead letters.
 
+mod admin;
 mod events;
 mod instances;
 mod lifecycle;
@@ -40,8 +42,21 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/instances/{id}/stop", post(lifecycle::stop))
         .route("/api/v1/instances/{id}/restart", post(lifecycle::restart))
         .route("/api/v1/instances/{id}/events", get(events::instance))
+        .route("/api/v1/instances/{id}/logs", get(lifecycle::logs))
         .route("/api/v1/events", get(events::all))
         .route("/api/v1/operations/{id}", get(operations::get))
+        .route("/api/v1/admin/streams", get(admin::streams))
+        .route("/api/v1/admin/pending", get(admin::pending))
+        .route("/api/v1/admin/claim", post(admin::claim))
+        .route("/api/v1/admin/retry", post(admin::retry))
+        .route("/api/v1/admin/drop", post(admin::drop))
+        .route("/api/v1/admin/dlq", get(admin::dlq_list))
+        .route("/api/v1/admin/dlq/replay", post(admin::dlq_replay))
+        .route("/api/v1/admin/dlq/purge", post(admin::dlq_purge))
+        .route("/api/v1/admin/dlq/{id}", get(admin::dlq_show))
+        .route("/api/v1/admin/consumers", get(admin::consumers))
+        .route("/api/v1/admin/prune", post(admin::prune))
+        .route("/api/v1/admin/trim", post(admin::trim))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(app)
 }

@@ -1,8 +1,11 @@
 //! The `Driver` trait: what a platform must do for the lifecycle commands, and nothing else.
 //!
-//! Drivers: [`process`] (local child processes). Docker and Kubernetes are not in this build;
-//! a worker started for them fails at startup with a clear error.
+//! Drivers: [`process`] (local child processes) and [`docker`] (containers on a Docker
+//! daemon, through bollard). Kubernetes is not in this build; a worker started for it fails at
+//! startup with a clear error. Shared pieces: [`ports`] (free-port allocation).
 
+pub mod docker;
+pub mod ports;
 pub mod process;
 
 use std::future::Future;
@@ -19,7 +22,21 @@ pub struct Exit {
     pub signal: Option<i32>,
     /// The last lines the instance wrote.
     pub log_tail: String,
+    /// What the platform says happened, when it says more than an exit status.
+    pub reason: Option<String>,
 }
+
+/// What a driver reports on its own, outside any command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DriverEvent {
+    /// An instance stopped without being asked to.
+    Exited(Exit),
+    /// Something worth a line in the instance's history (image pull progress, say).
+    Note { instance: Uuid, message: String },
+}
+
+/// Where drivers send their events.
+pub type Events = tokio::sync::mpsc::UnboundedSender<DriverEvent>;
 
 /// Why a driver call failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +50,21 @@ pub enum DriverError {
     },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("image `{image}` is not available: {reason}")]
+    Image { image: String, reason: String },
+    #[error("docker: {0}")]
+    Docker(String),
 }
 
 /// One platform's way of running instances.
 pub trait Driver: Send + Sync + 'static {
     /// Takes over the instances an earlier worker on this node left running, so they are
     /// neither launched twice nor reported lost. Returns their ids.
-    fn adopt(&self) -> Vec<Uuid>;
+    fn adopt(&self) -> impl Future<Output = Vec<Uuid>> + Send;
+
+    /// Whether an instance lives and dies with the node whose worker started it (a local
+    /// process does; a container on a shared daemon does not).
+    fn node_bound(&self) -> bool;
 
     /// Places the instance and returns once it is healthy.
     fn start(

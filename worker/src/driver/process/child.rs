@@ -10,11 +10,11 @@ use std::time::Duration;
 use draas_protocol::drasi::Endpoint;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{PID_FILE, logs};
-use crate::driver::Exit;
+use crate::driver::{DriverEvent, Exit};
 
 /// How a process ended: exit code and signal, when known.
 pub(super) type ExitState = Option<(Option<i32>, Option<i32>)>;
@@ -49,7 +49,7 @@ pub(super) type Table = Arc<Mutex<std::collections::HashMap<Uuid, Tracked>>>;
 #[derive(Clone)]
 pub(super) struct Reaping {
     pub table: Table,
-    pub exits: mpsc::UnboundedSender<Exit>,
+    pub exits: crate::driver::Events,
     pub root: PathBuf,
 }
 
@@ -132,13 +132,14 @@ impl Reaping {
         let _ = std::fs::remove_file(dir.join(PID_FILE));
         if !tracked.expecting_exit.load(Ordering::SeqCst) {
             let log_tail = logs::tail(&dir, 20).unwrap_or_default();
-            let _ = self.exits.send(Exit {
+            let _ = self.exits.send(DriverEvent::Exited(Exit {
                 instance: id,
                 pid: Some(tracked.pid),
                 code,
                 signal,
                 log_tail,
-            });
+                reason: None,
+            }));
         }
     }
 }

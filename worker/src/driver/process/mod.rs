@@ -13,7 +13,6 @@
 mod adopt;
 mod child;
 mod logs;
-mod ports;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,10 +23,10 @@ use draas_bus::clock::now;
 use draas_protocol::{Instance, RuntimeInfo};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Driver, DriverError, Exit};
+use super::{Driver, DriverError};
 use crate::config::ProcessConfig;
 use child::{ExitState, Reaping, Tracked};
 use logs::LogSink;
@@ -41,14 +40,14 @@ pub const PID_FILE: &str = "instance.pid";
 pub struct ProcessDriver {
     config: ProcessConfig,
     reaping: Reaping,
-    ports: ports::PortAllocator,
+    ports: super::ports::PortAllocator,
     http: reqwest::Client,
 }
 
 impl ProcessDriver {
     /// A driver keeping instances under `<data_dir>/instances`, reporting unexpected exits
     /// on `exits`.
-    pub fn new(config: ProcessConfig, data_dir: &Path, exits: mpsc::UnboundedSender<Exit>) -> Self {
+    pub fn new(config: ProcessConfig, data_dir: &Path, exits: super::Events) -> Self {
         ProcessDriver {
             config,
             reaping: Reaping {
@@ -56,7 +55,7 @@ impl ProcessDriver {
                 exits,
                 root: data_dir.join("instances"),
             },
-            ports: ports::PortAllocator::default(),
+            ports: super::ports::PortAllocator::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
                 .build()
@@ -164,8 +163,12 @@ impl ProcessDriver {
 }
 
 impl Driver for ProcessDriver {
-    fn adopt(&self) -> Vec<Uuid> {
+    async fn adopt(&self) -> Vec<Uuid> {
         self.adopt_found()
+    }
+
+    fn node_bound(&self) -> bool {
+        true
     }
 
     async fn start(&self, instance: &Instance) -> Result<RuntimeInfo, DriverError> {

@@ -1,0 +1,459 @@
+//! Operator tooling over the streams: what `draas ops` and `/api/v1/admin/…` run.
+//!
+//! Every function returns plain data (serde-serialisable) and uses only O(1) or paged Redis
+//! commands: XLEN, XINFO GROUPS/CONSUMERS, XPENDING (summary and extended, paged with `(id`),
+//! XRANGE `id id` or `COUNT`-bounded pages, XCLAIM/XDEL/XACK on given ids. No KEYS, no SCAN,
+//! no Lua. Node streams are found through the platform's node index, never by scanning.
+//!
+//! Safety rules kept here:
+//! - Nothing ever re-runs a finished command: re-enqueued entries carry the original payload,
+//!   so the same command id meets its operation record and a terminal one answers instead.
+//! - A consumer is deleted only when it is not live and has no pending entries (checked again
+//!   right before the delete); pending entries are never trimmed.
+//! - Everything that changes state has a dry run that reads the same selection and changes
+//!   nothing.
+//!
+//! - [`overview`]: stream overview, consumers, prune.
+//! - [`pending`]: pending entries: list, claim, retry, drop.
+//! - [`dlq`]: dead letters: list, show, replay, purge, trim; trimming acked leftovers.
+
+mod dlq;
+mod overview;
+mod pending;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use draas_protocol::codec::{self, PAYLOAD_FIELD};
+use draas_protocol::keys::WORKER_GROUP;
+use draas_protocol::{CommandEnvelope, Keyspace, Platform};
+use redis::Value;
+use redis::streams::StreamId;
+use serde::{Deserialize, Serialize};
+
+pub use dlq::{DeadLetter, DlqPage, DlqSelection, TrimTarget};
+pub use overview::{
+    ConsumerRow, GroupInfo, OldestPending, PlatformStreams, StreamOverview, StreamsReport,
+};
+pub use pending::{PendingPage, PendingQuery, PendingRow, Selection};
+
+use crate::{BusError, Store};
+
+/// Entries read or changed per round trip in bulk operations.
+pub const PAGE: usize = 200;
+
+/// At most this many per-entry rows are kept in an [`ActionReport`]; the counts stay exact.
+pub const REPORT_ITEMS: usize = 1000;
+
+/// What an operator action could not do, or was asked wrongly.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A request field is wrong; `field` names it.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    /// The action would be unsafe (a consumer that is not live, a payload that cannot run).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<redis::RedisError> for AdminError {
+    fn from(e: redis::RedisError) -> Self {
+        AdminError::Bus(BusError::Redis(e))
+    }
+}
+
+impl AdminError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AdminError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Progress of a bulk operation (a bar in the CLI, nothing elsewhere).
+pub trait Progress: Send + Sync {
+    /// The number of entries to go through, when known.
+    fn total(&self, _total: u64) {}
+    /// `n` more entries were handled.
+    fn advance(&self, _n: u64) {}
+}
+
+/// Reports progress to nobody.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// One command stream of a platform: the platform stream, or a node's own stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamRef {
+    pub platform: Platform,
+    pub node: Option<String>,
+}
+
+impl StreamRef {
+    pub fn platform(platform: Platform) -> Self {
+        StreamRef {
+            platform,
+            node: None,
+        }
+    }
+
+    /// The stream's key.
+    pub fn key(&self, keys: &Keyspace) -> String {
+        match &self.node {
+            Some(node) => keys.node_commands(self.platform, node),
+            None => keys.commands(self.platform),
+        }
+    }
+}
+
+/// A stream entry's payload, decoded for people.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum Payload {
+    /// A command envelope this build can read.
+    #[serde(rename_all = "camelCase")]
+    Command {
+        kind: String,
+        command_id: uuid::Uuid,
+        correlation_id: uuid::Uuid,
+        instance_id: Option<uuid::Uuid>,
+        idempotency_key: Option<String>,
+        platform: Platform,
+    },
+    /// Bytes that are not a command of this schema.
+    Undecodable { error: String },
+    /// The entry's body is gone (deleted while still pending) or has no payload field.
+    Missing,
+}
+
+impl Payload {
+    /// Decodes the payload bytes, never failing.
+    pub fn decode(bytes: Option<&[u8]>) -> Self {
+        let Some(bytes) = bytes else {
+            return Payload::Missing;
+        };
+        match codec::decode::<CommandEnvelope>(bytes) {
+            Ok(env) => Payload::Command {
+                kind: env.command.kind().as_str().to_owned(),
+                command_id: env.command_id,
+                correlation_id: env.correlation_id,
+                instance_id: env.instance_id,
+                idempotency_key: env.idempotency_key,
+                platform: env.platform,
+            },
+            Err(e) => Payload::Undecodable {
+                error: e.to_string(),
+            },
+        }
+    }
+
+    /// The command id, when the payload is a readable command.
+    pub fn command_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            Payload::Command { command_id, .. } => Some(*command_id),
+            _ => None,
+        }
+    }
+}
+
+/// The result of a state-changing action, per entry and in total.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionReport {
+    pub action: String,
+    pub stream: String,
+    pub dry_run: bool,
+    /// Entries the selection matched.
+    pub matched: u64,
+    /// Entries actually changed (0 in a dry run).
+    pub changed: u64,
+    /// Per-entry outcomes, the first [`REPORT_ITEMS`].
+    pub items: Vec<ActionItem>,
+    pub items_truncated: bool,
+    /// Anything the operator should know about the whole action.
+    pub notes: Vec<String>,
+}
+
+impl ActionReport {
+    pub(crate) fn new(action: &str, stream: &str, dry_run: bool) -> Self {
+        ActionReport {
+            action: action.to_owned(),
+            stream: stream.to_owned(),
+            dry_run,
+            matched: 0,
+            changed: 0,
+            items: Vec::new(),
+            items_truncated: false,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Records one entry: `changed` when the action took effect on it.
+    pub(crate) fn push(&mut self, item: ActionItem, matched: bool, changed: bool) {
+        self.matched += u64::from(matched);
+        self.changed += u64::from(changed);
+        if self.items.len() < REPORT_ITEMS {
+            self.items.push(item);
+        } else {
+            self.items_truncated = true;
+        }
+    }
+}
+
+/// What an action did (or would do) to one entry.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionItem {
+    pub id: String,
+    /// e.g. `claimed`, `would retry`, `skipped`, `not pending`.
+    pub outcome: String,
+    /// Why, or what follows (the new entry id, the operation state).
+    pub detail: String,
+}
+
+impl ActionItem {
+    pub(crate) fn new(id: &str, outcome: &str, detail: impl Into<String>) -> Self {
+        ActionItem {
+            id: id.to_owned(),
+            outcome: outcome.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Operator actions over one store. Cheap to clone.
+#[derive(Clone)]
+pub struct Admin {
+    store: Store,
+    worker_ttl_ms: u64,
+}
+
+impl Admin {
+    /// `worker_ttl` is how old a heartbeat may be for its worker to count as live.
+    pub fn new(store: Store, worker_ttl: Duration) -> Self {
+        Admin {
+            store,
+            worker_ttl_ms: worker_ttl.as_millis() as u64,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn keys(&self) -> &Keyspace {
+        self.store.keys()
+    }
+
+    /// The names of the platform's live consumers.
+    pub async fn live_consumers(&self, platform: Platform) -> Result<Vec<String>, AdminError> {
+        Ok(self
+            .store
+            .live_workers(platform, self.worker_ttl_ms)
+            .await?
+            .into_iter()
+            .map(|w| w.consumer)
+            .collect())
+    }
+
+    /// The platform stream and every node stream of the platform, found through the node
+    /// index (paged ZRANGE), never by scanning keys.
+    pub async fn streams_of(&self, platform: Platform) -> Result<Vec<StreamRef>, AdminError> {
+        let mut refs = vec![StreamRef::platform(platform)];
+        let mut start = 0isize;
+        loop {
+            let nodes: Vec<String> = redis::cmd("ZRANGE")
+                .arg(self.keys().nodes(platform))
+                .arg(start)
+                .arg(start + PAGE as isize - 1)
+                .query_async(&mut self.store.conn())
+                .await?;
+            let done = nodes.len() < PAGE;
+            refs.extend(nodes.into_iter().map(|node| StreamRef {
+                platform,
+                node: Some(node),
+            }));
+            if done {
+                return Ok(refs);
+            }
+            start += PAGE as isize;
+        }
+    }
+
+    /// Reads the bodies of `ids` (XRANGE id id each, pipelined); `None` where it is gone.
+    async fn bodies(
+        &self,
+        stream: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<StreamId>>, AdminError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XRANGE").arg(stream).arg(id).arg(id);
+        }
+        let pages: Vec<redis::streams::StreamRangeReply> =
+            pipe.query_async(&mut self.store.conn()).await?;
+        Ok(pages
+            .into_iter()
+            .map(|p| p.ids.into_iter().next())
+            .collect())
+    }
+
+    /// The state of each operation (HGET, pipelined); `None` where there is no record.
+    async fn operation_states(
+        &self,
+        ids: &[Option<uuid::Uuid>],
+    ) -> Result<Vec<Option<String>>, AdminError> {
+        let mut pipe = redis::pipe();
+        let mut asked = 0;
+        for id in ids.iter().flatten() {
+            pipe.hget(self.keys().operation(*id), "state");
+            asked += 1;
+        }
+        let mut states: std::vec::IntoIter<Option<String>> = if asked == 0 {
+            Vec::new().into_iter()
+        } else {
+            pipe.query_async::<Vec<Option<String>>>(&mut self.store.conn())
+                .await?
+                .into_iter()
+        };
+        Ok(ids
+            .iter()
+            .map(|id| id.and_then(|_| states.next().flatten()))
+            .collect())
+    }
+}
+
+/// The payload bytes of an entry, if it has them.
+pub(crate) fn payload_bytes(entry: &StreamId) -> Option<&[u8]> {
+    field_bytes(entry, PAYLOAD_FIELD)
+}
+
+pub(crate) fn field_bytes<'a>(entry: &'a StreamId, field: &str) -> Option<&'a [u8]> {
+    match entry.map.get(field) {
+        Some(Value::BulkString(bytes)) => Some(bytes.as_slice()),
+        _ => None,
+    }
+}
+
+pub(crate) fn field_text(entry: &StreamId, field: &str) -> Option<String> {
+    field_bytes(entry, field).map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// Milliseconds since the entry id's timestamp (its age on the stream).
+pub fn entry_age_ms(id: &str) -> Option<u64> {
+    let ms: u64 = id.split('-').next()?.parse().ok()?;
+    Some(crate::clock::now().millis().saturating_sub(ms))
+}
+
+/// Checks that `id` looks like a stream entry id (`<ms>-<seq>` or `<ms>`).
+pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), AdminError> {
+    let mut parts = id.splitn(2, '-');
+    let ms_ok = parts.next().is_some_and(|p| p.parse::<u64>().is_ok());
+    let seq_ok = parts.next().is_none_or(|p| p.parse::<u64>().is_ok());
+    if ms_ok && seq_ok {
+        Ok(())
+    } else {
+        Err(AdminError::invalid(
+            field,
+            format!("`{id}` is not a stream entry id (like 1712345678901-0)"),
+        ))
+    }
+}
+
+/// A reply of XINFO as a map (RESP2 flat arrays and RESP3 maps alike).
+pub(crate) fn info_map(value: &Value) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    match value {
+        Value::Array(items) => {
+            for pair in items.chunks(2) {
+                if let [k, v] = pair {
+                    if let Some(k) = value_text(k) {
+                        out.insert(k, v.clone());
+                    }
+                }
+            }
+        }
+        Value::Map(pairs) => {
+            for (k, v) in pairs {
+                if let Some(k) = value_text(k) {
+                    out.insert(k, v.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+pub(crate) fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+pub(crate) fn value_u64(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => value_text(other)?.parse().ok(),
+    }
+}
+
+/// Whether the worker group exists on `stream` (a missing stream has none).
+pub(crate) async fn group_exists(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Result<bool, AdminError> {
+    let exists: bool = redis::cmd("EXISTS").arg(stream).query_async(conn).await?;
+    if !exists {
+        return Ok(false);
+    }
+    let groups: Value = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await?;
+    let Value::Array(groups) = groups else {
+        return Ok(false);
+    };
+    Ok(groups
+        .iter()
+        .any(|g| info_map(g).get("name").and_then(value_text).as_deref() == Some(WORKER_GROUP)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("ids", "1712345678901-0").is_ok());
+        assert!(check_id("ids", "1712345678901").is_ok());
+        assert!(check_id("ids", "abc").is_err());
+        assert!(check_id("ids", "1-x").is_err());
+    }
+
+    #[test]
+    fn garbage_payload_is_reported_not_panicked() {
+        assert!(matches!(
+            Payload::decode(Some(b"not msgpack")),
+            Payload::Undecodable { .. }
+        ));
+        assert_eq!(Payload::decode(None), Payload::Missing);
+    }
+}

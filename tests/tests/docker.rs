@@ -1,0 +1,474 @@
+//! The docker platform on a real Docker daemon (`DOCKER_HOST`): the README walk-through, a
+//! container killed from outside, adoption by a restarted worker, and a missing image. The
+//! image is the locally built runtime image (deploy/docker/build-runtime-image.sh); containers
+//! use host networking only.
+
+mod common;
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{
+    ApiNode, RedisServer, WorkerNode, endpoint, runtime_binary, scratch, sensor_config,
+    status_json, wait_until,
+};
+use draas_protocol::{Keyspace, Platform};
+use serde_json::{Value, json};
+
+const IMAGE: &str = "draas-runtime:test";
+
+/// Builds the runtime image once per test binary.
+fn image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        assert!(
+            std::env::var_os("DOCKER_HOST").is_some()
+                || std::path::Path::new("/var/run/docker.sock").exists(),
+            "these tests need a Docker daemon: set DOCKER_HOST (see .ci/run)"
+        );
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let status = Command::new("bash")
+            .arg(root.join("deploy/docker/build-runtime-image.sh"))
+            .arg(runtime_binary())
+            .arg(IMAGE)
+            .status()
+            .expect("run the image build script");
+        assert!(status.success(), "building {IMAGE} failed");
+    });
+    IMAGE
+}
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+struct DockerSystem {
+    redis: RedisServer,
+    keys: Keyspace,
+    api: ApiNode,
+    worker: Option<WorkerNode>,
+    http: reqwest::Client,
+}
+
+impl DockerSystem {
+    async fn start() -> anyhow::Result<Self> {
+        image();
+        let redis = RedisServer::start()?;
+        let keys = Keyspace::new(format!(
+            "d{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        let worker = Self::worker(&redis, &keys).await?;
+        let api = ApiNode::start(&redis.url, &keys).await?;
+        let sys = DockerSystem {
+            redis,
+            keys,
+            api,
+            worker: Some(worker),
+            http: reqwest::Client::new(),
+        };
+        sys.wait_available().await?;
+        Ok(sys)
+    }
+
+    async fn worker(redis: &RedisServer, keys: &Keyspace) -> anyhow::Result<WorkerNode> {
+        WorkerNode::start_tuned(
+            &redis.url,
+            keys,
+            runtime_binary(),
+            scratch("docker-worker"),
+            |c| {
+                c.platform = Platform::Docker;
+                c.docker.image = IMAGE.to_owned();
+                c.stop_instances_on_exit = false;
+                c.process.stop_grace = std::time::Duration::from_secs(5);
+            },
+        )
+        .await
+    }
+
+    async fn wait_available(&self) -> anyhow::Result<()> {
+        wait_until(|| async {
+            let v: Value = self
+                .http
+                .get(format!("{}/api/v1/platforms", self.api.url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["items"][1]["platform"] == "docker" && v["items"][1]["workers"] == 1).then_some(())
+        })
+        .await
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.api.url));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        status_json(req.send().await.expect("request")).await
+    }
+
+    async fn create(&self, name: &str, extra: Value) -> String {
+        let mut body = json!({"name": name, "platform": "docker", "config": sensor_config()});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, inst) = self
+            .call(reqwest::Method::POST, "/api/v1/instances", Some(body))
+            .await;
+        assert_eq!(status, 201, "{inst}");
+        inst["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn instance(&self, id: &str) -> Value {
+        self.call(
+            reqwest::Method::GET,
+            &format!("/api/v1/instances/{id}"),
+            None,
+        )
+        .await
+        .1
+    }
+}
+
+impl Drop for DockerSystem {
+    fn drop(&mut self) {
+        // Remove every container and volume this test's deployment (its key prefix) left.
+        let managed = format!("label=io.draas.managed-by={}", self.keys.prefix());
+        let (_, ids) = docker(&["ps", "-aq", "--filter", &managed]);
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            let _ = docker(&["rm", "-f", "-v", id]);
+        }
+        let (_, volumes) = docker(&["volume", "ls", "-q", "--filter", &managed]);
+        for volume in volumes.lines().filter(|l| !l.is_empty()) {
+            let _ = docker(&["volume", "rm", "-f", volume]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_walkthrough_on_the_docker_platform() -> anyhow::Result<()> {
+    let sys = DockerSystem::start().await?;
+    let name = format!("t-{}-walk", sys.keys.prefix());
+    let id = sys
+        .create(
+            &name,
+            json!({"image": IMAGE, "resources": {"memoryMb": 256, "cpuMillis": 500}}),
+        )
+        .await;
+    let (status, op) = sys
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("succeeded")),
+        "{op}"
+    );
+    let inst = sys.instance(&id).await;
+    assert_eq!(inst["state"], "running");
+    let container = format!("draas-{id}");
+    assert_eq!(
+        inst["runtime"]["containerId"].as_str().map(|c| c.len()),
+        Some(64),
+        "{inst}"
+    );
+
+    // The container is what the spec says.
+    let (_, facts) = docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.HostConfig.NetworkMode}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.Config.StopSignal}} {{index .Config.Labels \"io.draas.instance.id\"}}",
+        &container,
+    ]);
+    assert_eq!(facts, format!("true host 268435456 500000000 SIGINT {id}"));
+    let (_, mounts) = docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Destination}}:{{.RW}} {{end}}",
+        &container,
+    ]);
+    assert!(
+        mounts.contains("/app/config/server.yaml:false"),
+        "config is mounted read-only: {mounts}"
+    );
+    assert!(mounts.contains("/app/data:true"), "a data volume: {mounts}");
+
+    // Health, an event, the results.
+    let api = endpoint(&inst, "api");
+    let health = sys.http.get(format!("{api}/health")).send().await?;
+    assert_eq!(health.status(), 200);
+    let source = endpoint(&inst, "source:readings");
+    let event = json!({"operation": "insert", "element": {"type": "node", "id": "s1", "labels": ["Sensor"], "properties": {"id": "s1", "temperature": 91}}});
+    assert_eq!(
+        sys.http
+            .post(format!("{source}/sources/readings/events"))
+            .json(&event)
+            .send()
+            .await?
+            .status(),
+        200
+    );
+    wait_until(|| async {
+        let body: Value = sys
+            .http
+            .get(format!("{api}/api/v1/queries/hot/results"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (body["data"] == json!([{"id": "s1", "temperature": 91}])).then_some(())
+    })
+    .await?;
+    let (status, logs) = sys
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/instances/{id}/logs?tail=50"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{logs}");
+    assert!(!logs["lines"].as_str().unwrap().is_empty(), "{logs}");
+
+    let (status, op) = sys
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/stop"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("succeeded")),
+        "{op}"
+    );
+    assert_eq!(
+        op["result"]["exitCode"], 0,
+        "SIGINT stops the runtime gracefully: {op}"
+    );
+    let (status, op) = sys
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/instances/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("succeeded")),
+        "{op}"
+    );
+    assert!(!docker(&["inspect", &container]).0, "container removed");
+    assert!(
+        !docker(&["volume", "inspect", &format!("draas-{id}-data")]).0,
+        "volume removed"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_killed_from_outside_fails_then_restarts_by_policy() -> anyhow::Result<()> {
+    let sys = DockerSystem::start().await?;
+    let name = format!("t-{}-kill", sys.keys.prefix());
+    let id = sys
+        .create(
+            &name,
+            json!({"restartPolicy": {"mode": "on-failure", "initialBackoffMs": 50}}),
+        )
+        .await;
+    assert_eq!(
+        sys.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/start"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let first = sys.instance(&id).await["runtime"]["containerId"].clone();
+    assert!(docker(&["kill", &format!("draas-{id}")]).0);
+    let back = wait_until(|| async {
+        let inst = sys.instance(&id).await;
+        (inst["state"] == "running" && inst["runtime"]["containerId"] != first).then_some(inst)
+    })
+    .await?;
+    assert_eq!(back["runtime"]["restarts"], 1, "{back}");
+    let store = draas_bus::Store::new(
+        draas_bus::connect::shared(&sys.redis.url).await?,
+        sys.keys.clone(),
+    );
+    let kinds: Vec<String> = store
+        .recent_events(200)
+        .await?
+        .into_iter()
+        .filter(|e| e.event.instance_id.to_string() == id)
+        .map(|e| serde_json::to_value(&e.event).unwrap())
+        .map(|v| {
+            format!(
+                "{}:{}",
+                v["type"].as_str().unwrap(),
+                v["to"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"stateChanged:failed".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"restartScheduled:".to_owned()), "{kinds:?}");
+    let _ = sys
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/instances/{id}"),
+            None,
+        )
+        .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_adopts_running_containers() -> anyhow::Result<()> {
+    let mut sys = DockerSystem::start().await?;
+    let name = format!("t-{}-adopt", sys.keys.prefix());
+    let id = sys.create(&name, json!({})).await;
+    assert_eq!(
+        sys.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/start"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let container = sys.instance(&id).await["runtime"]["containerId"].clone();
+
+    sys.worker.take().unwrap().crash();
+    sys.worker = Some(DockerSystem::worker(&sys.redis, &sys.keys).await?);
+    sys.wait_available().await?;
+    let (_, running) = docker(&[
+        "inspect",
+        "-f",
+        "{{.Id}} {{.State.Running}}",
+        &format!("draas-{id}"),
+    ]);
+    assert_eq!(
+        running,
+        format!("{} true", container.as_str().unwrap()),
+        "the new worker left the container alone"
+    );
+    assert_eq!(sys.instance(&id).await["state"], "running");
+    // The same container keeps running and is not duplicated; the new worker can restart it.
+    let (status, op) = sys
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/restart"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("succeeded")),
+        "{op}"
+    );
+    let (_, count) = docker(&["ps", "-q", "--filter", &format!("name=draas-{id}")]);
+    assert_eq!(count.lines().count(), 1, "exactly one container");
+    assert_ne!(
+        sys.instance(&id).await["runtime"]["containerId"],
+        container,
+        "restart replaced it"
+    );
+    let _ = sys
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/instances/{id}"),
+            None,
+        )
+        .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_fails_the_start_clearly() -> anyhow::Result<()> {
+    let sys = DockerSystem::start().await?;
+    let name = format!("t-{}-noimage", sys.keys.prefix());
+    let id = sys
+        .create(&name, json!({"image": "draas-no-such-image:nope"}))
+        .await;
+    let (status, op) = sys
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{op}");
+    assert_eq!(op["state"], "failed", "{op}");
+    let message = op["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("draas-no-such-image:nope") && message.contains("not available"),
+        "{message}"
+    );
+    assert_eq!(sys.instance(&id).await["state"], "failed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_removed_behind_draas_back_is_reported() -> anyhow::Result<()> {
+    let sys = DockerSystem::start().await?;
+    let name = format!("t-{}-gone", sys.keys.prefix());
+    let id = sys.create(&name, json!({})).await;
+    assert_eq!(
+        sys.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/start"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert!(docker(&["rm", "-f", &format!("draas-{id}")]).0);
+    let inst = wait_until(|| async {
+        let inst = sys.instance(&id).await;
+        (inst["state"] == "failed").then_some(inst)
+    })
+    .await?;
+    let message = inst["runtime"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("removed outside DRaaS") || message.contains("exited"),
+        "{inst}"
+    );
+    // It can be started again: a fresh container.
+    let (status, op) = sys
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/instances/{id}/start"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("succeeded")),
+        "{op}"
+    );
+    Ok(())
+}
