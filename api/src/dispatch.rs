@@ -29,6 +29,39 @@ pub struct Dispatcher {
     wait_aof: bool,
 }
 
+/// What to send: a command for a platform (and maybe an instance), under an operation id.
+pub struct Request<'a> {
+    pub platform: Platform,
+    pub instance: Option<&'a Instance>,
+    pub command: Command,
+    pub idempotency_key: Option<String>,
+    /// W3C `traceparent` of the HTTP request.
+    pub trace: Option<String>,
+    pub operation_id: Uuid,
+    /// After this instant nobody waits for the reply.
+    pub deadline: Timestamp,
+}
+
+impl<'a> Request<'a> {
+    /// A request with a fresh operation id, no idempotency key and no trace.
+    pub fn new(
+        platform: Platform,
+        instance: Option<&'a Instance>,
+        command: Command,
+        wait: Duration,
+    ) -> Self {
+        Request {
+            platform,
+            instance,
+            command,
+            idempotency_key: None,
+            trace: None,
+            operation_id: Uuid::now_v7(),
+            deadline: Timestamp(clock::now().millis() + wait.as_millis() as u64),
+        }
+    }
+}
+
 /// A command on the bus and the way to its reply.
 pub struct Submitted {
     pub operation: Uuid,
@@ -111,16 +144,16 @@ impl Dispatcher {
     }
 
     /// Writes the operation record and appends the command, registering for its reply first.
-    pub async fn submit(
-        self: &Arc<Self>,
-        platform: Platform,
-        instance: Option<&Instance>,
-        command: Command,
-        idempotency_key: Option<String>,
-        trace: Option<String>,
-        operation_id: Uuid,
-        deadline: Timestamp,
-    ) -> ApiResult<Submitted> {
+    pub async fn submit(self: &Arc<Self>, request: Request<'_>) -> ApiResult<Submitted> {
+        let Request {
+            platform,
+            instance,
+            command,
+            idempotency_key,
+            trace,
+            operation_id,
+            deadline,
+        } = request;
         let now = clock::now();
         let mut env = CommandEnvelope::new(platform, instance.map(|i| i.id), command, now);
         env.command_id = operation_id;

@@ -2,7 +2,7 @@
 //! command on the platform's Redis stream, and the reply comes back through [`dispatch`].
 //!
 //! Layout:
-//! - [`config`]: `ApiConfig`.
+//! - [`config`]: the `ApiConfig` settings.
 //! - [`routes`]: the router and one module per resource.
 //! - [`dispatch`]: request/reply over the bus (one reply reader per node).
 //! - [`feed`]: the live event feed behind the SSE endpoints.

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use draas_api::dispatch::Dispatcher;
-use draas_bus::{Store, clock, connect};
-use draas_protocol::{Command, Keyspace, Outcome, Platform, Timestamp};
+use draas_api::dispatch::{Dispatcher, Request};
+use draas_bus::{Store, connect};
+use draas_protocol::{Command, Keyspace, Outcome, Platform};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command as Process};
@@ -177,18 +177,14 @@ impl Caller {
     async fn ping(&self) -> anyhow::Result<()> {
         match self {
             Caller::Bus(dispatcher) => {
-                let id = uuid::Uuid::now_v7();
-                let deadline = Timestamp(clock::now().millis() + 10_000);
+                let request = Request::new(
+                    Platform::Process,
+                    None,
+                    Command::Ping,
+                    Duration::from_secs(10),
+                );
                 let submitted = dispatcher
-                    .submit(
-                        Platform::Process,
-                        None,
-                        Command::Ping,
-                        None,
-                        None,
-                        id,
-                        deadline,
-                    )
+                    .submit(request)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 match submitted.wait(Duration::from_secs(10)).await {

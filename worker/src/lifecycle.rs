@@ -34,7 +34,7 @@ pub(crate) enum Dispatch {
 /// An instance ready for a command, a command an earlier attempt already finished, or the
 /// live node a resumed command belongs to.
 enum Loaded {
-    Ready(StoredInstance, u64),
+    Ready(Box<StoredInstance>, u64),
     Done(Value),
     OtherNode(String),
 }
@@ -140,7 +140,7 @@ impl<D: Driver> Ctx<D> {
             return Dispatch::Done(Ok(self.pong()));
         }
         let (inst, token) = match self.load(id, env, attempts).await {
-            Ok(Loaded::Ready(inst, token)) => (inst, token),
+            Ok(Loaded::Ready(inst, token)) => (*inst, token),
             Ok(Loaded::Done(result)) => return Dispatch::Done(Ok(result)),
             Ok(Loaded::OtherNode(node)) => {
                 return Dispatch::Defer(node);
@@ -162,11 +162,11 @@ impl<D: Driver> Ctx<D> {
                 "bad_command",
                 "logs are read without a lock",
             )),
-            Command::Start => self.start(inst, &ex).await,
-            Command::Stop => self.stop(inst, &ex).await,
+            Command::Start => self.start(inst, ex).await,
+            Command::Stop => self.stop(inst, ex).await,
             Command::Restart => {
-                let inst = self.stop_if_running(inst, &ex).await?;
-                self.start(inst, &ex).await
+                let inst = self.stop_if_running(inst, ex).await?;
+                self.start(inst, ex).await
             }
             Command::ApplyConfig { generation } => {
                 if inst.instance.generation < *generation {
@@ -175,10 +175,10 @@ impl<D: Driver> Ctx<D> {
                         format!("spec generation {generation} is not stored yet"),
                     ));
                 }
-                let inst = self.stop_if_running(inst, &ex).await?;
-                self.start(inst, &ex).await
+                let inst = self.stop_if_running(inst, ex).await?;
+                self.start(inst, ex).await
             }
-            Command::Delete => self.delete(inst, &ex).await,
+            Command::Delete => self.delete(inst, ex).await,
         }
     }
 
@@ -234,7 +234,7 @@ impl<D: Driver> Ctx<D> {
             .await
             .map_err(internal)?
             .ok_or_else(not_found)?;
-        Ok(Loaded::Ready(inst, token))
+        Ok(Loaded::Ready(Box::new(inst), token))
     }
 
     async fn node_alive(&self, node: &str) -> Result<bool, ErrorInfo> {

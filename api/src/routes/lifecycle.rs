@@ -13,13 +13,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use draas_bus::clock::now;
-use draas_protocol::{Command, Instance, Operation, Timestamp};
+
+use draas_protocol::{Command, Instance, Operation};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::parse_id;
 use crate::App;
+use crate::dispatch::Request;
 use crate::error::{ApiError, ApiResult};
 
 pub async fn start(
@@ -153,19 +154,11 @@ pub(crate) async fn run_command(
     app.dispatcher
         .check_capacity(inst.spec.platform, Some(inst))
         .await?;
-    let deadline = Timestamp(now().millis() + wait.as_millis() as u64);
-    let submitted = app
-        .dispatcher
-        .submit(
-            inst.spec.platform,
-            Some(inst),
-            command,
-            key,
-            trace,
-            operation_id,
-            deadline,
-        )
-        .await?;
+    let mut request = Request::new(inst.spec.platform, Some(inst), command, wait);
+    request.idempotency_key = key;
+    request.trace = trace;
+    request.operation_id = operation_id;
+    let submitted = app.dispatcher.submit(request).await?;
     submitted.wait(wait).await;
     let op = app.store.operation(operation_id).await?;
     op.ok_or_else(|| ApiError::Internal(format!("operation {operation_id} vanished")))

@@ -74,21 +74,10 @@ pub async fn ping(
     })?;
     let wait = super::lifecycle::wait_param(&app, &q)?;
     app.dispatcher.check_capacity(platform, None).await?;
-    let id = uuid::Uuid::now_v7();
-    let deadline =
-        draas_protocol::Timestamp(draas_bus::clock::now().millis() + wait.as_millis() as u64);
-    let submitted = app
-        .dispatcher
-        .submit(
-            platform,
-            None,
-            draas_protocol::Command::Ping,
-            None,
-            None,
-            id,
-            deadline,
-        )
-        .await?;
+    let request =
+        crate::dispatch::Request::new(platform, None, draas_protocol::Command::Ping, wait);
+    let id = request.operation_id;
+    let submitted = app.dispatcher.submit(request).await?;
     submitted.wait(wait).await;
     let op = app.store.operation(id).await?;
     let op = op.ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))?;

@@ -207,6 +207,7 @@ mod tests {
             ["http://127.0.0.1:8080", "http://127.0.0.1:8081"]
         );
         let body = container(
+            "draas",
             &inst,
             "img:1",
             &DockerNetwork::Bridge,
@@ -255,6 +256,7 @@ mod tests {
         .unwrap();
         assert_eq!(endpoints[0].url, "http://127.0.0.1:40001");
         let body = container(
+            "draas",
             &inst,
             "img:1",
             &DockerNetwork::Host,
