@@ -1,28 +1,13 @@
-//! Pending entries (delivered, not yet acknowledged): the paged, decoded list and the three
-//! things an operator may do with them.
-//!
-//! - **claim**: XCLAIM … JUSTID to a named *live* consumer (the delivery count is left alone,
-//!   so an operator's move never pushes an entry towards the dead-letter limit). The entry
-//!   stays pending; the sweepers run it once it has been idle for their `claim_idle`.
-//! - **retry**: makes an entry deliverable now: the original payload is re-appended and the
-//!   stuck entry acked and deleted in one MULTI ([`Store::forward`](crate::Store::forward)).
-//!   The command id is unchanged, so an operation that already finished is answered from its
-//!   record, never re-run. (Redis 8.8's XNACK would do this in place; this works everywhere.)
-//! - **drop**: moves the entry to the dead-letter stream with the operator's reason
-//!   ([`Store::dead_letter`](crate::Store::dead_letter)), from where it can be replayed.
-//!
-//! Entries whose owner is a live worker are skipped unless `force`: that worker is running
-//! them or will. Selection is by ids, or a paged walk of the PEL (by consumer, or all) that
-//! stops at the highest id pending when it began, so re-appended entries are never revisited.
+//! Pending entries (delivered, not yet acknowledged): the paged, decoded list, and the walk
+//! over a selection that the actions in [`super::actions`] use. Selection is by ids, or a
+//! paged walk of the PEL (by consumer, or all) that stops at the highest id pending when it
+//! began, so entries re-appended by an action are never revisited.
 
 use draas_protocol::keys::WORKER_GROUP;
 use redis::streams::{StreamPendingCountReply, StreamPendingId, StreamPendingReply};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ActionItem, ActionReport, Admin, AdminError, PAGE, Payload, Progress, StreamRef, check_id,
-    entry_age_ms, payload_bytes,
-};
+use super::{Admin, AdminError, PAGE, Payload, StreamRef, check_id, entry_age_ms, payload_bytes};
 
 /// A page request for `ops pending`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,8 +59,8 @@ pub struct Selection {
 }
 
 /// A walk over the selected entries, a page at a time.
-struct Walk {
-    stream: String,
+pub(super) struct Walk {
+    pub(super) stream: String,
     ids: Vec<String>,
     consumer: Option<String>,
     min_idle_ms: u64,
@@ -85,9 +70,9 @@ struct Walk {
 }
 
 /// A selected id and its PEL row, if it is pending.
-struct Selected {
-    id: String,
-    pending: Option<StreamPendingId>,
+pub(super) struct Selected {
+    pub(super) id: String,
+    pub(super) pending: Option<StreamPendingId>,
 }
 
 impl Admin {
@@ -179,7 +164,7 @@ impl Admin {
             .collect())
     }
 
-    async fn walk(&self, sel: &Selection) -> Result<(StreamRef, Walk), AdminError> {
+    pub(super) async fn walk(&self, sel: &Selection) -> Result<(StreamRef, Walk), AdminError> {
         let target = sel
             .target
             .clone()
@@ -223,7 +208,10 @@ impl Admin {
         Ok((target, walk))
     }
 
-    async fn next_page(&self, walk: &mut Walk) -> Result<Option<Vec<Selected>>, AdminError> {
+    pub(super) async fn next_page(
+        &self,
+        walk: &mut Walk,
+    ) -> Result<Option<Vec<Selected>>, AdminError> {
         if walk.done {
             return Ok(None);
         }
@@ -283,210 +271,5 @@ impl Admin {
                 ))
             }
         }
-    }
-
-    /// Hands the selected entries to the live consumer `to` (XCLAIM … JUSTID).
-    pub async fn claim(
-        &self,
-        sel: &Selection,
-        to: &str,
-        dry_run: bool,
-        progress: &dyn Progress,
-    ) -> Result<ActionReport, AdminError> {
-        let (target, mut walk) = self.walk(sel).await?;
-        let live = self.live_consumers(target.platform).await?;
-        if !live.iter().any(|c| c == to) {
-            return Err(AdminError::Refused(format!(
-                "consumer `{to}` is not a live {} worker (live: {}); entries given to it would sit unseen",
-                target.platform,
-                if live.is_empty() {
-                    "none".into()
-                } else {
-                    live.join(", ")
-                }
-            )));
-        }
-        let mut report = ActionReport::new("claim", &walk.stream, dry_run);
-        report.notes.push(format!(
-            "claimed entries stay pending with `{to}`; a worker's sweeper runs them once they have been idle for its claim-idle time (use retry to run them now)"
-        ));
-        while let Some(page) = self.next_page(&mut walk).await? {
-            progress.advance(page.len() as u64);
-            let mut claim_ids = Vec::new();
-            for s in page {
-                match &s.pending {
-                    None => report.push(ActionItem::new(&s.id, "not pending", ""), false, false),
-                    Some(p) if p.consumer == to => report.push(
-                        ActionItem::new(&s.id, "kept", format!("already owned by {to}")),
-                        false,
-                        false,
-                    ),
-                    Some(p) if dry_run => report.push(
-                        ActionItem::new(&s.id, "would claim", format!("from {}", p.consumer)),
-                        true,
-                        false,
-                    ),
-                    Some(p) => claim_ids.push((s.id.clone(), p.consumer.clone())),
-                }
-            }
-            if claim_ids.is_empty() {
-                continue;
-            }
-            let mut cmd = redis::cmd("XCLAIM");
-            cmd.arg(&walk.stream).arg(WORKER_GROUP).arg(to).arg(0);
-            for (id, _) in &claim_ids {
-                cmd.arg(id);
-            }
-            let claimed: Vec<String> = cmd
-                .arg("JUSTID")
-                .query_async(&mut self.store.conn())
-                .await?;
-            for (id, from) in claim_ids {
-                let ok = claimed.contains(&id);
-                let outcome = if ok { "claimed" } else { "not pending" };
-                report.push(
-                    ActionItem::new(&id, outcome, format!("from {from}")),
-                    true,
-                    ok,
-                );
-            }
-        }
-        Ok(report)
-    }
-
-    /// Makes the selected entries deliverable now (re-append + ack + delete, one MULTI).
-    pub async fn retry(
-        &self,
-        sel: &Selection,
-        force: bool,
-        dry_run: bool,
-        progress: &dyn Progress,
-    ) -> Result<ActionReport, AdminError> {
-        self.requeue(sel, None, force, dry_run, progress).await
-    }
-
-    /// Moves the selected entries to the dead-letter stream with `reason`.
-    pub async fn drop_pending(
-        &self,
-        sel: &Selection,
-        reason: &str,
-        force: bool,
-        dry_run: bool,
-        progress: &dyn Progress,
-    ) -> Result<ActionReport, AdminError> {
-        if reason.trim().is_empty() {
-            return Err(AdminError::invalid(
-                "reason",
-                "say why the entries are dropped",
-            ));
-        }
-        self.requeue(sel, Some(reason), force, dry_run, progress)
-            .await
-    }
-
-    /// Retry (`drop_reason` = None) or drop, entry by entry.
-    async fn requeue(
-        &self,
-        sel: &Selection,
-        drop_reason: Option<&str>,
-        force: bool,
-        dry_run: bool,
-        progress: &dyn Progress,
-    ) -> Result<ActionReport, AdminError> {
-        let (target, mut walk) = self.walk(sel).await?;
-        let live = self.live_consumers(target.platform).await?;
-        let action = if drop_reason.is_some() {
-            "drop"
-        } else {
-            "retry"
-        };
-        let mut report = ActionReport::new(action, &walk.stream, dry_run);
-        while let Some(page) = self.next_page(&mut walk).await? {
-            progress.advance(page.len() as u64);
-            let ids: Vec<String> = page.iter().map(|s| s.id.clone()).collect();
-            let bodies = self.bodies(&walk.stream, &ids).await?;
-            let payloads: Vec<Payload> = bodies
-                .iter()
-                .map(|b| Payload::decode(b.as_ref().and_then(payload_bytes)))
-                .collect();
-            let states = self
-                .operation_states(&payloads.iter().map(Payload::command_id).collect::<Vec<_>>())
-                .await?;
-            for (((s, body), payload), state) in
-                page.into_iter().zip(bodies).zip(payloads).zip(states)
-            {
-                let Some(p) = s.pending else {
-                    report.push(ActionItem::new(&s.id, "not pending", ""), false, false);
-                    continue;
-                };
-                let op = match &state {
-                    Some(st) => format!("operation {st}"),
-                    None => "no operation record".to_owned(),
-                };
-                let skip = |why: String| ActionItem::new(&s.id, "skipped", why);
-                if live.contains(&p.consumer) && !force {
-                    let why = format!(
-                        "owner {} is live and runs it (force to override)",
-                        p.consumer
-                    );
-                    report.push(skip(why), false, false);
-                    continue;
-                }
-                match (drop_reason, &body, &payload) {
-                    (None, None, _) => {
-                        report.push(
-                            skip("entry body is gone; drop it to clear it".into()),
-                            false,
-                            false,
-                        );
-                    }
-                    (None, _, Payload::Undecodable { error }) => {
-                        report.push(
-                            skip(format!("undecodable ({error}); drop it instead")),
-                            false,
-                            false,
-                        );
-                    }
-                    _ if dry_run => {
-                        report.push(
-                            ActionItem::new(&s.id, &format!("would {action}"), op),
-                            true,
-                            false,
-                        );
-                    }
-                    (None, Some(entry), _) => {
-                        self.store
-                            .forward(&walk.stream, entry, &walk.stream)
-                            .await?;
-                        let detail = match state.as_deref() {
-                            Some("succeeded" | "failed") => {
-                                format!("{op}: answered from the record, not run again")
-                            }
-                            _ => op,
-                        };
-                        report.push(ActionItem::new(&s.id, "retried", detail), true, true);
-                    }
-                    (Some(reason), Some(entry), _) => {
-                        let reason = format!("dropped by operator: {reason}");
-                        let deliveries = p.times_delivered as u64;
-                        self.store
-                            .dead_letter(target.platform, &walk.stream, entry, &reason, deliveries)
-                            .await?;
-                        report.push(ActionItem::new(&s.id, "dead-lettered", op), true, true);
-                    }
-                    (Some(_), None, _) => {
-                        self.store
-                            .ack_and_delete(&walk.stream, std::slice::from_ref(&s.id))
-                            .await?;
-                        report.push(
-                            ActionItem::new(&s.id, "acked", "its body was already gone"),
-                            true,
-                            true,
-                        );
-                    }
-                }
-            }
-        }
-        Ok(report)
     }
 }

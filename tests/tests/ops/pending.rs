@@ -144,7 +144,23 @@ async fn pending_entries_are_inspected_then_claimed_to_a_live_worker() -> anyhow
     })
     .await?;
 
-    // Dry run first: nothing moves.
+    // Dry runs first: nothing moves.
+    let first_id = rows[0]["id"].as_str().unwrap();
+    let (ok, out, err) = ops_cli(
+        &redis,
+        &keys,
+        &["claim", first_id, "--to", &live, "--dry-run"],
+    );
+    assert!(
+        ok && out.contains("would claim") && out.contains("from ghost"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = ops_cli(
+        &redis,
+        &keys,
+        &["claim", "--consumer", "ghost", "--to", "ghost"],
+    );
+    assert!(!ok && err.contains("not a live"), "{out}{err}");
     let ghost_ids = json!(
         rows[..3]
             .iter()
@@ -161,12 +177,17 @@ async fn pending_entries_are_inspected_then_claimed_to_a_live_worker() -> anyhow
         (200, json!(3), json!(0)),
         "{plan}"
     );
-    let (status, done) = post(
-        "/api/v1/admin/claim",
-        json!({"platform": "process", "ids": ghost_ids, "to": live}),
-    )
-    .await;
-    assert_eq!((status, done["changed"].clone()), (200, json!(3)), "{done}");
+    // For real, through the CLI.
+    let ids: Vec<&str> = rows[..3]
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let mut args = vec!["--json", "claim", "--to", &live];
+    args.extend(ids);
+    let (ok, out, err) = ops_cli(&redis, &keys, &args);
+    assert!(ok, "{err}");
+    let done: Value = serde_json::from_str(&out)?;
+    assert_eq!(done["changed"], 3, "{done}");
     let page = admin
         .pending(&PendingQuery {
             target: StreamRef::platform(Platform::Process),

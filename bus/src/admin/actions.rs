@@ -1,0 +1,272 @@
+//! The three things an operator may do with pending entries.
+//!
+//! - **claim**: XCLAIM … JUSTID to a named *live* consumer (the delivery count is left alone,
+//!   so an operator's move never pushes an entry towards the dead-letter limit). The entry
+//!   stays pending; the sweepers run it once it has been idle for their `claim_idle`.
+//! - **retry**: makes an entry deliverable now: the original payload is re-appended and the
+//!   stuck entry acked and deleted in one MULTI ([`Store::forward`](crate::Store::forward)).
+//!   The command id is unchanged, so an operation that already finished is answered from its
+//!   record, never re-run. (Redis 8.8's XNACK would do this in place; this works everywhere.)
+//! - **drop**: moves the entry to the dead-letter stream with the operator's reason
+//!   ([`Store::dead_letter`](crate::Store::dead_letter)), from where it can be replayed.
+//!
+//! Entries whose owner is a live worker are skipped unless `force`: that worker is running
+//! them or will.
+
+use draas_protocol::keys::WORKER_GROUP;
+
+use super::{
+    ActionItem, ActionReport, Admin, AdminError, Payload, Progress, Selection, payload_bytes,
+};
+
+impl Admin {
+    /// For each operation still under a lease: its holder and the milliseconds left.
+    async fn operation_leases(
+        &self,
+        ids: &[Option<uuid::Uuid>],
+    ) -> Result<Vec<Option<(String, u64)>>, AdminError> {
+        let known: Vec<uuid::Uuid> = ids.iter().flatten().copied().collect();
+        if known.is_empty() {
+            return Ok(vec![None; ids.len()]);
+        }
+        let mut pipe = redis::pipe();
+        for id in &known {
+            pipe.cmd("HMGET")
+                .arg(self.keys().operation(*id))
+                .arg("worker")
+                .arg("leaseUntil");
+        }
+        let rows: Vec<(Option<String>, Option<u64>)> =
+            pipe.query_async(&mut self.store.conn()).await?;
+        let now = crate::clock::now().millis();
+        let mut rows = rows.into_iter();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let (worker, until) = id.and_then(|_| rows.next())?;
+                let left = until?.checked_sub(now).filter(|l| *l > 0)?;
+                Some((worker.unwrap_or_default(), left))
+            })
+            .collect())
+    }
+
+    /// Hands the selected entries to the live consumer `to` (XCLAIM … JUSTID).
+    pub async fn claim(
+        &self,
+        sel: &Selection,
+        to: &str,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<ActionReport, AdminError> {
+        let (target, mut walk) = self.walk(sel).await?;
+        let live = self.live_consumers(target.platform).await?;
+        if !live.iter().any(|c| c == to) {
+            return Err(AdminError::Refused(format!(
+                "consumer `{to}` is not a live {} worker (live: {}); entries given to it would sit unseen",
+                target.platform,
+                if live.is_empty() {
+                    "none".into()
+                } else {
+                    live.join(", ")
+                }
+            )));
+        }
+        let mut report = ActionReport::new("claim", &walk.stream, dry_run);
+        report.notes.push(format!(
+            "claimed entries stay pending with `{to}`; a worker's sweeper runs them once they have been idle for its claim-idle time (use retry to run them now)"
+        ));
+        while let Some(page) = self.next_page(&mut walk).await? {
+            progress.advance(page.len() as u64);
+            let mut claim_ids = Vec::new();
+            for s in page {
+                match &s.pending {
+                    None => report.push(ActionItem::new(&s.id, "not pending", ""), false, false),
+                    Some(p) if p.consumer == to => report.push(
+                        ActionItem::new(&s.id, "kept", format!("already owned by {to}")),
+                        false,
+                        false,
+                    ),
+                    Some(p) if dry_run => report.push(
+                        ActionItem::new(&s.id, "would claim", format!("from {}", p.consumer)),
+                        true,
+                        false,
+                    ),
+                    Some(p) => claim_ids.push((s.id.clone(), p.consumer.clone())),
+                }
+            }
+            if claim_ids.is_empty() {
+                continue;
+            }
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(&walk.stream).arg(WORKER_GROUP).arg(to).arg(0);
+            for (id, _) in &claim_ids {
+                cmd.arg(id);
+            }
+            let claimed: Vec<String> = cmd
+                .arg("JUSTID")
+                .query_async(&mut self.store.conn())
+                .await?;
+            for (id, from) in claim_ids {
+                let ok = claimed.contains(&id);
+                let outcome = if ok { "claimed" } else { "not pending" };
+                report.push(
+                    ActionItem::new(&id, outcome, format!("from {from}")),
+                    true,
+                    ok,
+                );
+            }
+        }
+        Ok(report)
+    }
+
+    /// Makes the selected entries deliverable now (re-append + ack + delete, one MULTI).
+    pub async fn retry(
+        &self,
+        sel: &Selection,
+        force: bool,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<ActionReport, AdminError> {
+        self.requeue(sel, None, force, dry_run, progress).await
+    }
+
+    /// Moves the selected entries to the dead-letter stream with `reason`.
+    pub async fn drop_pending(
+        &self,
+        sel: &Selection,
+        reason: &str,
+        force: bool,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<ActionReport, AdminError> {
+        if reason.trim().is_empty() {
+            return Err(AdminError::invalid(
+                "reason",
+                "say why the entries are dropped",
+            ));
+        }
+        self.requeue(sel, Some(reason), force, dry_run, progress)
+            .await
+    }
+
+    /// Retry (`drop_reason` = None) or drop, entry by entry.
+    async fn requeue(
+        &self,
+        sel: &Selection,
+        drop_reason: Option<&str>,
+        force: bool,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<ActionReport, AdminError> {
+        let (target, mut walk) = self.walk(sel).await?;
+        let live = self.live_consumers(target.platform).await?;
+        let action = if drop_reason.is_some() {
+            "drop"
+        } else {
+            "retry"
+        };
+        let mut report = ActionReport::new(action, &walk.stream, dry_run);
+        while let Some(page) = self.next_page(&mut walk).await? {
+            progress.advance(page.len() as u64);
+            let ids: Vec<String> = page.iter().map(|s| s.id.clone()).collect();
+            let bodies = self.bodies(&walk.stream, &ids).await?;
+            let payloads: Vec<Payload> = bodies
+                .iter()
+                .map(|b| Payload::decode(b.as_ref().and_then(payload_bytes)))
+                .collect();
+            let ops: Vec<_> = payloads.iter().map(Payload::command_id).collect();
+            let states = self.operation_states(&ops).await?;
+            let leases = self.operation_leases(&ops).await?;
+            for ((((s, body), payload), state), lease) in page
+                .into_iter()
+                .zip(bodies)
+                .zip(payloads)
+                .zip(states)
+                .zip(leases)
+            {
+                let Some(p) = s.pending else {
+                    report.push(ActionItem::new(&s.id, "not pending", ""), false, false);
+                    continue;
+                };
+                let op = match &state {
+                    Some(st) => format!("operation {st}"),
+                    None => "no operation record".to_owned(),
+                };
+                let skip = |why: String| ActionItem::new(&s.id, "skipped", why);
+                if live.contains(&p.consumer) && !force {
+                    let why = format!(
+                        "owner {} is live and runs it (force to override)",
+                        p.consumer
+                    );
+                    report.push(skip(why), false, false);
+                    continue;
+                }
+                // A worker would find the operation leased and leave the copy pending until
+                // its sweeper's claim-idle time: nothing gained.
+                if let (None, Some("running"), Some((holder, left_ms)), false) =
+                    (drop_reason, state.as_deref(), &lease, force)
+                {
+                    let why = format!(
+                        "operation leased by {holder} for another {left_ms} ms; retry once it runs out (or force)"
+                    );
+                    report.push(skip(why), false, false);
+                    continue;
+                }
+                match (drop_reason, &body, &payload) {
+                    (None, None, _) => {
+                        report.push(
+                            skip("entry body is gone; drop it to clear it".into()),
+                            false,
+                            false,
+                        );
+                    }
+                    (None, _, Payload::Undecodable { error }) => {
+                        report.push(
+                            skip(format!("undecodable ({error}); drop it instead")),
+                            false,
+                            false,
+                        );
+                    }
+                    _ if dry_run => {
+                        report.push(
+                            ActionItem::new(&s.id, &format!("would {action}"), op),
+                            true,
+                            false,
+                        );
+                    }
+                    (None, Some(entry), _) => {
+                        self.store
+                            .forward(&walk.stream, entry, &walk.stream)
+                            .await?;
+                        let detail = match state.as_deref() {
+                            Some("succeeded" | "failed") => {
+                                format!("{op}: answered from the record, not run again")
+                            }
+                            _ => op,
+                        };
+                        report.push(ActionItem::new(&s.id, "retried", detail), true, true);
+                    }
+                    (Some(reason), Some(entry), _) => {
+                        let reason = format!("dropped by operator: {reason}");
+                        let deliveries = p.times_delivered as u64;
+                        self.store
+                            .dead_letter(target.platform, &walk.stream, entry, &reason, deliveries)
+                            .await?;
+                        report.push(ActionItem::new(&s.id, "dead-lettered", op), true, true);
+                    }
+                    (Some(_), None, _) => {
+                        self.store
+                            .ack_and_delete(&walk.stream, std::slice::from_ref(&s.id))
+                            .await?;
+                        report.push(
+                            ActionItem::new(&s.id, "acked", "its body was already gone"),
+                            true,
+                            true,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
