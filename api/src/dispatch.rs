@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use draas_bus::streams::{command_stream, payload};
+use draas_bus::streams::{command_stream, last_id, payload};
 use draas_bus::{Store, clock, connect};
 use draas_protocol::{
     Command, CommandEnvelope, Instance, Operation, Platform, Reply, Timestamp, codec,
@@ -107,9 +107,11 @@ impl Dispatcher {
             worker_ttl,
             wait_aof,
         });
-        let reader = connect::blocking(redis_url).await?;
-        // Start just before now: every reply to a command this node sends later is newer.
-        let from = format!("{}-0", clock::now().millis());
+        let mut reader = connect::blocking(redis_url).await?;
+        // Every reply to a command this node sends later comes after the stream's newest entry.
+        let from = last_id(&mut reader, &dispatcher.reply_stream)
+            .await
+            .map_err(bus_to_redis)?;
         tokio::spawn(Arc::clone(&dispatcher).read_replies(
             reader,
             from,
@@ -253,5 +255,17 @@ impl Dispatcher {
         if let Some(tx) = waiter {
             let _ = tx.send(reply);
         }
+    }
+}
+
+/// Start-up failures surface as Redis errors (the caller reports "connecting to Redis").
+fn bus_to_redis(error: draas_bus::BusError) -> redis::RedisError {
+    match error {
+        draas_bus::BusError::Redis(e) => e,
+        other => redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "reading the reply stream",
+            other.to_string(),
+        )),
     }
 }

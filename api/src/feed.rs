@@ -22,8 +22,10 @@ pub async fn start(
     let feed = tx.clone();
     tokio::spawn(async move {
         let options = StreamReadOptions::default().count(512).block(2000);
-        // Start at now: "$" would skip whatever arrives between two reads.
-        let mut last = format!("{}-0", draas_bus::clock::now().millis());
+        // Everything after the newest event at start-up; `last_id` says why not "$" or a time.
+        let mut last = draas_bus::streams::last_id(&mut reader, &events)
+            .await
+            .unwrap_or_else(|_| "$".to_owned());
         while !stop.is_cancelled() {
             let (keys, ids) = ([&events], [&last]);
             let read = tokio::select! {

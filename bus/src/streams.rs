@@ -52,6 +52,27 @@ pub async fn ensure_group(
     }
 }
 
+/// The id of the newest entry of `stream` ("0-0" when it is empty or missing). A reader that
+/// starts after it sees every later entry, whatever the clocks say (a time-based id can skip
+/// an entry written in the same millisecond, and "$" skips what arrives between two reads).
+pub async fn last_id(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Result<String, BusError> {
+    let newest: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(newest
+        .ids
+        .first()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
+}
+
 /// The encoded message of a stream entry.
 pub fn payload(entry: &StreamId) -> Result<Vec<u8>, BusError> {
     match entry.map.get(PAYLOAD_FIELD) {

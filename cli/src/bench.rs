@@ -151,11 +151,25 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
             caller.ping().await?;
         }
         let latency = sequential(&caller, args.latency_n, cap).await?;
+        // The cost of the throughput phase: CPU of the client side (this process, plus the API
+        // process on the api path), of the workers and of Redis, and Redis commands per job.
+        let worker_pids: Vec<u32> = children.iter().take(workers).filter_map(Child::id).collect();
+        let client_pids: Vec<u32> = children.iter().skip(workers).filter_map(Child::id).collect();
+        let before = Cost::sample(&store, &worker_pids, &client_pids).await?;
         let throughput = closed_loop(&caller, args.jobs, args.in_flight.max(1), cap).await?;
+        let after = Cost::sample(&store, &worker_pids, &client_pids).await?;
+        let jobs = throughput["completed"].as_f64().unwrap_or(0.0).max(1.0);
+        let per_job = |a: f64, b: f64| (a - b) * 1000.0 / jobs;
         anyhow::Ok(json!({
             "path": if path == PathKind::Api { "api" } else { "bus" },
             "latency_ms": latency,
             "throughput": throughput,
+            "cpu_ms_per_job": {
+                "client": per_job(after.client_s, before.client_s),
+                "workers": per_job(after.workers_s, before.workers_s),
+                "redis": per_job(after.redis_s, before.redis_s),
+            },
+            "redis_cmds_per_job": (after.commands - before.commands) as f64 / jobs,
             "settings": {"workers": workers, "in_flight": args.in_flight, "worker_concurrency": 256, "platform": "process"},
             "versions": {"draas": env!("CARGO_PKG_VERSION")},
         }))
@@ -165,7 +179,90 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
         stop(child).await;
     }
     let _ = std::fs::remove_dir_all(&scratch);
+    if let Err(error) = forget_keys(&args.redis_url, &prefix).await {
+        eprintln!("could not remove the run's keys ({prefix}:*): {error}");
+    }
     result
+}
+
+/// Removes every key of a finished run (its own prefix), with a paged SCAN: the benchmark
+/// owns that prefix, and leaving 100k operation records behind would bother the next run.
+async fn forget_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// CPU seconds and Redis's command count at one instant.
+struct Cost {
+    client_s: f64,
+    workers_s: f64,
+    redis_s: f64,
+    commands: u64,
+}
+
+impl Cost {
+    async fn sample(store: &Store, workers: &[u32], clients: &[u32]) -> anyhow::Result<Self> {
+        let stats: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut store.conn())
+            .await?;
+        let cpu: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut store.conn())
+            .await?;
+        let field = |text: &str, name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let own = process_cpu_s(std::process::id());
+        Ok(Cost {
+            client_s: own + clients.iter().map(|p| process_cpu_s(*p)).sum::<f64>(),
+            workers_s: workers.iter().map(|p| process_cpu_s(*p)).sum(),
+            redis_s: field(&cpu, "used_cpu_user") + field(&cpu, "used_cpu_sys"),
+            commands: field(&stats, "total_commands_processed") as u64,
+        })
+    }
+}
+
+/// User + system CPU seconds of a process, from /proc (clock ticks are USER_HZ = 100).
+fn process_cpu_s(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 enum Caller {
