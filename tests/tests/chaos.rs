@@ -89,44 +89,79 @@ fn spawn_worker(
         .expect("spawn draas worker")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
-    let prefix = "chaos";
-    let keys = Keyspace::new(prefix);
-    let dir = scratch("chaos");
-    let launch_log = dir.join("launches.log");
-    let runtime = counting_runtime(&launch_log, 0);
-    let data_dirs: Vec<PathBuf> = (0..WORKERS)
-        .map(|n| dir.join(format!("node-{n}")))
-        .collect();
-    let worker_log = dir.join("workers.log");
-    let mut workers: Vec<Child> = data_dirs
-        .iter()
-        .map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log))
-        .collect();
-    let api = ApiNode::start(&redis.url, &keys).await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()?;
-    common::wait_until(|| async {
-        let v: Value = http
-            .get(format!("{}/api/v1/platforms", api.url))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["items"][0]["workers"] == WORKERS).then_some(())
-    })
-    .await?;
+/// Redis, worker processes (each with its own node directory) launching the counting runtime,
+/// and an in-process API that sees them all.
+struct Fleet {
+    redis: RedisServer,
+    prefix: &'static str,
+    keys: Keyspace,
+    api: ApiNode,
+    http: reqwest::Client,
+    workers: Vec<Child>,
+    dirs: Vec<PathBuf>,
+    launch_log: PathBuf,
+    runtime: PathBuf,
+    worker_log: PathBuf,
+}
 
+impl Fleet {
+    async fn start(prefix: &'static str, workers: usize) -> anyhow::Result<Self> {
+        let redis = RedisServer::start()?;
+        let keys = Keyspace::new(prefix);
+        let dir = scratch(prefix);
+        let launch_log = dir.join("launches.log");
+        let runtime = counting_runtime(&launch_log, 0);
+        let worker_log = dir.join("workers.log");
+        let dirs: Vec<PathBuf> = (0..workers)
+            .map(|n| dir.join(format!("node-{n}")))
+            .collect();
+        let children = dirs
+            .iter()
+            .map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log))
+            .collect();
+        let api = ApiNode::start(&redis.url, &keys).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        common::wait_until(|| async {
+            let v: Value = http
+                .get(format!("{}/api/v1/platforms", api.url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v["items"][0]["workers"] == workers).then_some(())
+        })
+        .await?;
+        Ok(Fleet {
+            redis,
+            prefix,
+            keys,
+            api,
+            http,
+            workers: children,
+            dirs,
+            launch_log,
+            runtime,
+            worker_log,
+        })
+    }
+}
+
+/// Creates `n` process instances named `<prefix>-<n>` with restart policy `never`.
+async fn create_instances(
+    http: &reqwest::Client,
+    api: &str,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
-    for n in 0..INSTANCES {
-        let body = json!({"name": format!("chaos-{n}"), "platform": "process", "config": {}, "restartPolicy": {"mode": "never"}});
+    for i in 0..n {
+        let body = json!({"name": format!("{prefix}-{i}"), "platform": "process", "config": {}, "restartPolicy": {"mode": "never"}});
         let (status, inst) = status_json(
-            http.post(format!("{}/api/v1/instances", api.url))
+            http.post(format!("{api}/api/v1/instances"))
                 .json(&body)
                 .send()
                 .await?,
@@ -135,6 +170,24 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
         assert_eq!(status, 201, "{inst}");
         ids.push(inst["id"].as_str().unwrap().to_owned());
     }
+    Ok(ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
+    let Fleet {
+        redis,
+        keys,
+        api,
+        http,
+        mut workers,
+        dirs: data_dirs,
+        launch_log,
+        runtime,
+        worker_log,
+        prefix,
+    } = Fleet::start("chaos", WORKERS).await?;
+    let ids = create_instances(&http, &api.url, "chaos", INSTANCES).await?;
     // Poison: entries no worker can decode.
     let mut conn = redis.client().get_multiplexed_async_connection().await?;
     for n in 0..POISON {
@@ -355,47 +408,16 @@ async fn run_to_end(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_load_loses_nothing_and_doubles_nothing() -> anyhow::Result<()> {
     const STARTS: usize = 60;
-    let redis = RedisServer::start()?;
-    let prefix = "drain";
-    let keys = Keyspace::new(prefix);
-    let dir = scratch("drain");
-    let launch_log = dir.join("launches.log");
-    let runtime = counting_runtime(&launch_log, 0);
-    let worker_log = dir.join("workers.log");
-    let dirs: Vec<PathBuf> = (0..2).map(|n| dir.join(format!("node-{n}"))).collect();
-    let mut workers: Vec<Child> = dirs
-        .iter()
-        .map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log))
-        .collect();
-    let api = ApiNode::start(&redis.url, &keys).await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()?;
-    common::wait_until(|| async {
-        let v: Value = http
-            .get(format!("{}/api/v1/platforms", api.url))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (v["items"][0]["workers"] == 2).then_some(())
-    })
-    .await?;
-    let mut ids = Vec::new();
-    for n in 0..STARTS {
-        let body = json!({"name": format!("drain-{n}"), "platform": "process", "config": {}});
-        let (status, inst) = status_json(
-            http.post(format!("{}/api/v1/instances", api.url))
-                .json(&body)
-                .send()
-                .await?,
-        )
-        .await;
-        assert_eq!(status, 201, "{inst}");
-        ids.push(inst["id"].as_str().unwrap().to_owned());
-    }
+    let Fleet {
+        redis,
+        keys,
+        api,
+        http,
+        mut workers,
+        launch_log,
+        ..
+    } = Fleet::start("drain", 2).await?;
+    let ids = create_instances(&http, &api.url, "drain", STARTS).await?;
     let mut clients = Vec::new();
     for id in ids.clone() {
         let (http, base) = (http.clone(), api.url.clone());

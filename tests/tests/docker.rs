@@ -132,6 +132,17 @@ impl DockerSystem {
         inst["id"].as_str().unwrap().to_owned()
     }
 
+    /// Sends a lifecycle request and asserts that its operation succeeded; returns it.
+    async fn succeed(&self, method: reqwest::Method, path: &str) -> Value {
+        let (status, op) = self.call(method, path, None).await;
+        assert_eq!(
+            (status, op["state"].clone()),
+            (200, json!("succeeded")),
+            "{op}"
+        );
+        op
+    }
+
     async fn instance(&self, id: &str) -> Value {
         self.call(
             reqwest::Method::GET,
@@ -168,18 +179,11 @@ async fn readme_walkthrough_on_the_docker_platform() -> anyhow::Result<()> {
             json!({"image": IMAGE, "resources": {"memoryMb": 256, "cpuMillis": 500}}),
         )
         .await;
-    let (status, op) = sys
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/instances/{id}/start"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status, op["state"].clone()),
-        (200, json!("succeeded")),
-        "{op}"
-    );
+    sys.succeed(
+        reqwest::Method::POST,
+        &format!("/api/v1/instances/{id}/start"),
+    )
+    .await;
     let inst = sys.instance(&id).await;
     assert_eq!(inst["state"], "running");
     let container = format!("draas-{id}");
@@ -247,34 +251,18 @@ async fn readme_walkthrough_on_the_docker_platform() -> anyhow::Result<()> {
     assert_eq!(status, 200, "{logs}");
     assert!(!logs["lines"].as_str().unwrap().is_empty(), "{logs}");
 
-    let (status, op) = sys
-        .call(
+    let op = sys
+        .succeed(
             reqwest::Method::POST,
             &format!("/api/v1/instances/{id}/stop"),
-            None,
         )
         .await;
-    assert_eq!(
-        (status, op["state"].clone()),
-        (200, json!("succeeded")),
-        "{op}"
-    );
     assert_eq!(
         op["result"]["exitCode"], 0,
         "SIGINT stops the runtime gracefully: {op}"
     );
-    let (status, op) = sys
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/instances/{id}"),
-            None,
-        )
+    sys.succeed(reqwest::Method::DELETE, &format!("/api/v1/instances/{id}"))
         .await;
-    assert_eq!(
-        (status, op["state"].clone()),
-        (200, json!("succeeded")),
-        "{op}"
-    );
     assert!(!docker(&["inspect", &container]).0, "container removed");
     assert!(
         !docker(&["volume", "inspect", &format!("draas-{id}-data")]).0,
@@ -377,18 +365,11 @@ async fn a_restarted_worker_adopts_running_containers() -> anyhow::Result<()> {
     );
     assert_eq!(sys.instance(&id).await["state"], "running");
     // The same container keeps running and is not duplicated; the new worker can restart it.
-    let (status, op) = sys
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/instances/{id}/restart"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status, op["state"].clone()),
-        (200, json!("succeeded")),
-        "{op}"
-    );
+    sys.succeed(
+        reqwest::Method::POST,
+        &format!("/api/v1/instances/{id}/restart"),
+    )
+    .await;
     let (_, count) = docker(&["ps", "-q", "--filter", &format!("name=draas-{id}")]);
     assert_eq!(count.lines().count(), 1, "exactly one container");
     assert_ne!(
@@ -458,17 +439,10 @@ async fn a_container_removed_behind_draas_back_is_reported() -> anyhow::Result<(
         "{inst}"
     );
     // It can be started again: a fresh container.
-    let (status, op) = sys
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/v1/instances/{id}/start"),
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status, op["state"].clone()),
-        (200, json!("succeeded")),
-        "{op}"
-    );
+    sys.succeed(
+        reqwest::Method::POST,
+        &format!("/api/v1/instances/{id}/start"),
+    )
+    .await;
     Ok(())
 }
