@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use draas_bus::streams::{command_stream, last_id, payload};
+use draas_bus::streams::{last_id, payload};
 use draas_bus::{Store, clock, connect};
 use draas_protocol::{
     Command, CommandEnvelope, Instance, Operation, Platform, Reply, Timestamp, codec,
@@ -31,6 +31,8 @@ pub struct Dispatcher {
 
 /// What to send: a command for a platform (and maybe an instance), under an operation id.
 pub struct Request<'a> {
+    /// The stream it goes to, from [`Dispatcher::route`].
+    pub stream: String,
     pub platform: Platform,
     pub instance: Option<&'a Instance>,
     pub command: Command,
@@ -45,12 +47,14 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// A request with a fresh operation id, no idempotency key and no trace.
     pub fn new(
+        stream: String,
         platform: Platform,
         instance: Option<&'a Instance>,
         command: Command,
         wait: Duration,
     ) -> Self {
         Request {
+            stream,
             platform,
             instance,
             command,
@@ -121,12 +125,15 @@ impl Dispatcher {
         Ok(dispatcher)
     }
 
-    /// Fails fast when nobody could execute a command for `instance` on `platform`.
-    pub async fn check_capacity(
+    /// The stream a command for `instance` goes to, or a 503 at once when no live worker could
+    /// take it. A process instance's commands go to the node that runs it while that node has
+    /// a live worker; once it has none, to the platform stream, where any worker takes them
+    /// (a half-done command is resumed only by its own node while that node lives).
+    pub async fn route(
         &self,
         platform: Platform,
         instance: Option<&Instance>,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<String> {
         let ttl = self.worker_ttl.as_millis() as u64;
         let workers = self.store.live_workers(platform, ttl).await?;
         if workers.is_empty() {
@@ -135,19 +142,19 @@ impl Dispatcher {
             )));
         }
         let node = instance.and_then(|i| i.runtime.node.as_deref());
-        if let (Platform::Process, Some(node)) = (platform, node)
-            && !workers.iter().any(|w| w.node == node)
-        {
-            return Err(ApiError::Unavailable(format!(
-                "node `{node}`, which runs this instance, has no live worker"
-            )));
-        }
-        Ok(())
+        let keys = self.store.keys();
+        Ok(match (platform, node) {
+            (Platform::Process, Some(node)) if workers.iter().any(|w| w.node == node) => {
+                keys.node_commands(platform, node)
+            }
+            _ => keys.commands(platform),
+        })
     }
 
     /// Writes the operation record and appends the command, registering for its reply first.
     pub async fn submit(self: &Arc<Self>, request: Request<'_>) -> ApiResult<Submitted> {
         let Request {
+            stream,
             platform,
             instance,
             command,
@@ -181,7 +188,6 @@ impl Dispatcher {
             reply: rx,
             dispatcher: Arc::clone(self),
         };
-        let stream = command_stream(self.store.keys(), platform, instance);
         self.store.submit(&stream, &env, &op).await?;
         if self.wait_aof {
             self.wait_for_aof().await?;

@@ -148,3 +148,33 @@ return 1
 ",
     )
 });
+
+/// Ends an operation whose command was dead-lettered before it ran to completion.
+/// KEYS[1] operation; ARGV: error JSON, completed ms, retention seconds. Returns 1 when ended.
+pub(crate) static DEAD_LETTER_OPERATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st or st == 'succeeded' or st == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[1], 'completed', ARGV[2])
+redis.call('HDEL', KEYS[1], 'worker', 'leaseUntil')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+",
+    )
+});
+
+/// Makes a dead-lettered operation pending again, for a replay. KEYS[1] operation; ARGV: the
+/// dead-letter error code. Returns 1 when reopened.
+pub(crate) static REOPEN_OPERATION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+local err = redis.call('HGET', KEYS[1], 'error') or ''
+if not string.find(err, ARGV[1], 1, true) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'pending')
+redis.call('HDEL', KEYS[1], 'error', 'completed')
+return 1
+",
+    )
+});

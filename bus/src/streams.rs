@@ -6,11 +6,14 @@
 
 use draas_protocol::codec::{self, PAYLOAD_FIELD};
 use draas_protocol::keys::WORKER_GROUP;
-use draas_protocol::{CommandEnvelope, Instance, Keyspace, Operation, Platform, Reply};
+use draas_protocol::{
+    CommandEnvelope, ErrorInfo, Instance, Keyspace, Operation, Outcome, Platform, Reply,
+};
 use redis::Value;
 use redis::streams::StreamId;
 
 use crate::BusError;
+use crate::scripts;
 use crate::store::Store;
 
 /// Approximate cap on a dead-letter stream (`MAXLEN ~`); it has no consumer group, so trimming
@@ -51,6 +54,9 @@ pub async fn ensure_group(
         other => Ok(other?),
     }
 }
+
+/// The error code of an operation whose command was dead-lettered before it finished.
+pub const DEAD_LETTERED: &str = "dead_lettered";
 
 /// The id of the newest entry of `stream` ("0-0" when it is empty or missing). A reader that
 /// starts after it sees every later entry, whatever the clocks say (a time-based id can skip
@@ -154,7 +160,44 @@ impl Store {
         }
         let _: String = cmd.query_async(&mut self.conn()).await?;
         self.ack_and_delete(stream, std::slice::from_ref(&entry.id))
-            .await
+            .await?;
+        // The command will not run: end its operation and tell whoever waits. A replay
+        // reopens it (see `reopen_dead_lettered`).
+        if let Ok(env) = payload(entry).and_then(|b| Ok(codec::decode::<CommandEnvelope>(&b)?)) {
+            let error = ErrorInfo::new(DEAD_LETTERED, format!("dead-lettered: {reason}"));
+            let ended: i64 = scripts::DEAD_LETTER_OPERATION
+                .key(self.keys().operation(env.command_id))
+                .arg(serde_json::to_string(&error).unwrap_or_default())
+                .arg(crate::clock::now().millis())
+                .arg(crate::store::OPERATION_RETENTION_SECS)
+                .invoke_async(&mut self.conn())
+                .await?;
+            if let (1, Some(reply_to)) = (ended, &env.reply_to) {
+                let reply = Reply {
+                    v: draas_protocol::SCHEMA_VERSION,
+                    command_id: env.command_id,
+                    correlation_id: env.correlation_id,
+                    instance_id: env.instance_id,
+                    platform: env.platform,
+                    worker: "dead-letter".to_owned(),
+                    completed_at: crate::clock::now(),
+                    outcome: Outcome::Failed { error },
+                };
+                self.send_reply(reply_to, &reply).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a dead-lettered operation pending again so a replay runs it once; false when the
+    /// operation is in any other state (a finished one is answered from its record).
+    pub async fn reopen_dead_lettered(&self, operation: uuid::Uuid) -> Result<bool, BusError> {
+        let reopened: i64 = scripts::REOPEN_OPERATION
+            .key(self.keys().operation(operation))
+            .arg(format!("\"code\":\"{DEAD_LETTERED}\""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(reopened == 1)
     }
 
     /// Moves an entry to another stream of the same platform (same hash tag), atomically:

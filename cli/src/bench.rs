@@ -274,7 +274,12 @@ impl Caller {
     async fn ping(&self) -> anyhow::Result<()> {
         match self {
             Caller::Bus(dispatcher) => {
+                let stream = dispatcher
+                    .route(Platform::Process, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let request = Request::new(
+                    stream,
                     Platform::Process,
                     None,
                     Command::Ping,

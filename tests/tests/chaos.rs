@@ -453,7 +453,13 @@ async fn sigterm_during_load_loses_nothing_and_doubles_nothing() -> anyhow::Resu
         assert_eq!(
             launches(&launch_log, id),
             1,
-            "instance {id} launched more or less than once"
+            "instance {id} launched more or less than once: {op}\n{}",
+            std::fs::read_to_string(&launch_log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(id.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     let mut conn = redis.client().get_multiplexed_async_connection().await?;

@@ -16,7 +16,7 @@ use draas_protocol::{
 use redis::streams::StreamId;
 
 use crate::driver::Driver;
-use crate::lifecycle::{Ctx, Dispatch};
+use crate::lifecycle::{Ctx, Dispatch, TRANSIENT};
 
 /// What became of an entry.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,11 +87,21 @@ async fn run<D: Driver>(
         }
         Claim::Done(done) => outcome_of(&done),
         Claim::Claimed { attempts } => {
-            let renewer = renew_while_running(ctx, env, stream, &entry.id, lease);
+            // Stops renewing when this execution ends, however it ends.
+            let renewer = tokio_util::task::AbortOnDropHandle::new(renew_while_running(
+                ctx, env, stream, &entry.id, lease,
+            ));
             let dispatched = ctx.dispatch(env, attempts).await;
-            renewer.abort();
+            drop(renewer);
             let outcome = match dispatched {
                 Dispatch::Done(Ok(result)) => Outcome::Succeeded { result },
+                Dispatch::Done(Err(error)) if error.code == TRANSIENT => {
+                    // Redis failed under us: the command is neither done nor failed. Leave the
+                    // entry and the lease; the sweeper hands it back and the next attempt
+                    // resumes from the command's own last step.
+                    tracing::warn!(message = "redis unavailable mid-command; leaving it pending", command = %env.command_id, error = %error.message);
+                    return Ok(Handled::LeftPending);
+                }
                 Dispatch::Done(Err(error)) => Outcome::Failed { error },
                 Dispatch::Defer(node) => {
                     // Another live node runs the instance: give the operation back unexecuted
@@ -163,7 +173,7 @@ fn renew_while_running<D: Driver>(
     stream: &str,
     entry_id: &str,
     lease: std::time::Duration,
-) -> tokio::task::AbortHandle {
+) -> tokio::task::JoinHandle<()> {
     let ctx = Arc::clone(ctx);
     let id = env.command_id;
     let (stream, entry_id) = (stream.to_owned(), entry_id.to_owned());
@@ -192,5 +202,4 @@ fn renew_while_running<D: Driver>(
             }
         }
     })
-    .abort_handle()
 }

@@ -209,6 +209,12 @@ impl<D: Driver> Ctx<D> {
             let runtime = &inst.instance.runtime;
             return Ok(Loaded::Done(match command {
                 Command::Stop => json!({"state": state, "exitCode": runtime.exit_code}),
+                Command::Delete => {
+                    // The earlier attempt reached `deleted` but may have died before dropping
+                    // the record: finish that (idempotent) so no zombie keeps the name.
+                    self.forget(&inst).await?;
+                    json!({"deleted": id})
+                }
                 _ => serde_json::to_value(runtime).unwrap_or(Value::Null),
             }));
         }
@@ -286,13 +292,14 @@ impl<D: Driver> Ctx<D> {
             restarts,
             ..RuntimeInfo::default()
         };
+        if self.driver.node_bound() {
+            // Idempotent; a start resumed here after its node died must be placed here too.
+            self.store
+                .place(self.platform, &self.node, id)
+                .await
+                .map_err(internal)?;
+        }
         if from != InstanceState::Starting {
-            if self.driver.node_bound() {
-                self.store
-                    .place(self.platform, &self.node, id)
-                    .await
-                    .map_err(internal)?;
-            }
             self.move_to(
                 id,
                 from,
@@ -308,15 +315,25 @@ impl<D: Driver> Ctx<D> {
             Ok(mut runtime) => {
                 runtime.node = Some(self.node.clone());
                 runtime.restarts = restarts;
-                self.move_to(
-                    id,
-                    InstanceState::Starting,
-                    InstanceState::Running,
-                    ex,
-                    Some(&runtime),
-                    "healthy",
-                )
-                .await?;
+                let moved = self
+                    .move_to(
+                        id,
+                        InstanceState::Starting,
+                        InstanceState::Running,
+                        ex,
+                        Some(&runtime),
+                        "healthy",
+                    )
+                    .await;
+                if let Err(error) = moved {
+                    // Another change won the race (a stop while this start ran): what this
+                    // start launched must not outlive it. A Redis outage is different: the
+                    // retry resumes and adopts what runs.
+                    if error.code != TRANSIENT {
+                        let _ = self.driver.stop(id).await;
+                    }
+                    return Err(error);
+                }
                 Ok(serde_json::to_value(&runtime).unwrap_or(Value::Null))
             }
             Err(error) => {
@@ -456,7 +473,13 @@ impl<D: Driver> Ctx<D> {
             "removed from platform",
         )
         .await?;
-        let spec = &inst.instance.spec;
+        self.forget(&inst).await?;
+        Ok(json!({"deleted": id}))
+    }
+
+    /// Drops a deleted instance's record, name, index entry and placement. Idempotent.
+    async fn forget(&self, inst: &StoredInstance) -> Result<(), ErrorInfo> {
+        let (id, spec) = (inst.instance.id, &inst.instance.spec);
         self.store
             .delete_instance(id, &spec.name, spec.platform)
             .await
@@ -467,7 +490,7 @@ impl<D: Driver> Ctx<D> {
                 .await
                 .map_err(internal)?;
         }
-        Ok(json!({"deleted": id}))
+        Ok(())
     }
 
     /// One fenced compare-and-set state change, plus its event.
@@ -552,6 +575,20 @@ impl<D: Driver> Ctx<D> {
     }
 }
 
-pub(crate) fn internal(error: impl std::fmt::Display) -> ErrorInfo {
-    ErrorInfo::new("internal", error.to_string())
+/// The error code of a failure that says nothing about the command: Redis was unreachable.
+/// The worker leaves such a command pending, so it is resumed, instead of recording a failure.
+pub(crate) const TRANSIENT: &str = "redis_unavailable";
+
+pub(crate) fn internal(error: draas_bus::BusError) -> ErrorInfo {
+    match &error {
+        draas_bus::BusError::Redis(e)
+            if e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_connection_refusal() =>
+        {
+            ErrorInfo::new(TRANSIENT, error.to_string())
+        }
+        _ => ErrorInfo::new("internal", error.to_string()),
+    }
 }

@@ -40,6 +40,12 @@ async fn record<D: Driver>(
     if inst.state != InstanceState::Running {
         return Ok(());
     }
+    // A late exit of a process that was already replaced says nothing about the current one.
+    if let (Some(exited), Some(current)) = (exit.pid, inst.runtime.pid)
+        && exited != current
+    {
+        return Ok(());
+    }
     let how = match (&exit.reason, exit.code, exit.signal) {
         (Some(reason), _, _) => reason.clone(),
         (None, Some(code), _) => format!("exited with code {code}"),

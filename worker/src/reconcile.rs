@@ -30,6 +30,20 @@ pub(crate) async fn run<D: Driver>(ctx: &Arc<Ctx<D>>) -> Result<(), draas_bus::B
             if let Err(error) = ctx.driver.remove(*id).await {
                 tracing::warn!(message = "could not remove a stray instance", instance = %id, %error);
             }
+            continue;
+        }
+        // Ours, but recorded as stopped, failed or lost while this node's worker was away
+        // (another worker took a command for it): it must not keep running.
+        let state = record.map(|r| r.instance.state);
+        let may_run = matches!(
+            state,
+            Some(InstanceState::Running | InstanceState::Starting | InstanceState::Stopping)
+        );
+        if !may_run {
+            tracing::warn!(message = "stopping a process its record says is not running", instance = %id, ?state);
+            if let Err(error) = ctx.driver.stop(*id).await {
+                tracing::warn!(message = "could not stop a stray instance", instance = %id, %error);
+            }
         }
     }
     for id in ctx.store.placed(ctx.platform, &ctx.node).await? {

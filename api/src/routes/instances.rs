@@ -18,10 +18,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::lifecycle::{run_command, wait_param};
+use super::lifecycle::{submit_and_wait, wait_param};
 use super::parse_id;
 use crate::App;
 use crate::body::{Body, content_type, parse};
+use crate::dispatch::Request as DispatchRequest;
 use crate::error::{ApiError, ApiResult};
 
 /// The body of `POST /api/v1/instances`.
@@ -253,6 +254,17 @@ pub async fn patch(
     {
         return Err(name_taken(&spec.name, by));
     }
+    // A running instance applies a new config through a command: make sure someone can take
+    // it before storing the spec, so a refusal leaves nothing half-done.
+    let reconfigure = spec.config != current.spec.config && current.state == InstanceState::Running;
+    let route = match reconfigure {
+        true => Some(
+            app.dispatcher
+                .route(current.spec.platform, Some(&current))
+                .await?,
+        ),
+        false => None,
+    };
     let Some(generation) = app
         .store
         .update_spec(id, current.generation, &spec, &current.spec.name)
@@ -266,17 +278,11 @@ pub async fn patch(
         });
     };
     let mut headers = Vec::new();
-    if spec.config != current.spec.config && current.state == InstanceState::Running {
-        let op = run_command(
-            &app,
-            &current,
-            Command::ApplyConfig { generation },
-            None,
-            None,
-            Uuid::now_v7(),
-            wait,
-        )
-        .await?;
+    if let Some(stream) = route {
+        let command = Command::ApplyConfig { generation };
+        let request =
+            DispatchRequest::new(stream, current.spec.platform, Some(&current), command, wait);
+        let op = submit_and_wait(&app, request, wait).await?;
         headers.push((
             "operation-location",
             format!("/api/v1/operations/{}", op.id),

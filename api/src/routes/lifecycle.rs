@@ -94,34 +94,31 @@ async fn request(
             };
         }
     }
-    let accepted = accept(
-        &app,
-        id,
-        &command,
-        key.clone(),
-        &headers,
-        operation_id,
-        wait,
-    )
-    .await;
-    if accepted.is_err()
-        && let Some(key) = &key
-    {
-        // The request was refused before anything ran: the key must not pin the refusal.
-        app.store.forget_idempotency(key).await?;
-    }
-    accepted.map(respond)
+    // Everything that can refuse the request happens before the command is appended; only
+    // such a refusal releases the key. After the append, a retry must find the operation.
+    let prepared = prepare(&app, id, &command).await;
+    let (inst, stream) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            if let Some(key) = &key {
+                app.store.forget_idempotency(key).await?;
+            }
+            return Err(error);
+        }
+    };
+    let trace = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut request = Request::new(stream, inst.spec.platform, Some(&inst), command, wait);
+    request.idempotency_key = key;
+    request.trace = trace;
+    request.operation_id = operation_id;
+    submit_and_wait(&app, request, wait).await.map(respond)
 }
 
-async fn accept(
-    app: &App,
-    id: Uuid,
-    command: &Command,
-    key: Option<String>,
-    headers: &HeaderMap,
-    operation_id: Uuid,
-    wait: Duration,
-) -> ApiResult<Operation> {
+/// Loads the instance, checks the command may enter from its state, and routes it.
+async fn prepare(app: &App, id: Uuid, command: &Command) -> ApiResult<(Instance, String)> {
     let stored = app.store.instance(id).await?;
     let inst = stored
         .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))?
@@ -133,31 +130,37 @@ async fn accept(
             details: serde_json::json!({ "state": inst.state, "allowed": illegal.from.successors() }),
         });
     }
-    let trace = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    run_command(app, &inst, command.clone(), key, trace, operation_id, wait).await
+    let stream = app
+        .dispatcher
+        .route(inst.spec.platform, Some(&inst))
+        .await?;
+    Ok((inst, stream))
 }
 
-/// Sends a command for `inst` and waits up to `wait` for it; returns the operation as it
-/// stands then.
+/// Sends a command for `inst` (routing it first) and waits up to `wait` for it; returns the
+/// operation as it stands then.
 pub(crate) async fn run_command(
     app: &App,
     inst: &Instance,
     command: Command,
-    key: Option<String>,
-    trace: Option<String>,
-    operation_id: Uuid,
     wait: Duration,
 ) -> ApiResult<Operation> {
-    app.dispatcher
-        .check_capacity(inst.spec.platform, Some(inst))
-        .await?;
-    let mut request = Request::new(inst.spec.platform, Some(inst), command, wait);
-    request.idempotency_key = key;
-    request.trace = trace;
-    request.operation_id = operation_id;
+    let stream = app.dispatcher.route(inst.spec.platform, Some(inst)).await?;
+    submit_and_wait(
+        app,
+        Request::new(stream, inst.spec.platform, Some(inst), command, wait),
+        wait,
+    )
+    .await
+}
+
+/// Appends a routed command and waits up to `wait` for its reply; returns the operation.
+pub(crate) async fn submit_and_wait(
+    app: &App,
+    request: Request<'_>,
+    wait: Duration,
+) -> ApiResult<Operation> {
+    let operation_id = request.operation_id;
     let submitted = app.dispatcher.submit(request).await?;
     submitted.wait(wait).await;
     let op = app.store.operation(operation_id).await?;
@@ -191,7 +194,10 @@ pub(crate) fn wait_param(app: &App, query: &HashMap<String, String>) -> ApiResul
                 Some("wait".into()),
             )
         })?;
-    Ok(Duration::from_secs_f64(secs).min(app.config.max_wait))
+    // Clamp first: a huge finite number would overflow a Duration.
+    Ok(Duration::from_secs_f64(
+        secs.min(app.config.max_wait.as_secs_f64()),
+    ))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
@@ -247,16 +253,7 @@ pub async fn logs(
     let inst = stored
         .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))?
         .instance;
-    let op = run_command(
-        &app,
-        &inst,
-        Command::Logs { tail },
-        None,
-        None,
-        Uuid::now_v7(),
-        wait,
-    )
-    .await?;
+    let op = run_command(&app, &inst, Command::Logs { tail }, wait).await?;
     match (op.state, op.result, op.error) {
         (draas_protocol::OperationState::Succeeded, Some(result), _) => {
             let lines = result["lines"].as_str().unwrap_or_default().to_owned();

@@ -73,9 +73,9 @@ pub async fn ping(
         )
     })?;
     let wait = super::lifecycle::wait_param(&app, &q)?;
-    app.dispatcher.check_capacity(platform, None).await?;
+    let stream = app.dispatcher.route(platform, None).await?;
     let request =
-        crate::dispatch::Request::new(platform, None, draas_protocol::Command::Ping, wait);
+        crate::dispatch::Request::new(stream, platform, None, draas_protocol::Command::Ping, wait);
     let id = request.operation_id;
     let submitted = app.dispatcher.submit(request).await?;
     submitted.wait(wait).await;

@@ -322,10 +322,26 @@ impl Admin {
                         (e, field_bytes(e, &orig).unwrap_or_default())
                     }
                 };
+                let dead_lettered = state.as_deref() == Some("failed");
                 if dry_run {
+                    let op = if dead_lettered {
+                        "operation failed; if it failed by being dead-lettered it runs once, else it is answered from its record".into()
+                    } else {
+                        op
+                    };
                     report.push(ActionItem::new(&id, "would replay", op), true, false);
                     continue;
                 }
+                // A command that never ran because it was dead-lettered gets its operation back
+                // (pending), so the replay runs it once; any other finished operation answers.
+                let op = match payload.command_id() {
+                    Some(op_id)
+                        if dead_lettered && self.store.reopen_dead_lettered(op_id).await? =>
+                    {
+                        "operation was dead-lettered before it ran: runs once".to_owned()
+                    }
+                    _ => op,
+                };
                 let (new_id, deleted): (String, u64) = redis::pipe()
                     .atomic()
                     .cmd("XADD")
