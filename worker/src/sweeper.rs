@@ -19,7 +19,7 @@ use draas_bus::store::Transition;
 use draas_protocol::keys::WORKER_GROUP;
 use draas_protocol::{Command, EventKind, InstanceState, Origin, RestartMode, RuntimeInfo};
 use redis::streams::{StreamAutoClaimReply, StreamInfoConsumersReply, StreamPendingCountReply};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
@@ -67,9 +67,11 @@ impl<D: Driver> Sweeper<D> {
         let mut conn = self.ctx.store.conn();
         let mut cursor = "0-0".to_owned();
         loop {
-            if stop.is_cancelled() {
+            // Claim only as many entries as there are free slots to run them: a claimed entry
+            // that waited for a slot would idle past claim_idle and be claimed again.
+            let Some(mut permits) = self.free_slots(stop).await else {
                 return Ok(());
-            }
+            };
             let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
                 .arg(stream)
                 .arg(WORKER_GROUP)
@@ -77,7 +79,7 @@ impl<D: Driver> Sweeper<D> {
                 .arg(self.config.claim_idle.as_millis() as u64)
                 .arg(&cursor)
                 .arg("COUNT")
-                .arg(100)
+                .arg(permits.len())
                 .query_async(&mut conn)
                 .await?;
             if !reply.deleted_ids.is_empty() {
@@ -96,7 +98,9 @@ impl<D: Driver> Sweeper<D> {
                 let counts: Vec<StreamPendingCountReply> = pipe.query_async(&mut conn).await?;
                 for (entry, pending) in reply.claimed.into_iter().zip(counts) {
                     let deliveries = pending.ids.first().map_or(1, |p| p.times_delivered as u64);
-                    self.retry_or_dead_letter(stream, entry, deliveries).await;
+                    let permit = permits.pop().expect("one permit per claimed entry");
+                    self.retry_or_dead_letter(stream, entry, deliveries, permit)
+                        .await;
                 }
             }
             if reply.next_stream_id == "0-0" {
@@ -111,6 +115,7 @@ impl<D: Driver> Sweeper<D> {
         stream: &str,
         entry: redis::streams::StreamId,
         deliveries: u64,
+        permit: OwnedSemaphorePermit,
     ) {
         if deliveries > self.config.max_deliveries {
             let reason = format!(
@@ -140,14 +145,27 @@ impl<D: Driver> Sweeper<D> {
             .unwrap_or_default();
         tracing::info!(message = "retrying a reclaimed command", %stream, id = %entry.id, deliveries, ?delay);
         let (ctx, stream, lease) = (Arc::clone(&self.ctx), stream.to_owned(), self.config.lease);
-        let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else {
-            return;
-        };
         self.tracker.spawn(async move {
             tokio::time::sleep(delay).await;
             execute::entry(&ctx, &stream, &entry, lease).await;
             drop(permit);
         });
+    }
+
+    /// Waits for at least one free slot, then takes up to 100; `None` once stopping.
+    async fn free_slots(&self, stop: &CancellationToken) -> Option<Vec<OwnedSemaphorePermit>> {
+        let first = tokio::select! {
+            permit = Arc::clone(&self.slots).acquire_owned() => permit.ok()?,
+            () = stop.cancelled() => return None,
+        };
+        let mut permits = vec![first];
+        while permits.len() < 100 {
+            match Arc::clone(&self.slots).try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        Some(permits)
     }
 
     async fn prune(&self, stream: &str) -> Result<(), draas_bus::BusError> {
