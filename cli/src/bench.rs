@@ -160,16 +160,18 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
         let after = Cost::sample(&store, &worker_pids, &client_pids).await?;
         let jobs = throughput["completed"].as_f64().unwrap_or(0.0).max(1.0);
         let per_job = |a: f64, b: f64| (a - b) * 1000.0 / jobs;
+        // Inside `throughput`, where shared/bench/peers/peers.py reads them.
+        let mut throughput = throughput;
+        throughput["cpu_ms_per_job"] = json!({
+            "client": per_job(after.client_s, before.client_s),
+            "workers": per_job(after.workers_s, before.workers_s),
+            "redis": per_job(after.redis_s, before.redis_s),
+        });
+        throughput["redis_cmds_per_job"] = json!((after.commands - before.commands) as f64 / jobs);
         anyhow::Ok(json!({
             "path": if path == PathKind::Api { "api" } else { "bus" },
             "latency_ms": latency,
             "throughput": throughput,
-            "cpu_ms_per_job": {
-                "client": per_job(after.client_s, before.client_s),
-                "workers": per_job(after.workers_s, before.workers_s),
-                "redis": per_job(after.redis_s, before.redis_s),
-            },
-            "redis_cmds_per_job": (after.commands - before.commands) as f64 / jobs,
             "settings": {"workers": workers, "in_flight": args.in_flight, "worker_concurrency": 256, "platform": "process"},
             "versions": {"draas": env!("CARGO_PKG_VERSION")},
         }))

@@ -92,6 +92,9 @@ fn spawn_worker(
 /// Redis, worker processes (each with its own node directory) launching the counting runtime,
 /// and an in-process API that sees them all.
 struct Fleet {
+    /// Kills every worker and instance process under the fleet's directory when dropped, so
+    /// a failing test leaves nothing running.
+    _cleanup: Cleanup,
     redis: RedisServer,
     prefix: &'static str,
     keys: Keyspace,
@@ -136,6 +139,7 @@ impl Fleet {
         })
         .await?;
         Ok(Fleet {
+            _cleanup: Cleanup(dir),
             redis,
             prefix,
             keys,
@@ -147,6 +151,15 @@ impl Fleet {
             runtime,
             worker_log,
         })
+    }
+}
+
+/// Kills the processes started under a directory when dropped.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        common::kill_instances_under(&self.0);
     }
 }
 
@@ -176,6 +189,7 @@ async fn create_instances(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     let Fleet {
+        _cleanup,
         redis,
         keys,
         api,
@@ -409,6 +423,7 @@ async fn run_to_end(
 async fn sigterm_during_load_loses_nothing_and_doubles_nothing() -> anyhow::Result<()> {
     const STARTS: usize = 60;
     let Fleet {
+        _cleanup,
         redis,
         keys,
         api,
