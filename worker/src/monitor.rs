@@ -27,6 +27,27 @@ pub(crate) async fn run<D: Driver>(
     }
 }
 
+/// Waits (bounded) until the instance leaves `starting`, then records the exit.
+fn settle_then_record<D: Driver>(ctx: &std::sync::Arc<Ctx<D>>, exit: &Exit) {
+    let (ctx, exit) = (std::sync::Arc::clone(ctx), exit.clone());
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            match ctx.store.instance(exit.instance).await {
+                Ok(Some(s)) if s.instance.state == InstanceState::Starting => continue,
+                Ok(Some(s)) if s.instance.state == InstanceState::Running => {
+                    if let Err(error) = Box::pin(record(&ctx, &exit)).await {
+                        tracing::warn!(message = "could not record instance exit", instance = %exit.instance, %error);
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
+    });
+}
+
 async fn record<D: Driver>(
     ctx: &std::sync::Arc<Ctx<D>>,
     exit: &Exit,
@@ -35,8 +56,13 @@ async fn record<D: Driver>(
         return Ok(());
     };
     let inst = stored.instance;
-    // Only a running instance can die unasked: starting and stopping ones are watched by the
-    // command that moves them.
+    if inst.state == InstanceState::Starting {
+        // The exit raced the last step of a start (after its readiness check, before it
+        // recorded `running`): decide once the start has recorded its outcome.
+        settle_then_record(ctx, exit);
+        return Ok(());
+    }
+    // Only a running instance can die unasked: stopping ones are watched by their command.
     if inst.state != InstanceState::Running {
         return Ok(());
     }
