@@ -34,6 +34,8 @@ fn up_runs_everything_and_ctrl_c_stops_everything() {
         .stderr(Stdio::null())
         .spawn()
         .expect("draas up");
+    // If an assertion fails, SIGINT still reaches `draas up`, so it stops what it started.
+    let _guard = StopOnDrop(child.id());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "DRaaS is up.");
     let api_line = lines.next().unwrap().unwrap();
@@ -111,4 +113,16 @@ fn up_runs_everything_and_ctrl_c_stops_everything() {
         !std::path::Path::new(&format!("/proc/{instance_pid}")).exists(),
         "instance {instance_pid} outlived draas up"
     );
+}
+
+/// Sends SIGINT to a process when dropped (a no-op once it has exited and been reaped).
+struct StopOnDrop(u32);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let pid = nix::unistd::Pid::from_raw(self.0 as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        }
+    }
 }
