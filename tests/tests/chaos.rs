@@ -127,14 +127,7 @@ impl Fleet {
             .timeout(Duration::from_secs(120))
             .build()?;
         common::wait_until(|| async {
-            let v: Value = http
-                .get(format!("{}/api/v1/platforms", api.url))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v = common::get_json(&http, &format!("{}/api/v1/platforms", api.url)).await?;
             (v["items"][0]["workers"] == workers).then_some(())
         })
         .await?;

@@ -320,10 +320,7 @@ async fn graceful_drain_finishes_in_flight_work() -> anyhow::Result<()> {
     assert_eq!(workers["items"], json!([]), "a drained worker deregisters");
     assert_eq!(launches(&log, &id), 1);
     let pid = sys.instance(&id).await["runtime"]["pid"].as_i64().unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    common::sigkill(pid);
     Ok(())
 }
 
@@ -430,10 +427,7 @@ async fn instances_of_a_dead_node_are_lost_then_rescheduled() -> anyhow::Result<
     let states = events(&sys, &id).await;
     assert!(states.contains(&"running>lost".to_owned()), "{states:?}");
     assert!(states.contains(&"lost>starting".to_owned()), "{states:?}");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(orphan as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    common::sigkill(orphan);
     Ok(())
 }
 
@@ -450,10 +444,7 @@ async fn restart_policy_restarts_a_crashed_instance() -> anyhow::Result<()> {
         200
     );
     let pid = sys.instance(&id).await["runtime"]["pid"].as_i64().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
+    common::sigkill(pid);
     let back = wait_until(|| async {
         let inst = sys.instance(&id).await;
         (inst["state"] == "running" && inst["runtime"]["pid"].as_i64() != Some(pid)).then_some(inst)

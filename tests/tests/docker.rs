@@ -98,15 +98,8 @@ impl DockerSystem {
 
     async fn wait_available(&self) -> anyhow::Result<()> {
         wait_until(|| async {
-            let v: Value = self
-                .http
-                .get(format!("{}/api/v1/platforms", self.api.url))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v =
+                common::get_json(&self.http, &format!("{}/api/v1/platforms", self.api.url)).await?;
             (v["items"][1]["platform"] == "docker" && v["items"][1]["workers"] == 1).then_some(())
         })
         .await
@@ -229,15 +222,8 @@ async fn readme_walkthrough_on_the_docker_platform() -> anyhow::Result<()> {
         200
     );
     wait_until(|| async {
-        let body: Value = sys
-            .http
-            .get(format!("{api}/api/v1/queries/hot/results"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let body =
+            common::get_json(&sys.http, &format!("{api}/api/v1/queries/hot/results")).await?;
         (body["data"] == json!([{"id": "s1", "temperature": 91}])).then_some(())
     })
     .await?;

@@ -63,10 +63,7 @@ async fn a_process_killed_from_outside_is_reported_failed() -> anyhow::Result<()
         200
     );
     let pid = sys.instance(&id).await["runtime"]["pid"].as_i64().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
+    common::sigkill(pid);
 
     let inst = sys.wait_state(&id, "failed").await;
     assert_eq!(inst["runtime"]["exitCode"], 137, "{inst}");

@@ -355,14 +355,7 @@ impl System {
         wait_until(|| {
             let (http, url) = (http.clone(), url.clone());
             async move {
-                let v: Value = http
-                    .get(format!("{url}/api/v1/platforms"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
+                let v = get_json(&http, &format!("{url}/api/v1/platforms")).await?;
                 (v["items"][0]["available"] == true).then_some(())
             }
         })
@@ -532,4 +525,17 @@ pub async fn pending_count(conn: &mut redis::aio::MultiplexedConnection, stream:
         },
         _ => 0,
     }
+}
+
+/// GET `url` and parse JSON; `None` on any failure (for use inside `wait_until`).
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// SIGKILL a process by pid, as an outside actor would.
+pub fn sigkill(pid: i64) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
 }
