@@ -34,7 +34,7 @@ async fn readme_walkthrough_on_the_process_platform() -> anyhow::Result<()> {
             wait_until(|| {
                 let (url, expected) = (url.clone(), expected.clone());
                 async move {
-                    let body = common::get_json(&http, &&url).await?;
+                    let body = common::get_json(http, &url).await?;
                     (body["data"] == expected).then_some(())
                 }
             })
@@ -60,7 +60,7 @@ async fn readme_walkthrough_on_the_process_platform() -> anyhow::Result<()> {
 
     post(json!({"operation": "update", "element": {"type": "node", "id": "s2", "labels": ["Sensor"], "properties": {"id": "s2", "temperature": 90}}})).await;
     let both = wait_until(|| async {
-        let body = common::get_json(&http, &format!("{api}/api/v1/queries/hot/results")).await?;
+        let body = common::get_json(http, &format!("{api}/api/v1/queries/hot/results")).await?;
         let mut ids: Vec<String> = body["data"]
             .as_array()?
             .iter()
