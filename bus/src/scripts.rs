@@ -55,6 +55,17 @@ return 1
     )
 });
 
+/// Writes a field of an existing hash. KEYS[1] hash; ARGV: field, value. Returns 1 if written.
+pub(crate) static SET_IF_EXISTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+",
+    )
+});
+
 /// Spec update guarded by generation. KEYS[1] instance; ARGV: expected generation, spec JSON,
 /// now ms. Returns the new generation, -1 if missing, -2 if the generation moved on.
 pub(crate) static UPDATE_SPEC: LazyLock<Script> = LazyLock::new(|| {

@@ -116,12 +116,8 @@ pub struct WorkerArgs {
     /// Stop this worker's instances when it exits (otherwise the next worker on this node adopts them).
     #[arg(long)]
     stop_instances_on_exit: bool,
-    /// Docker: image for instances that name none.
-    #[arg(
-        long,
-        env = "DRAAS_IMAGE",
-        default_value = "ghcr.io/drasi-project/drasi-server:latest"
-    )]
+    /// Docker and Kubernetes: image for instances that name none.
+    #[arg(long, env = "DRAAS_IMAGE", default_value = draas_worker::config::DEFAULT_IMAGE)]
     image: String,
     /// Docker: `host`, `bridge` (ports published on 127.0.0.1) or the name of a network.
     #[arg(long, env = "DRAAS_DOCKER_NETWORK", default_value = "host")]
@@ -129,6 +125,21 @@ pub struct WorkerArgs {
     /// Docker: never pull a missing image; fail the start instead.
     #[arg(long)]
     no_pull: bool,
+    /// Kubernetes: namespace of the instances' objects. The cluster comes from the in-cluster
+    /// config or a kubeconfig (`KUBECONFIG`, else ~/.kube/config).
+    #[arg(long, env = "DRAAS_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Kubernetes: a kubeconfig file instead of the in-cluster config or `KUBECONFIG`.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubernetes: no preStop hook sending SIGINT before SIGTERM. Only for images without
+    /// `/bin/sh` whose server stops gracefully on SIGTERM (draas-runtime does; drasi-server
+    /// does not).
+    #[arg(long)]
+    no_sigint_hook: bool,
+    /// Kubernetes: the pods' imagePullPolicy (IfNotPresent, Always or Never).
+    #[arg(long, default_value = "IfNotPresent", value_parser = ["IfNotPresent", "Always", "Never"])]
+    image_pull_policy: String,
 }
 
 fn parse_platform(text: &str) -> Result<Platform, String> {
@@ -156,6 +167,11 @@ impl WorkerArgs {
         config.docker.image = self.image.clone();
         config.docker.network = draas_worker::config::DockerNetwork::parse(&self.network);
         config.docker.pull = !self.no_pull;
+        config.kubernetes.image = self.image.clone();
+        config.kubernetes.namespace = self.namespace.clone();
+        config.kubernetes.kubeconfig = self.kubeconfig.clone();
+        config.kubernetes.sigint_hook = !self.no_sigint_hook;
+        config.kubernetes.image_pull_policy = self.image_pull_policy.clone();
         config
     }
 }

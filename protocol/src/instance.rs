@@ -258,6 +258,94 @@ pub struct RuntimeInfo {
     /// Restarts made by the restart policy since the last start a user asked for.
     #[serde(default)]
     pub restarts: u32,
+    /// What the platform itself last said about the workload (Kubernetes: the pod), written by
+    /// the worker's watcher independently of commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// A platform's own view of an instance's workload, as its watcher last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    pub phase: ObservedPhase,
+    /// The platform's reason, e.g. `CrashLoopBackOff` or `ErrImagePull`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The workload's name on the platform (the pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Restarts the platform made on its own (container restarts).
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_code: Option<i32>,
+    pub at: Timestamp,
+}
+
+/// The phases a watcher reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ObservedPhase {
+    /// Scheduled or being created, not ready yet.
+    Pending,
+    /// Running and ready.
+    Running,
+    /// Running but not (or no longer) ready.
+    NotReady,
+    /// The container keeps exiting and the platform backs off restarting it.
+    CrashLooping,
+    /// The image cannot be pulled.
+    ImagePullError,
+    /// Being shut down.
+    Terminating,
+    /// Nothing runs (scaled to zero or removed).
+    Absent,
+}
+
+impl Observed {
+    /// One line for people: `crashLooping: CrashLoopBackOff (back-off 10s…); last exit code 1`.
+    pub fn describe(&self) -> String {
+        let mut text = self.phase.as_str().to_owned();
+        if let Some(reason) = &self.reason {
+            text.push_str(": ");
+            text.push_str(reason);
+        }
+        if let Some(message) = &self.message {
+            text.push_str(&format!(" ({message})"));
+        }
+        if let Some(code) = self.last_exit_code {
+            text.push_str(&format!("; last exit code {code}"));
+        }
+        if self.restarts > 0 {
+            text.push_str(&format!("; {} restarts", self.restarts));
+        }
+        text
+    }
+
+    /// Whether two observations say the same, whenever they were made.
+    pub fn same_as(&self, other: &Observed) -> bool {
+        Observed {
+            at: other.at,
+            ..self.clone()
+        } == *other
+    }
+}
+
+impl ObservedPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservedPhase::Pending => "pending",
+            ObservedPhase::Running => "running",
+            ObservedPhase::NotReady => "notReady",
+            ObservedPhase::CrashLooping => "crashLooping",
+            ObservedPhase::ImagePullError => "imagePullError",
+            ObservedPhase::Terminating => "terminating",
+            ObservedPhase::Absent => "absent",
+        }
+    }
 }
 
 /// An instance as the API shows it: spec, state and runtime.

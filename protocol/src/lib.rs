@@ -23,8 +23,8 @@ pub use command::{
     Command, CommandEnvelope, CommandKind, ErrorInfo, Event, EventKind, Origin, Outcome, Reply,
 };
 pub use instance::{
-    IllegalTransition, Instance, InstanceSpec, InstanceState, Platform, Resources, RestartMode,
-    RestartPolicy, RuntimeInfo,
+    IllegalTransition, Instance, InstanceSpec, InstanceState, Observed, ObservedPhase, Platform,
+    Resources, RestartMode, RestartPolicy, RuntimeInfo,
 };
 pub use keys::Keyspace;
 pub use operation::{Operation, OperationState};

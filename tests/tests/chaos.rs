@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    ApiNode, RedisServer, counting_runtime, launches, pending_count, scratch, status_json,
+    ApiNode, RedisServer, counting_runtime, draas_binary, launches, pending_count, scratch,
+    status_json,
 };
 use draas_protocol::{Keyspace, Platform};
 use serde_json::{Value, json};
@@ -23,17 +24,6 @@ const INSTANCES: usize = 100;
 const CYCLES: usize = 10; // start + stop per cycle: 20 commands per instance
 const WORKERS: usize = 3;
 const POISON: usize = 3;
-
-fn draas_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("draas");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
 
 fn spawn_worker(
     redis_url: &str,

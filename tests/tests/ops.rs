@@ -10,26 +10,13 @@ mod dead_letters;
 mod pending;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
-use common::{RedisServer, wait_until};
+use common::{RedisServer, draas_binary, wait_until};
 use draas_bus::Store;
 use draas_protocol::keys::WORKER_GROUP;
 use draas_protocol::{Command, CommandEnvelope, Keyspace, Operation, Platform, codec};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamId;
-
-/// The `draas` binary built next to the test binaries (`cargo build --workspace` builds it).
-fn draas_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("draas");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        bin.display()
-    );
-    bin
-}
 
 /// Runs `draas ops --redis-url … --prefix … <args>` with stdin closed (not a terminal).
 fn ops_cli(redis: &RedisServer, keys: &Keyspace, args: &[&str]) -> (bool, String, String) {

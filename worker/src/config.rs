@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use draas_protocol::{Keyspace, Platform};
 
+/// The official drasi-server image: the instance image on Docker and Kubernetes unless a
+/// worker or an instance names another.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/drasi-project/drasi-server:latest";
+
 /// Everything a worker needs to run.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -39,6 +43,26 @@ pub struct WorkerConfig {
     pub prune_after: Duration,
     pub process: ProcessConfig,
     pub docker: DockerConfig,
+    pub kubernetes: KubernetesConfig,
+}
+
+/// Settings of the kubernetes driver. The readiness deadline and stop grace come from
+/// [`ProcessConfig`]; the cluster from the in-cluster config or a kubeconfig (`KUBECONFIG`).
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file to use instead of the inferred configuration (in-cluster, then
+    /// `KUBECONFIG`, then `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace every instance's objects live in.
+    pub namespace: String,
+    /// Image for instances that name none.
+    pub image: String,
+    /// Deliver SIGINT before the pod's SIGTERM with a `preStop` hook (`/bin/sh -c 'kill -INT 1'`,
+    /// then wait for the exit): drasi-server stops gracefully only on SIGINT. Turn it off for
+    /// images without a shell whose server stops gracefully on SIGTERM (draas-runtime does).
+    pub sigint_hook: bool,
+    /// The pods' `imagePullPolicy`: `IfNotPresent`, `Always` or `Never`.
+    pub image_pull_policy: String,
 }
 
 /// Settings of the docker driver. Readiness and stop grace come from [`ProcessConfig`].
@@ -121,9 +145,16 @@ impl WorkerConfig {
                 host: "127.0.0.1".to_owned(),
             },
             docker: DockerConfig {
-                image: "ghcr.io/drasi-project/drasi-server:latest".to_owned(),
+                image: DEFAULT_IMAGE.to_owned(),
                 network: DockerNetwork::Host,
                 pull: true,
+            },
+            kubernetes: KubernetesConfig {
+                kubeconfig: None,
+                namespace: "default".to_owned(),
+                image: DEFAULT_IMAGE.to_owned(),
+                sigint_hook: true,
+                image_pull_policy: "IfNotPresent".to_owned(),
             },
         }
     }

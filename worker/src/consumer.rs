@@ -24,6 +24,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use crate::config::WorkerConfig;
 use crate::driver::Driver;
 use crate::driver::docker::DockerDriver;
+use crate::driver::kubernetes::KubernetesDriver;
 use crate::driver::process::ProcessDriver;
 use crate::lifecycle::Ctx;
 use crate::sweeper::Sweeper;
@@ -48,19 +49,17 @@ pub async fn run(
     let version = store.detect_features().await?;
     tracing::info!(message = "redis server", version = ?version);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let ttl = config.heartbeat_ttl;
+    let who = Who {
+        store,
+        platform: config.platform,
+        node,
+        consumer,
+        ttl: config.heartbeat_ttl,
+    };
     match config.platform {
         Platform::Process => {
             let driver = ProcessDriver::new(config.process.clone(), &config.data_dir, events_tx);
-            let ctx = Arc::new(Ctx::new(
-                store,
-                driver,
-                config.platform,
-                node,
-                consumer,
-                ttl,
-            ));
-            serve(config, ctx, events_rx, shutdown, force).await
+            serve(config, who.ctx(driver), events_rx, shutdown, force).await
         }
         Platform::Docker => {
             let driver = DockerDriver::connect(
@@ -72,17 +71,41 @@ pub async fn run(
             )
             .await
             .map_err(WorkerError::Driver)?;
-            let ctx = Arc::new(Ctx::new(
-                store,
-                driver,
-                config.platform,
-                node,
-                consumer,
-                ttl,
-            ));
-            serve(config, ctx, events_rx, shutdown, force).await
+            serve(config, who.ctx(driver), events_rx, shutdown, force).await
         }
-        other => Err(WorkerError::PlatformUnavailable(other)),
+        Platform::Kubernetes => {
+            let driver = KubernetesDriver::connect(
+                config.keys.prefix(),
+                config.kubernetes.clone(),
+                config.process.clone(),
+                events_tx,
+            )
+            .await
+            .map_err(WorkerError::Driver)?;
+            serve(config, who.ctx(driver), events_rx, shutdown, force).await
+        }
+    }
+}
+
+/// Who this worker is, before it has a driver.
+struct Who {
+    store: Store,
+    platform: Platform,
+    node: String,
+    consumer: String,
+    ttl: std::time::Duration,
+}
+
+impl Who {
+    fn ctx<D: Driver>(self, driver: D) -> Arc<Ctx<D>> {
+        Arc::new(Ctx::new(
+            self.store,
+            driver,
+            self.platform,
+            self.node,
+            self.consumer,
+            self.ttl,
+        ))
     }
 }
 

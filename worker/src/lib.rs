@@ -36,8 +36,6 @@ pub enum WorkerError {
     Redis(#[from] redis::RedisError),
     #[error("node identity: {0}")]
     Node(#[source] std::io::Error),
-    #[error("platform `{0}` has no driver in this build yet; `process` and `docker` are available")]
-    PlatformUnavailable(draas_protocol::Platform),
     #[error("driver: {0}")]
     Driver(#[source] driver::DriverError),
 }

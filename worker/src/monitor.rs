@@ -23,8 +23,39 @@ pub(crate) async fn run<D: Driver>(
             DriverEvent::Note { instance, message } => {
                 ctx.emit(instance, None, EventKind::Note { message }).await;
             }
+            DriverEvent::Observed { instance, observed } => {
+                if let Err(error) = observe(&ctx, instance, observed).await {
+                    tracing::warn!(message = "could not record an observation", %instance, %error);
+                }
+            }
         }
     }
+}
+
+/// Stores what the platform says about the workload and notes each change in the instance's
+/// history. Several workers may watch the same workload: an observation already stored is
+/// neither written nor noted again.
+async fn observe<D: Driver>(
+    ctx: &Ctx<D>,
+    instance: uuid::Uuid,
+    observed: draas_protocol::Observed,
+) -> Result<(), draas_bus::BusError> {
+    let Some(stored) = ctx.store.instance(instance).await? else {
+        return Ok(());
+    };
+    let known = stored.instance.runtime.observed.as_ref();
+    if known.is_some_and(|k| k.same_as(&observed)) {
+        return Ok(());
+    }
+    if ctx.store.set_observed(instance, &observed).await? {
+        let what = match &observed.name {
+            Some(name) => format!("{} {name}: {}", ctx.platform, observed.describe()),
+            None => format!("{}: {}", ctx.platform, observed.describe()),
+        };
+        ctx.emit(instance, None, EventKind::Note { message: what })
+            .await;
+    }
+    Ok(())
 }
 
 /// Waits (bounded) until the instance leaves `starting`, then records the exit.

@@ -1,11 +1,16 @@
 //! Instance records: `inst:<id>` hashes, the name → id map and the id index.
 //!
 //! Hash fields: `spec` (JSON `InstanceSpec`), `state`, `generation`, `created`, `updated`,
-//! `fence` (the newest fencing token handed out) and `runtime` (JSON `RuntimeInfo`).
+//! `fence` (the newest fencing token handed out), `runtime` (JSON `RuntimeInfo`, written by
+//! commands under their fencing token) and `observed` (JSON `Observed`, the platform's own
+//! view written by watchers; shown as `runtime.observed`). Keeping `observed` in its own field
+//! means a watcher never overwrites what a command wrote, and needs no fencing token.
 
 use std::collections::HashMap;
 
-use draas_protocol::{Instance, InstanceSpec, InstanceState, Platform, RuntimeInfo, Timestamp};
+use draas_protocol::{
+    Instance, InstanceSpec, InstanceState, Observed, Platform, RuntimeInfo, Timestamp,
+};
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -210,7 +215,7 @@ impl Store {
         command: Option<Uuid>,
     ) -> Result<Transition, BusError> {
         let runtime = match runtime {
-            Some(r) => serde_json::to_string(r).map_err(|e| BusError::corrupt("runtime", e))?,
+            Some(r) => runtime_json(r)?,
             None => String::new(),
         };
         let (status, detail): (String, String) = scripts::TRANSITION
@@ -241,12 +246,25 @@ impl Store {
         token: u64,
         runtime: &RuntimeInfo,
     ) -> Result<bool, BusError> {
-        let json = serde_json::to_string(runtime).map_err(|e| BusError::corrupt("runtime", e))?;
+        let json = runtime_json(runtime)?;
         let written: i64 = scripts::SET_RUNTIME
             .key(self.keys.instance(id))
             .arg(token)
             .arg(json)
             .arg(now().millis())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(written == 1)
+    }
+
+    /// Records what the platform says about the instance's workload. Returns false when the
+    /// instance no longer exists (nothing is written then).
+    pub async fn set_observed(&self, id: Uuid, observed: &Observed) -> Result<bool, BusError> {
+        let json = serde_json::to_string(observed).map_err(|e| BusError::corrupt("observed", e))?;
+        let written: i64 = scripts::SET_IF_EXISTS
+            .key(self.keys.instance(id))
+            .arg("observed")
+            .arg(json)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(written == 1)
@@ -300,6 +318,15 @@ fn instance_fields(inst: &Instance) -> Result<Vec<(&'static str, String)>, BusEr
     ])
 }
 
+/// The `runtime` field: everything but `observed`, which lives in a field of its own.
+fn runtime_json(runtime: &RuntimeInfo) -> Result<String, BusError> {
+    let mut value = serde_json::to_value(runtime).map_err(|e| BusError::corrupt("runtime", e))?;
+    if let Some(map) = value.as_object_mut() {
+        map.remove("observed");
+    }
+    Ok(value.to_string())
+}
+
 fn parse_instance(
     key: &str,
     id: Uuid,
@@ -322,6 +349,13 @@ fn parse_instance(
         }
         None => RuntimeInfo::default(),
     };
+    let mut runtime = runtime;
+    if let Some(observed) = f.get("observed") {
+        runtime.observed = Some(
+            serde_json::from_str(observed)
+                .map_err(|e| BusError::corrupt(key, format!("observed: {e}")))?,
+        );
+    }
     let state =
         InstanceState::parse(get("state")?).ok_or_else(|| BusError::corrupt(key, "bad `state`"))?;
     Ok(StoredInstance {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod kmock;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -128,9 +130,18 @@ pub fn free_port() -> u16 {
 
 /// The `draas-runtime` binary built by this workspace.
 pub fn runtime_binary() -> PathBuf {
+    workspace_binary("draas-runtime")
+}
+
+/// The `draas` binary built by this workspace.
+pub fn draas_binary() -> PathBuf {
+    workspace_binary("draas")
+}
+
+fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("draas-runtime");
+    let bin = dir.join(name);
     assert!(
         bin.is_file(),
         "{} is missing: run `cargo build --workspace` before the tests",

@@ -1,10 +1,11 @@
 //! The `Driver` trait: what a platform must do for the lifecycle commands, and nothing else.
 //!
-//! Drivers: [`process`] (local child processes) and [`docker`] (containers on a Docker
-//! daemon, through bollard). Kubernetes is not in this build; a worker started for it fails at
-//! startup with a clear error. Shared pieces: [`ports`] (free-port allocation).
+//! Drivers: [`process`] (local child processes), [`docker`] (containers on a Docker daemon,
+//! through bollard) and [`kubernetes`] (Deployments on a cluster, through kube-rs). Shared
+//! pieces: [`ports`] (port assignment).
 
 pub mod docker;
+pub mod kubernetes;
 pub mod ports;
 pub mod process;
 
@@ -33,6 +34,11 @@ pub enum DriverEvent {
     Exited(Exit),
     /// Something worth a line in the instance's history (image pull progress, say).
     Note { instance: Uuid, message: String },
+    /// What the platform now says about the instance's workload (Kubernetes: its pod).
+    Observed {
+        instance: Uuid,
+        observed: draas_protocol::Observed,
+    },
 }
 
 /// Where drivers send their events.
@@ -54,6 +60,8 @@ pub enum DriverError {
     Image { image: String, reason: String },
     #[error("docker: {0}")]
     Docker(String),
+    #[error("kubernetes: {0}")]
+    Kubernetes(String),
 }
 
 /// One platform's way of running instances.

@@ -1,5 +1,6 @@
-//! Port allocation for instances that listen on the host (processes, host-networked
-//! containers).
+//! Port allocation: host ports for instances that listen on the host (processes,
+//! host-networked containers), and fixed ports for instances with a network namespace of
+//! their own (bridged or named-network containers, Kubernetes pods): see [`fixed`].
 //!
 //! Ports come from a range below the kernel's ephemeral range (32768–60999 by default), so an
 //! outbound connection can never take a port between its allocation and the instance binding
@@ -8,6 +9,8 @@
 //! same port at once; a candidate must also be bindable right now.
 
 use std::net::TcpListener;
+
+use draas_protocol::drasi::{DrasiConfig, Endpoint};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime};
@@ -86,6 +89,35 @@ impl PortAllocator {
             .is_some_and(|age| age > RESERVATION);
         expired && std::fs::remove_file(&path).is_ok() && create()
     }
+}
+
+/// Assigns consecutive ports from `first` on `0.0.0.0` (the instance has a network namespace
+/// of its own) and returns the endpoints as reached at `reach` (a container or service name).
+pub fn fixed(config: &mut DrasiConfig, first: u16, reach: &str) -> Vec<Endpoint> {
+    let mut next = first;
+    let mut inner = || {
+        let port = next;
+        next += 1;
+        Ok(port)
+    };
+    let endpoints = config
+        .assign_ports("0.0.0.0", &mut inner)
+        .expect("fixed port assignment cannot fail");
+    endpoints
+        .into_iter()
+        .map(|e| {
+            let port = port_of(&e.url).unwrap_or(first);
+            Endpoint {
+                url: format!("http://{reach}:{port}"),
+                ..e
+            }
+        })
+        .collect()
+}
+
+/// The port of an `http://host:port` URL.
+pub fn port_of(url: &str) -> Option<u16> {
+    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
 }
 
 #[cfg(test)]

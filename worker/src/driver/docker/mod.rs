@@ -247,7 +247,7 @@ impl DockerDriver {
         Ok(endpoints
             .into_iter()
             .map(|e| {
-                let inner = spec::port_of(&e.url).map(|p| format!("{p}/tcp"));
+                let inner = super::ports::port_of(&e.url).map(|p| format!("{p}/tcp"));
                 let host_port = inner
                     .and_then(|p| ports.get(&p).cloned().flatten())
                     .and_then(|b| b.first().and_then(|b| b.host_port.clone()));

@@ -9,6 +9,7 @@ use draas_protocol::drasi::{DrasiConfig, Endpoint};
 use uuid::Uuid;
 
 use crate::config::DockerNetwork;
+use crate::driver::ports::{self, port_of};
 
 /// Label holding the instance id.
 pub const LABEL_ID: &str = "io.draas.instance.id";
@@ -47,27 +48,11 @@ pub fn assign(
     match network {
         DockerNetwork::Host => config.assign_ports(host, alloc),
         DockerNetwork::Bridge | DockerNetwork::Named(_) => {
-            let mut next = INNER_PORT;
-            let mut inner = || {
-                let port = next;
-                next += 1;
-                Ok(port)
-            };
-            let endpoints = config.assign_ports("0.0.0.0", &mut inner)?;
             let reach = match network {
                 DockerNetwork::Named(_) => container_name(id),
                 _ => host.to_owned(),
             };
-            Ok(endpoints
-                .into_iter()
-                .map(|e| {
-                    let port = port_of(&e.url).unwrap_or(INNER_PORT);
-                    Endpoint {
-                        url: format!("http://{reach}:{port}"),
-                        ..e
-                    }
-                })
-                .collect())
+            Ok(ports::fixed(config, INNER_PORT, &reach))
         }
     }
 }
@@ -150,10 +135,6 @@ pub fn container(
 }
 
 /// The port of an `http://host:port` URL.
-pub fn port_of(url: &str) -> Option<u16> {
-    url.rsplit(':').next()?.trim_end_matches('/').parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,525 @@
+//! The kubernetes platform, contract-tested over real HTTP against kmock, an in-memory
+//! Kubernetes API (see common/kmock.rs for what it adds to kmock and what it cannot show):
+//! create, start, stop, restart, delete, logs, adoption by a new worker, and what the pod
+//! watcher reports (running, crash loops, image pull errors). Redis, the API and the worker
+//! are the real ones.
+
+mod common;
+
+use common::kmock::{KubeApi, NAMESPACE};
+use common::{ApiNode, RedisServer, System, WorkerNode, runtime_binary, scratch, wait_until};
+use draas_protocol::{Keyspace, Platform};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+struct KubeSystem {
+    sys: System,
+    kube: KubeApi,
+    client: kube::Client,
+}
+
+impl KubeSystem {
+    async fn start() -> anyhow::Result<Self> {
+        let kube = KubeApi::start()?;
+        let redis = RedisServer::start()?;
+        let keys = Keyspace::new(format!(
+            "k{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        let worker = worker(&redis, &keys, &kube).await?;
+        let api = ApiNode::start(&redis.url, &keys).await?;
+        let client = kube.client().await;
+        let sys = System {
+            redis,
+            keys,
+            api,
+            worker,
+            http: reqwest::Client::new(),
+        };
+        let this = KubeSystem { sys, kube, client };
+        this.wait_workers(1).await?;
+        Ok(this)
+    }
+
+    async fn wait_workers(&self, n: u64) -> anyhow::Result<()> {
+        let url = self.sys.url("/api/v1/platforms");
+        wait_until(|| async {
+            let v = common::get_json(&self.sys.http, &url).await?;
+            let items = v["items"].as_array()?;
+            let k8s = items.iter().find(|p| p["platform"] == "kubernetes")?;
+            (k8s["workers"] == n).then_some(())
+        })
+        .await
+    }
+
+    async fn create(&self, name: &str, extra: Value) -> String {
+        let mut body =
+            json!({"name": name, "platform": "kubernetes", "config": common::sensor_config()});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, inst) = self.sys.post_json("/api/v1/instances", &body).await;
+        assert_eq!(status, 201, "{inst}");
+        inst["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A lifecycle request whose operation must succeed.
+    async fn succeed(&self, id: &str, action: &str) -> Value {
+        let (status, op) = self
+            .sys
+            .post(&format!("/api/v1/instances/{id}/{action}"))
+            .await;
+        assert_eq!(
+            (status, op["state"].clone()),
+            (200, json!("succeeded")),
+            "{op}"
+        );
+        op
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    async fn deployment(&self, id: &str) -> Option<Deployment> {
+        self.api::<Deployment>()
+            .get_opt(&format!("draas-{id}"))
+            .await
+            .unwrap()
+    }
+
+    async fn pods(&self, id: &str) -> Vec<Pod> {
+        let all = self
+            .api::<Pod>()
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        all.items
+            .into_iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("io.draas.instance.id"))
+                    == Some(&id.to_owned())
+            })
+            .collect()
+    }
+
+    /// Waits until the instance's stored observation has `phase`.
+    async fn wait_observed(&self, id: &str, phase: &str) -> Value {
+        let result = wait_until(|| async {
+            let inst = self.sys.instance(id).await;
+            (inst["runtime"]["observed"]["phase"] == phase).then_some(inst)
+        })
+        .await;
+        result.unwrap_or_else(|_| panic!("never observed {phase}"))
+    }
+
+    /// The requests the server saw for `path_part`, by method.
+    fn requests(&self, method: &str, path_part: &str) -> Vec<Value> {
+        self.kube
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r["method"] == method && r["path"].as_str().unwrap_or("").contains(path_part)
+            })
+            .collect()
+    }
+}
+
+async fn worker(
+    redis: &RedisServer,
+    keys: &Keyspace,
+    kube: &KubeApi,
+) -> anyhow::Result<WorkerNode> {
+    let kubeconfig = kube.kubeconfig.clone();
+    WorkerNode::start_tuned(
+        &redis.url,
+        keys,
+        runtime_binary(),
+        scratch("k8s-worker"),
+        |c| {
+            c.platform = Platform::Kubernetes;
+            c.kubernetes.kubeconfig = Some(kubeconfig);
+            c.kubernetes.namespace = NAMESPACE.to_owned();
+            c.kubernetes.image = "draas-runtime:test".to_owned();
+            c.stop_instances_on_exit = false;
+            c.process.readiness_timeout = std::time::Duration::from_secs(20);
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_start_stop_restart_delete_through_server_side_apply() -> anyhow::Result<()> {
+    let k = KubeSystem::start().await?;
+    let id = k
+        .create(
+            "sensors",
+            json!({"resources": {"memoryMb": 256, "cpuMillis": 500}}),
+        )
+        .await;
+    let name = format!("draas-{id}");
+    k.succeed(&id, "start").await;
+
+    // Running, reachable at its Service, and observed running by the pod watcher.
+    let inst = k.wait_observed(&id, "running").await;
+    assert_eq!(inst["state"], "running");
+    assert_eq!(
+        inst["runtime"]["endpoint"],
+        format!("http://{name}.{NAMESPACE}.svc:8080")
+    );
+    let pod = inst["runtime"]["pod"].as_str().unwrap().to_owned();
+    assert!(pod.starts_with(&name), "{inst}");
+    assert_eq!(inst["runtime"]["observed"]["name"], pod);
+
+    // The three objects, as applied.
+    let cm = k.api::<ConfigMap>().get(&name).await?;
+    let yaml = &cm.data.unwrap()["server.yaml"];
+    assert!(
+        yaml.contains("port: 8080") && yaml.contains("kind: http"),
+        "{yaml}"
+    );
+    let svc = k.api::<Service>().get(&name).await?;
+    let ports: Vec<_> = svc
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, [8080, 8081]);
+    let dep = k.deployment(&id).await.unwrap();
+    let spec = dep.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let container = &spec.template.spec.unwrap().containers[0];
+    assert_eq!(container.image.as_deref(), Some("draas-runtime:test"));
+    let limits = container
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (limits["memory"].0.as_str(), limits["cpu"].0.as_str()),
+        ("256Mi", "500m")
+    );
+
+    // Everything went through server-side apply, under the draas field manager, forced.
+    let applies = k.requests("PATCH", &name);
+    assert_eq!(applies.len(), 3, "{applies:#?}");
+    for apply in &applies {
+        assert_eq!(
+            apply["contentType"], "application/apply-patch+yaml",
+            "{apply}"
+        );
+        assert_eq!(apply["query"]["fieldManager"], "draas", "{apply}");
+        assert_eq!(apply["query"]["force"], "true", "{apply}");
+    }
+
+    // Logs come from the pod through the bus.
+    let (status, logs) = k
+        .sys
+        .get(&format!("/api/v1/instances/{id}/logs?tail=2"))
+        .await;
+    assert_eq!(status, 200, "{logs}");
+    assert_eq!(
+        logs["lines"].as_str().unwrap_or_default(),
+        format!("line 29 of {pod}\nline 30 of {pod}"),
+        "{logs}"
+    );
+
+    // Starting a running instance again is harmless: nothing new is created.
+    let (status, op) = k.sys.post(&format!("/api/v1/instances/{id}/start")).await;
+    assert!(status == 409 || op["state"] == "succeeded", "{status} {op}");
+    assert_eq!(k.pods(&id).await.len(), 1);
+
+    // Stop scales to zero (a forced apply by draas-stop) and waits for the pod to go.
+    k.succeed(&id, "stop").await;
+    assert_eq!(
+        k.deployment(&id).await.unwrap().spec.unwrap().replicas,
+        Some(0)
+    );
+    assert!(k.pods(&id).await.is_empty());
+    let scale = k.requests("PATCH", &name);
+    let last = scale.last().unwrap();
+    assert_eq!(last["query"]["fieldManager"], "draas-stop", "{last}");
+    assert_eq!(last["body"]["spec"], json!({"replicas": 0}), "{last}");
+    k.wait_observed(&id, "absent").await;
+
+    // Start again: back to one replica, a new pod; restart replaces it.
+    k.succeed(&id, "start").await;
+    assert_eq!(
+        k.deployment(&id).await.unwrap().spec.unwrap().replicas,
+        Some(1)
+    );
+    let first = k.pods(&id).await[0].metadata.name.clone();
+    k.succeed(&id, "restart").await;
+    let pods = k.pods(&id).await;
+    assert_eq!(pods.len(), 1);
+    assert_ne!(pods[0].metadata.name, first, "restart kept the old pod");
+
+    // Delete: every object, with foreground propagation.
+    let (status, op) = k.sys.delete(&format!("/api/v1/instances/{id}")).await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("succeeded")),
+        "{op}"
+    );
+    assert!(k.deployment(&id).await.is_none());
+    assert!(k.api::<Service>().get_opt(&name).await?.is_none());
+    assert!(k.api::<ConfigMap>().get_opt(&name).await?.is_none());
+    let deletes = k.requests("DELETE", &name);
+    assert_eq!(deletes.len(), 3, "{deletes:#?}");
+    for delete in &deletes {
+        assert_eq!(
+            delete["body"]["propagationPolicy"], "Foreground",
+            "{delete}"
+        );
+    }
+    let (status, _) = k.sys.get(&format!("/api/v1/instances/{id}")).await;
+    assert_eq!(status, 404);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_adopts_running_instances_and_removes_strays() -> anyhow::Result<()> {
+    let mut k = KubeSystem::start().await?;
+    let id = k.create("adopted", json!({})).await;
+    k.succeed(&id, "start").await;
+    let pod = k.pods(&id).await[0].metadata.name.clone();
+    // A Deployment of this DRaaS deployment whose instance does not exist.
+    let stray = uuid::Uuid::new_v4();
+    let stray_name = format!("draas-{stray}");
+    let labels = json!({"io.draas.instance.id": stray.to_string(), "io.draas.managed-by": k.sys.keys.prefix()});
+    let dep: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": stray_name, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "drasi", "image": "draas-runtime:test"}]}}},
+    }))?;
+    k.api::<Deployment>()
+        .patch(
+            &stray_name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&dep),
+        )
+        .await?;
+
+    let applies_before = k.requests("PATCH", &format!("draas-{id}")).len();
+    let fresh = worker(&k.sys.redis, &k.sys.keys, &k.kube).await?;
+    let old = std::mem::replace(&mut k.sys.worker, fresh);
+    old.shutdown().await;
+    k.wait_workers(1).await?;
+
+    // The stray is removed; the instance is untouched: same pod, no new apply.
+    wait_until(|| async {
+        k.deployment(&stray.to_string())
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await?;
+    let pods = k.pods(&id).await;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].metadata.name, pod);
+    assert_eq!(
+        k.requests("PATCH", &format!("draas-{id}")).len(),
+        applies_before
+    );
+    assert_eq!(k.sys.instance(&id).await["state"], "running");
+
+    // The new worker's watcher sees the pod, and commands work through it.
+    k.succeed(&id, "stop").await;
+    assert!(k.pods(&id).await.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_pod_fails_its_instance_with_the_reason() -> anyhow::Result<()> {
+    let k = KubeSystem::start().await?;
+    let id = k.create("crashy", json!({})).await;
+    k.succeed(&id, "start").await;
+    k.wait_observed(&id, "running").await;
+    let pod = k.pods(&id).await[0].metadata.name.clone().unwrap();
+
+    // Play the kubelet: the container keeps exiting with code 1.
+    let status = json!({"status": {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [{"name": "drasi", "image": "draas-runtime:test", "imageID": "",
+            "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff",
+                "message": "back-off 40s restarting failed container=drasi"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+    }});
+    k.api::<Pod>()
+        .patch_status(&pod, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+
+    let inst = k.sys.wait_state(&id, "failed").await;
+    let message = inst["runtime"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("CrashLoopBackOff") && message.contains("last exit code 1"),
+        "{inst}"
+    );
+    // The log tail is the crashed container's (`previous=true`).
+    assert!(
+        message.contains(&format!("line 30 of {pod}")),
+        "log tail missing: {message}"
+    );
+    let asked = k.requests("GET", &format!("pods/{pod}/log"));
+    assert!(
+        asked.iter().any(|r| r["query"]["previous"] == "true"),
+        "{asked:#?}"
+    );
+    assert_eq!(inst["runtime"]["exitCode"], 1);
+    let inst = k.wait_observed(&id, "crashLooping").await;
+    assert_eq!(inst["runtime"]["observed"]["restarts"], 3);
+
+    // Both the observation and the state change are in the instance's history (its SSE
+    // stream starts with the recent past).
+    let mut sse = k
+        .sys
+        .http
+        .get(k.sys.url(&format!("/api/v1/instances/{id}/events")))
+        .send()
+        .await?;
+    let mut history = String::new();
+    let seen = tokio::time::timeout(common::DEADLINE, async {
+        while let Some(chunk) = sse.chunk().await? {
+            history.push_str(&String::from_utf8_lossy(&chunk));
+            if history.contains("crashLooping: CrashLoopBackOff")
+                && history.contains("\"to\":\"failed\"")
+            {
+                return anyhow::Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await;
+    assert!(matches!(seen, Ok(Ok(true))), "{history}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_fails_the_start_at_once() -> anyhow::Result<()> {
+    let k = KubeSystem::start().await?;
+    let id = k
+        .create("nopull", json!({"image": "registry.invalid/unpullable:1"}))
+        .await;
+    let (status, op) = k.sys.post(&format!("/api/v1/instances/{id}/start")).await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("failed")),
+        "{op}"
+    );
+    let error = op["error"].to_string();
+    assert!(error.contains("imagePullError: ErrImagePull"), "{op}");
+    assert!(error.contains("registry.invalid/unpullable:1"), "{op}");
+    assert_eq!(k.sys.instance(&id).await["state"], "failed");
+    // A failed start leaves nothing running.
+    assert_eq!(
+        k.deployment(&id).await.unwrap().spec.unwrap().replicas,
+        Some(0)
+    );
+    wait_until(|| async { k.pods(&id).await.is_empty().then_some(()) }).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_scaled_down_or_deleted_behind_draas_fail_the_instance() -> anyhow::Result<()> {
+    let k = KubeSystem::start().await?;
+    let id = k.create("meddled", json!({})).await;
+    let name = format!("draas-{id}");
+    k.succeed(&id, "start").await;
+
+    // Someone runs `kubectl scale --replicas=0`.
+    let scale = json!({"spec": {"replicas": 0}});
+    k.api::<Deployment>()
+        .patch_scale(&name, &PatchParams::default(), &Patch::Merge(&scale))
+        .await?;
+    let inst = k.sys.wait_state(&id, "failed").await;
+    let message = inst["runtime"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("scaled to zero outside DRaaS"), "{inst}");
+    // A start takes replicas back (forced apply) and runs it again.
+    k.succeed(&id, "start").await;
+    assert_eq!(
+        k.deployment(&id).await.unwrap().spec.unwrap().replicas,
+        Some(1)
+    );
+
+    // Someone runs `kubectl delete deployment`.
+    k.api::<Deployment>()
+        .delete(&name, &Default::default())
+        .await?;
+    let inst = k.sys.wait_state(&id, "failed").await;
+    let message = inst["runtime"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("deleted outside DRaaS"), "{inst}");
+    k.succeed(&id, "start").await;
+    assert!(k.deployment(&id).await.is_some());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draas_worker_serves_kubernetes_and_names_an_unreachable_cluster() -> anyhow::Result<()> {
+    let k = KubeSystem::start().await?;
+    let spawn = |kubeconfig: &std::path::Path| {
+        std::process::Command::new(common::draas_binary())
+            .args([
+                "worker",
+                "--platform",
+                "kubernetes",
+                "--namespace",
+                NAMESPACE,
+            ])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args([
+                "--redis-url",
+                &k.sys.redis.url,
+                "--prefix",
+                k.sys.keys.prefix(),
+            ])
+            .arg("--data-dir")
+            .arg(scratch("k8s-cli-worker"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    // A second worker process joins the platform next to the in-process one, then drains on
+    // SIGTERM.
+    let mut child = spawn(&k.kube.kubeconfig)?;
+    k.wait_workers(2).await?;
+    common::terminate(&mut child);
+    let status = child.wait()?;
+    assert!(status.success(), "{status}");
+
+    // A cluster that does not answer: the worker exits at once, saying what it could not do.
+    let dead = scratch("dead-kubeconfig").join("kubeconfig");
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let text = std::fs::read_to_string(&k.kube.kubeconfig)?.replace(&k.kube.url, &closed);
+    std::fs::write(&dead, text)?;
+    let out = spawn(&dead)?.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "cannot list deployments in namespace `{NAMESPACE}`"
+        )),
+        "{stderr}"
+    );
+    Ok(())
+}
