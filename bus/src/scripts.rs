@@ -55,12 +55,15 @@ return 1
     )
 });
 
-/// Writes a field of an existing hash. KEYS[1] hash; ARGV: field, value. Returns 1 if written.
-pub(crate) static SET_IF_EXISTS: LazyLock<Script> = LazyLock::new(|| {
+/// Stores an observation unless a newer one is stored (several workers may watch one
+/// workload). KEYS[1] instance; ARGV: observation JSON, its time (ms). Returns 1 if written.
+pub(crate) static SET_OBSERVED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local last = tonumber(redis.call('HGET', KEYS[1], 'observed-at') or '0')
+if last > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'observed', ARGV[1], 'observed-at', ARGV[2])
 return 1
 ",
     )

@@ -328,8 +328,10 @@ impl<D: Driver> Ctx<D> {
                 if let Err(error) = moved {
                     // Another change won the race (a stop while this start ran): what this
                     // start launched must not outlive it. A Redis outage is different: the
-                    // retry resumes and adopts what runs.
-                    if error.code != TRANSIENT {
+                    // retry resumes and adopts what runs. So is a newer execution on a shared
+                    // platform: it runs the very workload this start applied.
+                    let superseded = error.code == "fenced" && !self.driver.node_bound();
+                    if error.code != TRANSIENT && !superseded {
                         let _ = self.driver.stop(id).await;
                     }
                     return Err(error);

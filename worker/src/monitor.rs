@@ -103,6 +103,18 @@ async fn record<D: Driver>(
     {
         return Ok(());
     }
+    // A watcher's report from before the current run started is about an earlier run.
+    if let (Some(seen), Some(started)) = (exit.seen_at, inst.runtime.started_at)
+        && seen < started
+    {
+        return Ok(());
+    }
+    // A workload the platform keeps restarting is stopped: `failed` means not running.
+    if exit.still_running
+        && let Err(error) = ctx.driver.stop(exit.instance).await
+    {
+        tracing::warn!(message = "could not stop a failed instance", instance = %exit.instance, %error);
+    }
     let how = match (&exit.reason, exit.code, exit.signal) {
         (Some(reason), _, _) => reason.clone(),
         (None, Some(code), _) => format!("exited with code {code}"),

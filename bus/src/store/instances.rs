@@ -3,7 +3,8 @@
 //! Hash fields: `spec` (JSON `InstanceSpec`), `state`, `generation`, `created`, `updated`,
 //! `fence` (the newest fencing token handed out), `runtime` (JSON `RuntimeInfo`, written by
 //! commands under their fencing token) and `observed` (JSON `Observed`, the platform's own
-//! view written by watchers; shown as `runtime.observed`). Keeping `observed` in its own field
+//! view written by watchers, never replaced by an older one: `observed-at`; shown as
+//! `runtime.observed`). Keeping `observed` in its own field
 //! means a watcher never overwrites what a command wrote, and needs no fencing token.
 
 use std::collections::HashMap;
@@ -258,13 +259,13 @@ impl Store {
     }
 
     /// Records what the platform says about the instance's workload. Returns false when the
-    /// instance no longer exists (nothing is written then).
+    /// instance no longer exists or a newer observation is stored (nothing is written then).
     pub async fn set_observed(&self, id: Uuid, observed: &Observed) -> Result<bool, BusError> {
         let json = serde_json::to_string(observed).map_err(|e| BusError::corrupt("observed", e))?;
-        let written: i64 = scripts::SET_IF_EXISTS
+        let written: i64 = scripts::SET_OBSERVED
             .key(self.keys.instance(id))
-            .arg("observed")
             .arg(json)
+            .arg(observed.at.millis())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(written == 1)

@@ -11,6 +11,12 @@ pub mod process;
 
 use std::future::Future;
 
+/// Label holding the instance id, on every container and Kubernetes object of an instance.
+pub const LABEL_ID: &str = "io.draas.instance.id";
+/// Label naming the DRaaS deployment (the key prefix) that manages a workload, so two
+/// deployments sharing a Docker daemon or a namespace never touch each other's workloads.
+pub const LABEL_MANAGED: &str = "io.draas.managed-by";
+
 use draas_protocol::{Instance, RuntimeInfo};
 use uuid::Uuid;
 
@@ -25,6 +31,12 @@ pub struct Exit {
     pub log_tail: String,
     /// What the platform says happened, when it says more than an exit status.
     pub reason: Option<String>,
+    /// Set by drivers whose reports can trail the commands (watch streams): when the report
+    /// was seen. A report seen before the instance's current run started is stale.
+    pub seen_at: Option<draas_protocol::Timestamp>,
+    /// The platform keeps the broken workload alive (Kubernetes restarts a crash-looping pod
+    /// with back-off): it is stopped when the instance is marked failed.
+    pub still_running: bool,
 }
 
 /// What a driver reports on its own, outside any command.

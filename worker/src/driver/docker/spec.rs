@@ -10,14 +10,10 @@ use uuid::Uuid;
 
 use crate::config::DockerNetwork;
 use crate::driver::ports::{self, port_of};
+pub use crate::driver::{LABEL_ID, LABEL_MANAGED};
 
-/// Label holding the instance id.
-pub const LABEL_ID: &str = "io.draas.instance.id";
 /// Label holding the instance name.
 pub const LABEL_NAME: &str = "io.draas.instance.name";
-/// Label marking containers DRaaS manages; its value names the deployment (the key prefix),
-/// so two DRaaS deployments sharing a daemon never touch each other's containers.
-pub const LABEL_MANAGED: &str = "io.draas.managed-by";
 /// Label holding the endpoints (JSON), so any worker can adopt the container.
 pub const LABEL_ENDPOINTS: &str = "io.draas.endpoints";
 /// Where the config is mounted; the official image reads `/app/config/server.yaml`.

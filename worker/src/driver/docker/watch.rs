@@ -94,6 +94,8 @@ async fn follow(
                     signal: None,
                     log_tail,
                     reason,
+                    seen_at: None,
+                    still_running: false,
                 };
                 if events.send(DriverEvent::Exited(exit)).is_err() {
                     return;
@@ -136,6 +138,8 @@ async fn survey(docker: Docker, managed: String, events: Events) {
                 signal: None,
                 log_tail: tail(&docker, id).await,
                 reason: Some("its container is not running".into()),
+                seen_at: None,
+                still_running: false,
             };
             let _ = events.send(DriverEvent::Exited(exit));
         }

@@ -227,20 +227,20 @@ impl KubernetesDriver {
 
     /// Waits until the instance has no pods; returns the exit code a pod reported on its way.
     async fn wait_no_pods(&self, id: Uuid) -> Result<Option<i32>, DriverError> {
-        // The kubelet gives a pod its grace period after the preStop hook; allow for both.
+        // The grace period covers the preStop hook and the exit; allow twice that, plus time
+        // for the controllers.
         let deadline =
             tokio::time::Instant::now() + self.timing.stop_grace * 2 + Duration::from_secs(30);
         let mut code = None;
         loop {
-            let pods = self.pods(id).await?;
+            let mut pods = self.pods(id).await?;
+            // Pods that ended (evicted, or stopped by a node shutdown) run nothing; the
+            // ReplicaSet leaves them behind when it scales down.
+            pods.retain(|p| !status::ended(p));
             if pods.is_empty() {
                 return Ok(code);
             }
-            code = pods
-                .iter()
-                .filter_map(|p| status::observe(p, now()).last_exit_code)
-                .next()
-                .or(code);
+            code = pods.iter().find_map(status::terminated_code).or(code);
             if tokio::time::Instant::now() >= deadline {
                 return Err(DriverError::Kubernetes(format!(
                     "{} pod(s) of instance {id} are still there after the stop deadline",
@@ -259,11 +259,20 @@ impl KubernetesDriver {
             "spec": { "replicas": 0 },
         });
         let params = PatchParams::apply(STOP_MANAGER).force();
-        self.api::<Deployment>()
+        let applied = self
+            .api::<Deployment>()
             .patch(&object_name(id), &params, &Patch::Apply(&scale))
-            .await
-            .map_err(kube_error)?;
-        Ok(())
+            .await;
+        match applied {
+            Ok(_) => Ok(()),
+            // Gone between our read and this apply (which then tries to create a partial
+            // Deployment and is refused): nothing is left to stop.
+            Err(e) if self.deployment_of(id).await?.is_none() => {
+                tracing::debug!(message = "deployment vanished while scaling to zero", instance = %id, error = %e);
+                Ok(())
+            }
+            Err(e) => Err(kube_error(e)),
+        }
     }
 
     async fn tail(&self, id: Uuid, lines: usize, previous: bool) -> Result<String, DriverError> {
@@ -284,6 +293,16 @@ impl KubernetesDriver {
             Err(e) if not_found(&e) => Ok(String::new()),
             Err(e) => Err(kube_error(e)),
         }
+    }
+
+    async fn exists<K>(&self, id: Uuid) -> Result<bool, DriverError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned,
+        K: std::fmt::Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let found = self.api::<K>().get_opt(&object_name(id)).await;
+        Ok(found.map_err(kube_error)?.is_some())
     }
 
     async fn delete<K>(&self, id: Uuid) -> Result<(), DriverError>
@@ -406,21 +425,35 @@ impl Driver for KubernetesDriver {
     }
 
     async fn remove(&self, id: Uuid) -> Result<(), DriverError> {
-        self.stop(id).await?;
+        // A stop that cannot finish (a pod stuck on a lost node) must not keep the objects:
+        // the foreground deletion below removes what is left.
+        if let Err(error) = self.stop(id).await {
+            tracing::warn!(message = "stop before delete did not finish; deleting anyway", instance = %id, %error);
+        }
         self.delete::<Deployment>(id).await?;
         self.delete::<Service>(id).await?;
         self.delete::<ConfigMap>(id).await?;
-        // Foreground deletion keeps the Deployment until its dependents are gone.
+        // Foreground deletion keeps each object (with a `foregroundDeletion` finalizer) until
+        // the garbage collector has removed its dependents: wait until all three are gone.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while self.deployment_of(id).await?.is_some() {
+        loop {
+            let left = [
+                self.exists::<Deployment>(id).await?.then_some("Deployment"),
+                self.exists::<Service>(id).await?.then_some("Service"),
+                self.exists::<ConfigMap>(id).await?.then_some("ConfigMap"),
+            ];
+            let left: Vec<&str> = left.into_iter().flatten().collect();
+            if left.is_empty() {
+                return Ok(());
+            }
             if tokio::time::Instant::now() >= deadline {
                 return Err(DriverError::Kubernetes(format!(
-                    "the Deployment of instance {id} is still there a minute after its deletion"
+                    "{} of instance {id} still there a minute after deletion",
+                    left.join(", ")
                 )));
             }
             tokio::time::sleep(POLL).await;
         }
-        Ok(())
     }
 
     async fn logs(&self, id: Uuid, lines: usize) -> Result<String, DriverError> {

@@ -14,11 +14,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::driver::ports::{self, port_of};
+pub use crate::driver::{LABEL_ID, LABEL_MANAGED};
 
-/// Label holding the instance id (the same key as on Docker).
-pub const LABEL_ID: &str = "io.draas.instance.id";
-/// Label naming the DRaaS deployment (the key prefix) that manages the object.
-pub const LABEL_MANAGED: &str = "io.draas.managed-by";
 /// Annotation holding the instance name (names need not be valid label values).
 pub const ANNOTATION_NAME: &str = "io.draas.instance.name";
 /// Annotation holding the endpoints (JSON), so any worker can adopt the instance.
@@ -102,7 +99,10 @@ pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Objects {
     });
     let ports: Vec<_> = endpoints
         .iter()
-        .filter_map(|e| Some((port_name(&e.name), port_of(&e.url)?)))
+        .filter_map(|e| {
+            let port = port_of(&e.url)?;
+            Some((port_name(&e.name, port), port))
+        })
         .collect();
     let config_map = json!({
         "apiVersion": "v1",
@@ -204,24 +204,16 @@ fn resources(instance: &Instance) -> serde_json::Value {
     json!({ "requests": amounts, "limits": amounts })
 }
 
-/// A port name: at most 15 lowercase alphanumerics or dashes, unique per endpoint
-/// (`api`, `source:events` → `s-events`).
-fn port_name(endpoint: &str) -> String {
-    let (kind, id) = endpoint.split_once(':').unwrap_or(("", endpoint));
-    let prefix = match kind {
-        "source" => "s-",
-        "reaction" => "r-",
-        _ => "",
-    };
-    let cleaned: String = id
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let mut name = format!("{prefix}{cleaned}");
-    name.truncate(15);
-    let name = name.trim_matches('-').to_owned();
-    if name.is_empty() { "port".into() } else { name }
+/// A port name: `api`, else the kind's initial and the port (`s-8081`, `r-8082`). Always a
+/// valid IANA service name (at most 15 characters, a letter, no double hyphen) and unique,
+/// whatever the component ids look like.
+fn port_name(endpoint: &str, port: u16) -> String {
+    match endpoint.split_once(':') {
+        None if endpoint == "api" => "api".to_owned(),
+        Some(("source", _)) => format!("s-{port}"),
+        Some(("reaction", _)) => format!("r-{port}"),
+        _ => format!("p-{port}"),
+    }
 }
 
 #[cfg(test)]
@@ -332,9 +324,9 @@ mod tests {
 
     #[test]
     fn port_names_are_valid_and_distinct() {
-        assert_eq!(port_name("api"), "api");
-        assert_eq!(port_name("source:events"), "s-events");
-        assert_eq!(port_name("reaction:My_SSE.Stream-long"), "r-my-sse-stream");
-        assert_eq!(port_name("source:__"), "s");
+        assert_eq!(port_name("api", 8080), "api");
+        assert_eq!(port_name("source:sensor-readings-1", 8081), "s-8081");
+        assert_eq!(port_name("source:sensor-readings-2", 8082), "s-8082");
+        assert_eq!(port_name("reaction:My__SSE", 8083), "r-8083");
     }
 }

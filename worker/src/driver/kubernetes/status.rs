@@ -96,6 +96,22 @@ fn last_exit_code(c: &ContainerStatus) -> Option<i32> {
     Some(terminated.exit_code)
 }
 
+/// Whether the pod has ended for good (phase `Failed` or `Succeeded`): it runs nothing.
+pub fn ended(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Failed" | "Succeeded")
+    )
+}
+
+/// The exit code of the pod's server container if it has terminated now (not an earlier
+/// run's, which `lastState` keeps).
+pub fn terminated_code(pod: &Pod) -> Option<i32> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let container = statuses.iter().find(|c| c.name == CONTAINER)?;
+    Some(container.state.as_ref()?.terminated.as_ref()?.exit_code)
+}
+
 fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()

@@ -66,28 +66,35 @@ async fn follow_deployments(
 ) {
     let config = watcher::Config::default().labels(&selector);
     let mut stream = watcher(api, config).default_backoff().boxed();
+    // Replicas as last seen, so only a change to zero is news.
+    let mut replicas: HashMap<Uuid, i32> = HashMap::new();
     while let Some(item) = stream.next().await {
         if events.is_closed() {
             return;
         }
-        let (object, reason) = match item {
-            Ok(watcher::Event::Delete(d)) => (d, "its Deployment was deleted outside DRaaS"),
-            Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))
-                if status::desired_replicas(&d) == 0 =>
-            {
-                (d, "its Deployment was scaled to zero outside DRaaS")
-            }
+        // (object, whether it is a live change rather than the initial listing, deleted)
+        let (object, live, deleted) = match item {
+            Ok(watcher::Event::Delete(d)) => (d, true, true),
+            Ok(watcher::Event::Apply(d)) => (d, true, false),
+            Ok(watcher::Event::InitApply(d)) => (d, false, false),
             Ok(_) => continue,
             Err(error) => {
                 tracing::warn!(message = "deployment watch failed; retrying", %error);
                 continue;
             }
         };
-        let labels = object.metadata.labels.unwrap_or_default();
-        if labels.get(LABEL_MANAGED) != Some(&deployment) {
+        let Some(instance) = instance_of(object.metadata.labels.as_ref(), &deployment) else {
             continue;
-        }
-        let Some(instance) = labels.get(LABEL_ID).and_then(|i| i.parse().ok()) else {
+        };
+        let wanted = status::desired_replicas(&object);
+        let before = replicas.insert(instance, wanted);
+        let deleted = deleted || object.metadata.deletion_timestamp.is_some();
+        let reason = if deleted {
+            replicas.remove(&instance);
+            "its Deployment was deleted outside DRaaS"
+        } else if live && wanted == 0 && before.is_some_and(|b| b > 0) {
+            "its Deployment was scaled to zero outside DRaaS"
+        } else {
             continue;
         };
         let exit = Exit {
@@ -97,9 +104,23 @@ async fn follow_deployments(
             signal: None,
             log_tail: String::new(),
             reason: Some(reason.to_owned()),
+            seen_at: Some(now()),
+            still_running: false,
         };
         let _ = events.send(DriverEvent::Exited(exit));
     }
+}
+
+/// The instance a workload belongs to, if this deployment manages it.
+fn instance_of(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    deployment: &str,
+) -> Option<Uuid> {
+    let labels = labels?;
+    if labels.get(LABEL_MANAGED).map(String::as_str) != Some(deployment) {
+        return None;
+    }
+    labels.get(LABEL_ID)?.parse().ok()
 }
 
 /// A change worth reporting.
@@ -212,11 +233,7 @@ impl Pods {
 
 /// The instance id and pod name of a pod this deployment manages.
 fn identify(pod: &Pod, deployment: &str) -> Option<(Uuid, String)> {
-    let labels = pod.metadata.labels.as_ref()?;
-    if labels.get(LABEL_MANAGED).map(String::as_str) != Some(deployment) {
-        return None;
-    }
-    let id = labels.get(LABEL_ID)?.parse().ok()?;
+    let id = instance_of(pod.metadata.labels.as_ref(), deployment)?;
     Some((id, pod.metadata.name.clone()?))
 }
 
@@ -238,6 +255,8 @@ async fn send(pods: &Api<Pod>, events: &Events, report: Report) {
             signal: None,
             log_tail,
             reason: Some(format!("its pod is {}", observed.describe())),
+            seen_at: Some(observed.at),
+            still_running: true,
         };
         let _ = events.send(DriverEvent::Exited(exit));
     }

@@ -139,6 +139,8 @@ impl Reaping {
                 signal,
                 log_tail,
                 reason: None,
+                seen_at: None,
+                still_running: false,
             }));
         }
     }
