@@ -137,9 +137,40 @@ pub struct WorkerArgs {
     /// does not).
     #[arg(long)]
     no_sigint_hook: bool,
+    /// Kubernetes: size of each instance's data volume (a PersistentVolumeClaim at /app/data,
+    /// kept across stop and start), e.g. 1Gi or 500Mi; `none` keeps data in an emptyDir.
+    #[arg(long, default_value = "1Gi", value_parser = parse_data_size)]
+    data_size: DataSize,
+    /// Kubernetes: storage class of the data volumes (default: the cluster's default class).
+    #[arg(long)]
+    storage_class: Option<String>,
     /// Kubernetes: the pods' imagePullPolicy (IfNotPresent, Always or Never).
     #[arg(long, default_value = "IfNotPresent", value_parser = ["IfNotPresent", "Always", "Never"])]
     image_pull_policy: String,
+}
+
+/// `--data-size`: a Kubernetes quantity, or none.
+#[derive(Clone)]
+struct DataSize(Option<String>);
+
+fn parse_data_size(text: &str) -> Result<DataSize, String> {
+    if text == "none" {
+        return Ok(DataSize(None));
+    }
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let units = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "k", "M", "G", "T", "P"];
+    let number_ok = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.parse::<f64>().is_ok_and(|n| n > 0.0);
+    if number_ok && units.contains(&unit) {
+        Ok(DataSize(Some(text.to_owned())))
+    } else {
+        Err(format!(
+            "`{text}` is not a storage size: a positive number with an optional unit \
+             (Ki, Mi, Gi, Ti, Pi, k, M, G, T, P), e.g. 1Gi, or `none`"
+        ))
+    }
 }
 
 fn parse_platform(text: &str) -> Result<Platform, String> {
@@ -172,6 +203,8 @@ impl WorkerArgs {
         config.kubernetes.kubeconfig = self.kubeconfig.clone();
         config.kubernetes.sigint_hook = !self.no_sigint_hook;
         config.kubernetes.image_pull_policy = self.image_pull_policy.clone();
+        config.kubernetes.data_size = self.data_size.0.clone();
+        config.kubernetes.storage_class = self.storage_class.clone();
         config
     }
 }
@@ -228,4 +261,20 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let (first, second) = signals::two_stage();
     draas_worker::run(args.config(), first, second).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_data_size;
+
+    #[test]
+    fn data_sizes_are_quantities_or_none() {
+        for good in ["1Gi", "500Mi", "2", "1.5Gi", "10G"] {
+            assert_eq!(parse_data_size(good).unwrap().0.as_deref(), Some(good));
+        }
+        assert!(parse_data_size("none").unwrap().0.is_none());
+        for bad in ["", "Gi", "0", "1GB", "-1Gi", "1 Gi", "lots"] {
+            assert!(parse_data_size(bad).is_err(), "{bad}");
+        }
+    }
 }

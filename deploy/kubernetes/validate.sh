@@ -60,7 +60,7 @@ check() { # FILE LABEL
 while read -r f; do check "$f" "$f"; done <"$tmp/present"
 
 # 2b. The objects the kubernetes worker generates for an instance, as its golden tests pin them.
-for f in configmap deployment service; do
+for f in configmap deployment service volume; do
   check "$here/../../worker/src/driver/kubernetes/golden/$f.json" "worker-generated $f (golden)"
 done
 

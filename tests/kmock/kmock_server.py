@@ -28,7 +28,8 @@ error convention.  Its CRUD emulation is too naive for a kube-rs client, so the
 resource endpoints are re-implemented in the subclass below.  What kmock 0.8 does
 vs. what this fake does (each item mirrors the real API server):
 
-* Resources: ``v1`` configmaps, services (+status), pods (+status, log, binding),
+* Resources: ``v1`` configmaps, services (+status), persistentvolumeclaims (+status),
+  pods (+status, log, binding),
   events; ``apps/v1`` deployments (+status, scale); ``events.k8s.io/v1`` events
   (what kube-runtime's event Recorder writes; stored separately from ``v1`` events,
   no conversion between the two); all namespaced.  Any other
@@ -228,11 +229,14 @@ EVENTS_V1 = ResType('events.k8s.io', 'v1', 'events', 'Event', 'event', short_nam
                     field_selectors=('regarding.kind', 'regarding.namespace', 'regarding.name',
                                      'regarding.uid', 'regarding.apiVersion', 'reason',
                                      'reportingController', 'type'))
+PVCS = ResType('', 'v1', 'persistentvolumeclaims', 'PersistentVolumeClaim',
+               'persistentvolumeclaim', subresources=('status',), short_names=('pvc',),
+               has_spec=True)
 DEPLOYMENTS = ResType('apps', 'v1', 'deployments', 'Deployment', 'deployment',
                       subresources=('status', 'scale'), short_names=('deploy',),
                       categories=('all',), has_spec=True)
 TYPES: dict[tuple[str, str, str], ResType] = {
-    rt.key: rt for rt in (CONFIGMAPS, SERVICES, PODS, EVENTS, EVENTS_V1, DEPLOYMENTS)
+    rt.key: rt for rt in (CONFIGMAPS, SERVICES, PODS, EVENTS, EVENTS_V1, PVCS, DEPLOYMENTS)
 }
 
 NODE_NAME = 'kmock-node'

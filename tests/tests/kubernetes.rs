@@ -10,7 +10,7 @@ use common::kmock::{KubeApi, NAMESPACE};
 use common::{ApiNode, RedisServer, System, WorkerNode, runtime_binary, scratch, wait_until};
 use draas_protocol::{Keyspace, Platform};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
@@ -135,6 +135,12 @@ impl KubeSystem {
     }
 }
 
+/// The pod template of the instance's Deployment.
+async fn dep_template_spec(k: &KubeSystem, id: &str) -> k8s_openapi::api::core::v1::PodSpec {
+    let dep = k.deployment(id).await.unwrap();
+    dep.spec.unwrap().template.spec.unwrap()
+}
+
 /// The kubernetes driver itself, on the test's fake cluster.
 async fn driver(k: &KubeSystem) -> draas_worker::driver::kubernetes::KubernetesDriver {
     let mut config =
@@ -234,10 +240,23 @@ async fn create_start_stop_restart_delete_through_server_side_apply() -> anyhow:
         (limits["memory"].0.as_str(), limits["cpu"].0.as_str()),
         ("256Mi", "500m")
     );
+    // Its data lives on a claim of its own, mounted at /app/data.
+    let volume = format!("{name}-data");
+    let claim = k.api::<PersistentVolumeClaim>().get(&volume).await?;
+    let wanted = claim.spec.unwrap().resources.unwrap().requests.unwrap();
+    assert_eq!(wanted["storage"].0, "1Gi");
+    let pod_spec = dep_template_spec(&k, &id).await;
+    let data = pod_spec
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "data")
+        .unwrap();
+    assert_eq!(data.persistent_volume_claim.unwrap().claim_name, volume);
 
     // Everything went through server-side apply, under the draas field manager, forced.
     let applies = k.requests("PATCH", &name);
-    assert_eq!(applies.len(), 3, "{applies:#?}");
+    assert_eq!(applies.len(), 4, "{applies:#?}");
     for apply in &applies {
         assert_eq!(
             apply["contentType"], "application/apply-patch+yaml",
@@ -266,7 +285,7 @@ async fn create_start_stop_restart_delete_through_server_side_apply() -> anyhow:
     let again = draas_worker::driver::Driver::start(&driver, &record).await?;
     assert_eq!(again.pod.as_deref(), Some(pod.as_str()));
     assert_eq!(k.pods(&id).await.len(), 1);
-    assert_eq!(k.requests("PATCH", &name).len(), 6);
+    assert_eq!(k.requests("PATCH", &name).len(), 8);
 
     // Stop scales to zero (a forced apply by draas-stop) and waits for the pod to go.
     k.succeed(&id, "stop").await;
@@ -280,6 +299,13 @@ async fn create_start_stop_restart_delete_through_server_side_apply() -> anyhow:
     assert_eq!(last["query"]["fieldManager"], "draas-stop", "{last}");
     assert_eq!(last["body"]["spec"], json!({"replicas": 0}), "{last}");
     k.wait_observed(&id, "absent").await;
+    assert!(
+        k.api::<PersistentVolumeClaim>()
+            .get_opt(&volume)
+            .await?
+            .is_some(),
+        "stop must keep the data"
+    );
 
     // Start again: back to one replica, a new pod; restart replaces it.
     k.succeed(&id, "start").await;
@@ -314,8 +340,14 @@ async fn create_start_stop_restart_delete_through_server_side_apply() -> anyhow:
     assert!(k.deployment(&id).await.is_none());
     assert!(k.api::<Service>().get_opt(&name).await?.is_none());
     assert!(k.api::<ConfigMap>().get_opt(&name).await?.is_none());
+    assert!(
+        k.api::<PersistentVolumeClaim>()
+            .get_opt(&volume)
+            .await?
+            .is_none()
+    );
     let deletes = k.requests("DELETE", &name);
-    assert_eq!(deletes.len(), 3, "{deletes:#?}");
+    assert_eq!(deletes.len(), 4, "{deletes:#?}");
     for delete in &deletes {
         assert_eq!(
             delete["body"]["propagationPolicy"], "Foreground",

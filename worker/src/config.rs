@@ -63,6 +63,11 @@ pub struct KubernetesConfig {
     pub sigint_hook: bool,
     /// The pods' `imagePullPolicy`: `IfNotPresent`, `Always` or `Never`.
     pub image_pull_policy: String,
+    /// Size of each instance's data volume (a PersistentVolumeClaim mounted at `/app/data`);
+    /// `None` keeps the data in an `emptyDir`, lost whenever the pod goes.
+    pub data_size: Option<String>,
+    /// Storage class of the data volumes; `None`: the cluster's default.
+    pub storage_class: Option<String>,
 }
 
 /// Settings of the docker driver. Readiness and stop grace come from [`ProcessConfig`].
@@ -155,6 +160,8 @@ impl WorkerConfig {
                 image: DEFAULT_IMAGE.to_owned(),
                 sigint_hook: true,
                 image_pull_policy: "IfNotPresent".to_owned(),
+                data_size: Some("1Gi".to_owned()),
+                storage_class: None,
             },
         }
     }

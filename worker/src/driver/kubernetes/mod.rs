@@ -1,5 +1,5 @@
-//! The kubernetes driver: one ConfigMap, Deployment and Service per instance in one
-//! namespace, through kube-rs (in-cluster config or a kubeconfig, `Config::infer`).
+//! The kubernetes driver: one ConfigMap, Deployment, Service and data volume claim per
+//! instance in one namespace, through kube-rs (in-cluster config or a kubeconfig, `Config::infer`).
 //!
 //! - Every object is applied with server-side apply under the field manager `draas`
 //!   (forced), so repeating a command is harmless and a restarted worker converges.
@@ -11,7 +11,10 @@
 //! - Stop scales to zero (a forced apply of `spec.replicas: 0` under the field manager
 //!   `draas-stop`) and waits until the pods are gone. The pod's `preStop` hook sends SIGINT
 //!   first, because drasi-server stops gracefully only on SIGINT.
-//! - Delete removes the three objects with foreground propagation and waits for them.
+//! - Delete removes the objects with foreground propagation and waits until they are gone.
+//! - Instance data (`/app/data`) lives on a PersistentVolumeClaim `draas-<id>-data`
+//!   (`--data-size`, `--storage-class`), kept across stop and start, deleted with the
+//!   instance; without a size, in an `emptyDir`.
 //! - [`watch`] follows the instance pods and Deployments and reports what Kubernetes says.
 //!
 //! Instances are not node bound: any worker of the platform can run any command.
@@ -25,7 +28,7 @@ use std::time::Duration;
 use draas_bus::clock::now;
 use draas_protocol::{Instance, RuntimeInfo};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PropagationPolicy};
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -301,7 +304,16 @@ impl KubernetesDriver {
         K: std::fmt::Debug,
         <K as Resource>::DynamicType: Default,
     {
-        let found = self.api::<K>().get_opt(&object_name(id)).await;
+        self.exists_named::<K>(&object_name(id)).await
+    }
+
+    async fn exists_named<K>(&self, name: &str) -> Result<bool, DriverError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned,
+        K: std::fmt::Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let found = self.api::<K>().get_opt(name).await;
         Ok(found.map_err(kube_error)?.is_some())
     }
 
@@ -311,11 +323,20 @@ impl KubernetesDriver {
         K: std::fmt::Debug,
         <K as Resource>::DynamicType: Default,
     {
+        self.delete_named::<K>(&object_name(id)).await
+    }
+
+    async fn delete_named<K>(&self, name: &str) -> Result<(), DriverError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned,
+        K: std::fmt::Debug,
+        <K as Resource>::DynamicType: Default,
+    {
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
             ..DeleteParams::default()
         };
-        match self.api::<K>().delete(&object_name(id), &params).await {
+        match self.api::<K>().delete(name, &params).await {
             Ok(_) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(kube_error(e)),
@@ -366,10 +387,15 @@ impl Driver for KubernetesDriver {
             image_pull_policy: &self.config.image_pull_policy,
             stop_grace_secs: self.timing.stop_grace.as_secs().max(1) as i64,
             sigint_hook: self.config.sigint_hook,
+            data_size: self.config.data_size.as_deref(),
+            storage_class: self.config.storage_class.as_deref(),
         };
         let objects = spec::objects(instance, &shape);
-        // The config first: the pod mounts it.
+        // What the pod mounts first.
         self.apply(&objects.config_map, FIELD_MANAGER).await?;
+        if let Some(volume) = &objects.volume {
+            self.apply(volume, FIELD_MANAGER).await?;
+        }
         self.apply(&objects.service, FIELD_MANAGER).await?;
         self.apply(&objects.deployment, FIELD_MANAGER).await?;
         // A pod left crash-looping (or stuck) by an earlier run would fail this start at once:
@@ -433,6 +459,8 @@ impl Driver for KubernetesDriver {
         self.delete::<Deployment>(id).await?;
         self.delete::<Service>(id).await?;
         self.delete::<ConfigMap>(id).await?;
+        self.delete_named::<PersistentVolumeClaim>(&spec::volume_name(id))
+            .await?;
         // Foreground deletion keeps each object (with a `foregroundDeletion` finalizer) until
         // the garbage collector has removed its dependents: wait until all three are gone.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -441,6 +469,9 @@ impl Driver for KubernetesDriver {
                 self.exists::<Deployment>(id).await?.then_some("Deployment"),
                 self.exists::<Service>(id).await?.then_some("Service"),
                 self.exists::<ConfigMap>(id).await?.then_some("ConfigMap"),
+                self.exists_named::<PersistentVolumeClaim>(&spec::volume_name(id))
+                    .await?
+                    .then_some("PersistentVolumeClaim"),
             ];
             let left: Vec<&str> = left.into_iter().flatten().collect();
             if left.is_empty() {

@@ -1,5 +1,5 @@
 //! What an instance looks like on Kubernetes: the ConfigMap with its rendered config, the
-//! Deployment that runs it and the Service that reaches it. Pure functions, checked by golden
+//! Deployment that runs it, the Service that reaches it and the claim of its data volume. Pure functions, checked by golden
 //! tests (`golden/*.json`, rewritten with `UPDATE_GOLDEN=1`) that CI also validates against
 //! the official Kubernetes schemas.
 
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use draas_protocol::Instance;
 use draas_protocol::drasi::{DrasiConfig, Endpoint};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -46,14 +46,25 @@ pub struct Shape<'a> {
     pub image_pull_policy: &'a str,
     pub stop_grace_secs: i64,
     pub sigint_hook: bool,
+    /// Size of the instance's data volume (a PersistentVolumeClaim); `None`: an `emptyDir`.
+    pub data_size: Option<&'a str>,
+    /// Storage class of the data volume; `None`: the cluster's default.
+    pub storage_class: Option<&'a str>,
 }
 
 /// The rendered objects of one instance.
 pub struct Objects {
     pub config_map: ConfigMap,
+    /// The data volume's claim, unless the data lives in an `emptyDir`.
+    pub volume: Option<PersistentVolumeClaim>,
     pub deployment: Deployment,
     pub service: Service,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// Name of the instance's data volume claim.
+pub fn volume_name(id: Uuid) -> String {
+    format!("draas-{id}-data")
 }
 
 /// Labels selecting the instance's objects and pods.
@@ -153,6 +164,29 @@ pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Objects {
             "preStop": { "exec": { "command": ["/bin/sh", "-c", SIGINT_HOOK] } },
         });
     }
+    let volume = shape.data_size.map(|size| {
+        let mut spec = json!({
+            "accessModes": ["ReadWriteOnce"],
+            "resources": { "requests": { "storage": size } },
+        });
+        if let Some(class) = shape.storage_class {
+            spec["storageClassName"] = json!(class);
+        }
+        let mut metadata = metadata.clone();
+        metadata["name"] = json!(volume_name(id));
+        json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": metadata,
+            "spec": spec,
+        })
+    });
+    let data_volume = match &volume {
+        Some(_) => {
+            json!({ "name": "data", "persistentVolumeClaim": { "claimName": volume_name(id) } })
+        }
+        None => json!({ "name": "data", "emptyDir": {} }),
+    };
     let deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -172,7 +206,7 @@ pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Objects {
                     "containers": [container],
                     "volumes": [
                         { "name": "config", "configMap": { "name": name } },
-                        { "name": "data", "emptyDir": {} },
+                        data_volume,
                     ],
                 },
             },
@@ -180,6 +214,7 @@ pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Objects {
     });
     Objects {
         config_map: serde_json::from_value(config_map).expect("a valid ConfigMap"),
+        volume: volume.map(|v| serde_json::from_value(v).expect("a valid claim")),
         deployment: serde_json::from_value(deployment).expect("a valid Deployment"),
         service: serde_json::from_value(service).expect("a valid Service"),
         endpoints,
@@ -262,6 +297,8 @@ mod tests {
             image_pull_policy: "IfNotPresent",
             stop_grace_secs: 10,
             sigint_hook,
+            data_size: Some("1Gi"),
+            storage_class: None,
         }
     }
 
@@ -285,6 +322,7 @@ mod tests {
         golden("configmap", &objects.config_map);
         golden("deployment", &objects.deployment);
         golden("service", &objects.service);
+        golden("volume", &objects.volume);
         golden("endpoints", &objects.endpoints);
     }
 
@@ -320,6 +358,24 @@ mod tests {
                 .clone()
         };
         assert_ne!(digest(&a), digest(&b));
+    }
+
+    #[test]
+    fn without_a_data_size_the_data_lives_in_an_empty_dir() {
+        let shape = Shape {
+            data_size: None,
+            ..shape(true)
+        };
+        let objects = objects(&instance(), &shape);
+        assert!(objects.volume.is_none());
+        let pod = objects.deployment.spec.unwrap().template.spec.unwrap();
+        let data = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "data")
+            .unwrap();
+        assert!(data.empty_dir.is_some() && data.persistent_volume_claim.is_none());
     }
 
     #[test]
