@@ -144,8 +144,8 @@ instance_state() { # ID STATE
   expect 200 ".state == \"$2\"" "instance is $2"
 }
 
-objects() { # ID: the instance's Deployment, Service and ConfigMap names
-  k -n "$NS" get deployments,services,configmaps -l "io.draas.instance.id=$1" -o name
+objects() { # ID: the instance's Deployment, Service, ConfigMap and data volume claim names
+  k -n "$NS" get deployments,services,configmaps,persistentvolumeclaims -l "io.draas.instance.id=$1" -o name
 }
 
 no_objects() { # ID: none of them is left
@@ -250,13 +250,13 @@ expect 200 '.state == "succeeded"' "start operation succeeded"
 instance_state "$ID" running
 INST=$body
 
-k -n "$NS" get deployments,services,configmaps -l "io.draas.instance.id=$ID"
+k -n "$NS" get deployments,services,configmaps,persistentvolumeclaims -l "io.draas.instance.id=$ID"
 got=$(objects "$ID") || die "cannot list the objects of $ID"
-for want in "deployment.apps/$NAME" "service/$NAME" "configmap/$NAME"; do
+for want in "deployment.apps/$NAME" "service/$NAME" "configmap/$NAME" "persistentvolumeclaim/$NAME-data"; do
   grep -qx "$want" <<<"$got" || die "no $want labelled io.draas.instance.id=$ID; found: $got"
 done
-[ "$(wc -l <<<"$got")" -eq 3 ] || die "expected 3 objects labelled io.draas.instance.id=$ID, found: $got"
-echo "ok   deployment, service and configmap $NAME exist"
+[ "$(wc -l <<<"$got")" -eq 4 ] || die "expected 4 objects labelled io.draas.instance.id=$ID, found: $got"
+echo "ok   deployment, service, configmap $NAME and claim $NAME-data exist"
 [ "$(replicas "$NAME")" = 1 ] || die "deployment $NAME wants $(replicas "$NAME") replicas, expected 1"
 k -n "$NS" rollout status "deployment/$NAME" --timeout=120s
 
