@@ -595,3 +595,32 @@ async fn draas_worker_serves_kubernetes_and_names_an_unreachable_cluster() -> an
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_deleted_while_no_worker_runs_is_noticed_by_the_next() -> anyhow::Result<()> {
+    let mut k = KubeSystem::start().await?;
+    let gone = k.create("gone", json!({})).await;
+    let kept = k.create("kept", json!({})).await;
+    k.succeed(&gone, "start").await;
+    k.succeed(&kept, "start").await;
+
+    // The platform's only worker goes away (a process worker takes its slot in the harness).
+    let process = WorkerNode::start(&k.sys.redis.url, &k.sys.keys, runtime_binary()).await?;
+    std::mem::replace(&mut k.sys.worker, process)
+        .shutdown()
+        .await;
+    k.wait_workers(0).await?;
+    // Meanwhile someone deletes one instance's Deployment; nobody watches.
+    k.api::<Deployment>()
+        .delete(&format!("draas-{gone}"), &Default::default())
+        .await?;
+    wait_until(|| async { k.deployment(&gone).await.is_none().then_some(()) }).await?;
+
+    let fresh = worker(&k.sys.redis, &k.sys.keys, &k.kube).await?;
+    std::mem::replace(&mut k.sys.worker, fresh).shutdown().await;
+    let inst = k.sys.wait_state(&gone, "failed").await;
+    let message = inst["runtime"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("workload was gone"), "{inst}");
+    assert_eq!(k.sys.instance(&kept).await["state"], "running");
+    Ok(())
+}

@@ -4,6 +4,8 @@
 //! - A process left by an earlier worker on this node is adopted (never launched again).
 //! - An adopted process whose instance is gone, or now placed on another node, is stopped.
 //! - An instance recorded as running here whose process is gone is marked `failed`.
+//! - On a shared platform (Docker, Kubernetes), an instance recorded as running whose workload
+//!   is gone (removed while no worker watched) is marked `failed`.
 
 use std::sync::Arc;
 
@@ -46,6 +48,9 @@ pub(crate) async fn run<D: Driver>(ctx: &Arc<Ctx<D>>) -> Result<(), draas_bus::B
             }
         }
     }
+    if !ctx.driver.node_bound() {
+        fail_vanished(ctx, &adopted).await?;
+    }
     for id in ctx.store.placed(ctx.platform, &ctx.node).await? {
         let Some(stored) = ctx.store.instance(id).await? else {
             ctx.store.unplace(ctx.platform, &ctx.node, id).await?;
@@ -86,6 +91,69 @@ pub(crate) async fn run<D: Driver>(ctx: &Arc<Ctx<D>>) -> Result<(), draas_bus::B
                 )
                 .await;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Marks `failed` the running instances of this (shared) platform whose workload is not among
+/// those found running. The records are read after the first listing, so an instance that
+/// became running meanwhile is checked against a second listing before it is failed.
+async fn fail_vanished<D: Driver>(
+    ctx: &Arc<Ctx<D>>,
+    found: &[uuid::Uuid],
+) -> Result<(), draas_bus::BusError> {
+    let mut suspects = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, last) = ctx.store.instances_page(after, 500).await?;
+        suspects.extend(
+            page.into_iter()
+                .filter(|i| i.spec.platform == ctx.platform)
+                .filter(|i| i.state == InstanceState::Running && !found.contains(&i.id)),
+        );
+        match last {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    if suspects.is_empty() {
+        return Ok(());
+    }
+    let found_again = ctx.driver.adopt().await;
+    for inst in suspects
+        .into_iter()
+        .filter(|i| !found_again.contains(&i.id))
+    {
+        let reason =
+            "its workload was gone when a worker started (removed while no worker watched)";
+        let runtime = RuntimeInfo {
+            message: Some(reason.into()),
+            restarts: inst.runtime.restarts,
+            ..RuntimeInfo::default()
+        };
+        let moved = ctx
+            .store
+            .transition(
+                inst.id,
+                InstanceState::Running,
+                InstanceState::Failed,
+                0,
+                Some(&runtime),
+            )
+            .await?;
+        if let Transition::Done(_) = moved {
+            tracing::warn!(message = "instance workload vanished", instance = %inst.id);
+            ctx.emit(
+                inst.id,
+                None,
+                EventKind::StateChanged {
+                    from: InstanceState::Running,
+                    to: InstanceState::Failed,
+                    reason: reason.into(),
+                },
+            )
+            .await;
         }
     }
     Ok(())
