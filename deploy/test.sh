@@ -10,7 +10,7 @@ fi
 # The Kubernetes manifests, offline (schemas bundled with kubernetes-validate; no cluster).
 # kmock: the in-memory Kubernetes API the kubernetes-platform contract tests run against.
 if ! command -v kubernetes-validate >/dev/null 2>&1 || ! python3 -c 'import kmock' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check kmock==0.8 kubernetes-validate==1.37.0
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore kmock==0.8 kubernetes-validate==1.37.0
 fi
 bash deploy/kubernetes/validate.sh
 cargo test --workspace --locked "$@"
