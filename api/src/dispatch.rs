@@ -213,7 +213,7 @@ impl Dispatcher {
 
     async fn read_replies(
         self: Arc<Self>,
-        mut reader: redis::aio::MultiplexedConnection,
+        mut reader: draas_bus::connect::Conn,
         mut last: String,
         redis_url: String,
         stop: CancellationToken,

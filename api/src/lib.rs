@@ -50,6 +50,13 @@ impl App {
         );
         let stop = CancellationToken::new();
         let mut config = config;
+        if config.wait_aof && connect::is_cluster(&config.redis_url) {
+            // WAITAOF waits on the node it is sent to; a cluster would route it to any node.
+            tracing::warn!(
+                message = "WAITAOF is not used with a Redis Cluster; commands are acknowledged without it"
+            );
+            config.wait_aof = false;
+        }
         if config.wait_aof && !supports_waitaof(&store).await? {
             tracing::warn!(
                 message = "WAITAOF needs Redis 7.2+; commands are acknowledged without it"

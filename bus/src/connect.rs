@@ -1,18 +1,123 @@
 //! Connections to Redis, established with exponential backoff (backon).
 //!
-//! Two kinds: the shared [`ConnectionManager`] for ordinary commands (multiplexed, reconnects by
-//! itself), and a dedicated connection per blocking reader. A blocking `XREAD`/`XREADGROUP` on
-//! the shared connection would stall every other request behind it, and its response timeout
-//! must be longer than `BLOCK`, so blocking readers never share.
+//! Two kinds: the shared connection for ordinary commands (multiplexed, reconnects by itself),
+//! and a dedicated connection per blocking reader. A blocking `XREAD`/`XREADGROUP` on the
+//! shared connection would stall every other request behind it, and its response timeout must
+//! be longer than `BLOCK`, so blocking readers never share.
+//!
+//! A URL that lists several nodes, comma-separated (`redis://10.0.0.1:7000,redis://…`), is a
+//! Redis Cluster: [`Conn::Cluster`] routes every command by its key's slot. The key layout
+//! makes that safe: keys used together share a hash tag, every Lua script touches one key.
 
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 /// How long ordinary commands may take before they count as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a blocking read on a cluster may take; every `BLOCK` used is far shorter.
+const BLOCKING_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A connection to a single Redis server or to a Redis Cluster. Cheap to clone (multiplexed).
+#[derive(Clone)]
+pub enum Conn {
+    /// The shared connection to one server: reconnects by itself.
+    Manager(ConnectionManager),
+    /// A blocking reader's own connection to one server.
+    Single(MultiplexedConnection),
+    /// A cluster: commands routed by slot, topology followed on MOVED/ASK.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => Box::pin(cluster_pipeline(c, pipeline, offset, count)),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A pipeline on a cluster. A cluster sends a pipeline to one node, so its keys must share a
+/// slot: transactions always do here (the key layout's hash tags), and so do most pipelines.
+/// A plain pipeline whose keys span slots (an instance record plus a platform's stream, say)
+/// is sent command by command instead: the same results, a round trip each.
+async fn cluster_pipeline(
+    conn: &mut ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+) -> Result<Vec<Value>, RedisError> {
+    match conn.req_packed_commands(pipeline, offset, count).await {
+        Err(e)
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
+                && !pipeline.is_transaction() =>
+        {
+            let mut values = Vec::with_capacity(pipeline.len());
+            for cmd in pipeline.cmd_iter() {
+                values.push(conn.req_packed_command(cmd).await?);
+            }
+            Ok(values)
+        }
+        other => other,
+    }
+}
+
+/// Whether `url` names a Redis Cluster (several nodes, comma-separated).
+pub fn is_cluster(url: &str) -> bool {
+    cluster_nodes(url).is_some()
+}
+
+/// The node URLs of a cluster URL (several, comma-separated), or `None` for one server.
+fn cluster_nodes(url: &str) -> Option<Vec<&str>> {
+    let nodes: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    (nodes.len() > 1).then_some(nodes)
+}
+
+async fn cluster(nodes: Vec<&str>, response_timeout: Duration) -> Result<Conn, RedisError> {
+    let client = ClusterClient::builder(nodes)
+        .connection_timeout(Duration::from_secs(2))
+        .response_timeout(response_timeout)
+        .build()?;
+    let conn = (|| client.get_async_connection())
+        .retry(backoff())
+        .notify(|e, d| tracing::warn!(message = "redis cluster connect failed, retrying", error = %e, delay = ?d))
+        .await?;
+    Ok(Conn::Cluster(conn))
+}
 
 fn backoff() -> ExponentialBuilder {
     ExponentialBuilder::default()
@@ -23,25 +128,33 @@ fn backoff() -> ExponentialBuilder {
 }
 
 /// Opens the shared, self-reconnecting connection.
-pub async fn shared(url: &str) -> Result<ConnectionManager, RedisError> {
+pub async fn shared(url: &str) -> Result<Conn, RedisError> {
+    if let Some(nodes) = cluster_nodes(url) {
+        return cluster(nodes, RESPONSE_TIMEOUT).await;
+    }
     let client = Client::open(url)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(Duration::from_secs(2)));
-    (|| ConnectionManager::new_with_config(client.clone(), config.clone()))
+    let conn = (|| ConnectionManager::new_with_config(client.clone(), config.clone()))
         .retry(backoff())
         .notify(|e, d| tracing::warn!(message = "redis connect failed, retrying", error = %e, delay = ?d))
-        .await
+        .await?;
+    Ok(Conn::Manager(conn))
 }
 
 /// Opens a connection for one blocking reader: no response timeout, so `BLOCK` governs.
-pub async fn blocking(url: &str) -> Result<MultiplexedConnection, RedisError> {
+pub async fn blocking(url: &str) -> Result<Conn, RedisError> {
+    if let Some(nodes) = cluster_nodes(url) {
+        return cluster(nodes, BLOCKING_RESPONSE_TIMEOUT).await;
+    }
     let client = Client::open(url)?;
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(None)
         .set_connection_timeout(Some(Duration::from_secs(2)));
-    (|| client.get_multiplexed_async_connection_with_config(&config))
+    let conn = (|| client.get_multiplexed_async_connection_with_config(&config))
         .retry(backoff())
         .notify(|e, d| tracing::warn!(message = "redis connect failed, retrying", error = %e, delay = ?d))
-        .await
+        .await?;
+    Ok(Conn::Single(conn))
 }

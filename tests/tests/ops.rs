@@ -12,9 +12,9 @@ mod pending;
 use std::collections::HashMap;
 
 use common::{RedisServer, draas_binary, wait_until};
+pub use common::{envelope, ghost_pings, ghost_read};
 use draas_bus::Store;
-use draas_protocol::keys::WORKER_GROUP;
-use draas_protocol::{Command, CommandEnvelope, Keyspace, Operation, Platform, codec};
+use draas_protocol::{CommandEnvelope, Keyspace, Operation, Platform, codec};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamId;
 
@@ -31,57 +31,6 @@ fn ops_cli(redis: &RedisServer, keys: &Keyspace, args: &[&str]) -> (bool, String
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn envelope(instance: Option<uuid::Uuid>, command: Command) -> (CommandEnvelope, Operation) {
-    let env = CommandEnvelope::new(
-        Platform::Process,
-        instance,
-        command,
-        draas_bus::clock::now(),
-    );
-    let op = Operation::pending(
-        env.command_id,
-        instance,
-        Platform::Process,
-        env.command.kind(),
-        env.issued_at,
-    );
-    (env, op)
-}
-
-/// Submits `n` Ping commands with no worker running, then reads them as `ghost`, a consumer
-/// that dies at once: they are pending. Returns the envelopes in stream order.
-async fn ghost_pings(
-    store: &Store,
-    conn: &mut MultiplexedConnection,
-    n: usize,
-) -> anyhow::Result<Vec<CommandEnvelope>> {
-    let stream = store.keys().commands(Platform::Process);
-    draas_bus::streams::ensure_group(conn, &stream).await?;
-    let mut envs = Vec::new();
-    for _ in 0..n {
-        let (env, op) = envelope(None, Command::Ping);
-        store.submit(&stream, &env, &op).await?;
-        envs.push(env);
-    }
-    ghost_read(conn, &stream).await?;
-    Ok(envs)
-}
-
-async fn ghost_read(conn: &mut MultiplexedConnection, stream: &str) -> anyhow::Result<()> {
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(WORKER_GROUP)
-        .arg("ghost")
-        .arg("COUNT")
-        .arg(1000)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(">")
-        .query_async(conn)
-        .await?;
-    Ok(())
 }
 
 /// Puts `env` in the platform's dead-letter stream the way the sweeper does.

@@ -10,12 +10,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use draas_bus::connect::Conn;
 use draas_bus::store::Store;
 use draas_bus::streams::ensure_group;
 use draas_bus::{clock, connect};
 use draas_protocol::Platform;
 use draas_protocol::keys::WORKER_GROUP;
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -217,7 +217,7 @@ async fn serve<D: Driver>(
 }
 
 async fn read(
-    reader: &mut MultiplexedConnection,
+    reader: &mut Conn,
     streams: &[String; 2],
     consumer: &str,
     count: usize,
@@ -240,10 +240,7 @@ async fn read(
 }
 
 /// After a failed read: reconnect (with backoff) and recreate the group if Redis lost it.
-async fn recover(
-    config: &WorkerConfig,
-    streams: &[String; 2],
-) -> Result<MultiplexedConnection, WorkerError> {
+async fn recover(config: &WorkerConfig, streams: &[String; 2]) -> Result<Conn, WorkerError> {
     let mut reader = connect::blocking(&config.redis_url).await?;
     for stream in streams {
         ensure_group(&mut reader, stream).await?;

@@ -18,8 +18,8 @@ pub use workers::WorkerInfo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::connect::Conn;
 use draas_protocol::Keyspace;
-use redis::aio::ConnectionManager;
 
 /// How long a finished operation stays readable.
 pub const OPERATION_RETENTION_SECS: u64 = 7 * 24 * 3600;
@@ -30,14 +30,14 @@ pub const EVENTS_MAXLEN: usize = 100_000;
 /// Shared handle to everything DRaaS keeps in Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keyspace,
     /// XACKDEL is available (Redis 8.2+); set by [`Store::detect_features`].
     xackdel: Arc<AtomicBool>,
 }
 
 impl Store {
-    pub fn new(conn: ConnectionManager, keys: Keyspace) -> Self {
+    pub fn new(conn: Conn, keys: Keyspace) -> Self {
         Store {
             conn,
             keys,
@@ -47,11 +47,24 @@ impl Store {
 
     /// The server's version, from `INFO server`.
     pub async fn server_version(&self) -> Result<Vec<u32>, redis::RedisError> {
-        let info: String = redis::cmd("INFO")
+        let info: redis::Value = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut self.conn())
             .await?;
-        Ok(parse_version(&info))
+        // One server answers with its text; a cluster with a map of node → text. A feature
+        // counts only if every node has it, so a cluster reports its oldest node.
+        let texts: Vec<String> = match info {
+            redis::Value::Map(nodes) => nodes
+                .into_iter()
+                .map(|(_, text)| redis::from_redis_value(text))
+                .collect::<Result<_, _>>()?,
+            single => vec![redis::from_redis_value(single)?],
+        };
+        Ok(texts
+            .iter()
+            .map(|t| parse_version(t))
+            .min()
+            .unwrap_or_default())
     }
 
     /// Detects optional server features (XACKDEL, 8.2+) so newer servers get the better
@@ -72,7 +85,7 @@ impl Store {
     }
 
     /// A clone of the shared connection, for callers composing their own pipelines.
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

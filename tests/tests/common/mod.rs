@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod kmock;
 
 use std::path::{Path, PathBuf};
@@ -522,7 +523,7 @@ pub fn fast_recovery(c: &mut draas_worker::WorkerConfig) {
 }
 
 /// Number of pending entries of the worker group on `stream`.
-pub async fn pending_count(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> usize {
+pub async fn pending_count(conn: &mut impl redis::aio::ConnectionLike, stream: &str) -> usize {
     let summary: redis::Value = redis::cmd("XPENDING")
         .arg(stream)
         .arg(draas_protocol::keys::WORKER_GROUP)
@@ -549,4 +550,62 @@ pub fn sigkill(pid: i64) {
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     );
+}
+
+/// A command envelope for the process platform and its pending operation.
+pub fn envelope(
+    instance: Option<uuid::Uuid>,
+    command: draas_protocol::Command,
+) -> (draas_protocol::CommandEnvelope, draas_protocol::Operation) {
+    let env = draas_protocol::CommandEnvelope::new(
+        Platform::Process,
+        instance,
+        command,
+        draas_bus::clock::now(),
+    );
+    let op = draas_protocol::Operation::pending(
+        env.command_id,
+        instance,
+        Platform::Process,
+        env.command.kind(),
+        env.issued_at,
+    );
+    (env, op)
+}
+
+/// Submits `n` Ping commands with no worker running, then reads them as `ghost`, a consumer
+/// that dies at once: they are pending. Returns the envelopes in stream order.
+pub async fn ghost_pings(
+    store: &draas_bus::Store,
+    conn: &mut impl redis::aio::ConnectionLike,
+    n: usize,
+) -> anyhow::Result<Vec<draas_protocol::CommandEnvelope>> {
+    let stream = store.keys().commands(Platform::Process);
+    draas_bus::streams::ensure_group(conn, &stream).await?;
+    let mut envs = Vec::new();
+    for _ in 0..n {
+        let (env, op) = envelope(None, draas_protocol::Command::Ping);
+        store.submit(&stream, &env, &op).await?;
+        envs.push(env);
+    }
+    ghost_read(conn, &stream).await?;
+    Ok(envs)
+}
+
+pub async fn ghost_read(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> anyhow::Result<()> {
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(draas_protocol::keys::WORKER_GROUP)
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(1000)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query_async(conn)
+        .await?;
+    Ok(())
 }
