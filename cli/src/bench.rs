@@ -66,6 +66,12 @@ pub struct BenchArgs {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Its cost accounting reads one server's INFO and its cleanup SCANs one keyspace.
+    if draas_bus::connect::is_cluster(&args.redis_url) {
+        anyhow::bail!(
+            "draas bench measures a single Redis server; --redis-url names a cluster (several nodes)"
+        );
+    }
     if args.matrix {
         return matrix(&args).await;
     }
