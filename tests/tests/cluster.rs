@@ -7,7 +7,6 @@ mod common;
 
 use common::cluster::RedisCluster;
 use common::{ApiNode, WorkerNode, get_json, runtime_binary, status_json, wait_until};
-use draas_protocol::Keyspace;
 use serde_json::{Value, json};
 
 async fn call(http: &reqwest::Client, method: reqwest::Method, url: String) -> (u16, Value) {
@@ -17,10 +16,7 @@ async fn call(http: &reqwest::Client, method: reqwest::Method, url: String) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lifecycle_runs_on_a_six_node_cluster() -> anyhow::Result<()> {
     let cluster = RedisCluster::start()?;
-    let keys = Keyspace::new(format!(
-        "c{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
+    let keys = common::fresh_keys("c");
     let worker = WorkerNode::start(&cluster.url, &keys, runtime_binary()).await?;
     let api = ApiNode::start(&cluster.url, &keys).await?;
     let http = reqwest::Client::new();
@@ -127,10 +123,7 @@ async fn the_lifecycle_runs_on_a_six_node_cluster() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_consumers_commands_are_reclaimed_on_a_cluster() -> anyhow::Result<()> {
     let cluster = RedisCluster::start()?;
-    let keys = Keyspace::new(format!(
-        "c{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
+    let keys = common::fresh_keys("c");
     let store = draas_bus::Store::new(
         draas_bus::connect::shared(&cluster.url).await?,
         keys.clone(),

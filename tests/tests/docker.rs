@@ -63,10 +63,7 @@ impl DockerSystem {
     async fn start() -> anyhow::Result<Self> {
         image();
         let redis = RedisServer::start()?;
-        let keys = Keyspace::new(format!(
-            "d{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ));
+        let keys = common::fresh_keys("d");
         let worker = Self::worker(&redis, &keys).await?;
         let api = ApiNode::start(&redis.url, &keys).await?;
         let sys = DockerSystem {

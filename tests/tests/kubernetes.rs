@@ -24,10 +24,7 @@ impl KubeSystem {
     async fn start() -> anyhow::Result<Self> {
         let kube = KubeApi::start()?;
         let redis = RedisServer::start()?;
-        let keys = Keyspace::new(format!(
-            "k{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ));
+        let keys = common::fresh_keys("k");
         let worker = worker(&redis, &keys, &kube).await?;
         let api = ApiNode::start(&redis.url, &keys).await?;
         let client = kube.client().await;

@@ -111,6 +111,14 @@ pub fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A key prefix no other test uses: `tag` plus 8 random hex digits.
+pub fn fresh_keys(tag: &str) -> Keyspace {
+    Keyspace::new(format!(
+        "{tag}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ))
+}
+
 /// A fresh scratch directory.
 pub fn scratch(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -347,10 +355,7 @@ impl System {
         tune: impl FnOnce(&mut draas_worker::WorkerConfig),
     ) -> anyhow::Result<Self> {
         let redis = RedisServer::start()?;
-        let keys = Keyspace::new(format!(
-            "t{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ));
+        let keys = fresh_keys("t");
         let worker =
             WorkerNode::start_tuned(&redis.url, &keys, executable, scratch("worker"), tune).await?;
         let api = ApiNode::start(&redis.url, &keys).await?;
