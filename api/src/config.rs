@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use draas_protocol::Keyspace;
+use draas_protocol::{EgressPolicy, Keyspace};
 
 /// Everything the API needs to run.
 #[derive(Debug, Clone)]
@@ -20,6 +20,14 @@ pub struct ApiConfig {
     /// Wait for the command to reach the AOF (WAITAOF 1 0) before answering, when the server
     /// supports it (Redis 7.2+). On older servers this is reported at startup and skipped.
     pub wait_aof: bool,
+    /// Browser origins (`scheme://host[:port]`) whose requests are served besides same-origin
+    /// ones; a request with any other `Origin` header is refused (403). Empty by default.
+    pub allowed_origins: Vec<String>,
+    /// The largest request body accepted; a larger one is a 413 before it is buffered.
+    pub max_body_bytes: usize,
+    /// Where instances may connect to: literal outbound URLs of a config are checked against
+    /// it when the config is accepted (give the workers the same `--egress`).
+    pub egress: EgressPolicy,
 }
 
 impl ApiConfig {
@@ -32,6 +40,9 @@ impl ApiConfig {
             max_wait: Duration::from_secs(300),
             worker_ttl: Duration::from_secs(10),
             wait_aof: false,
+            allowed_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            egress: EgressPolicy::default(),
         }
     }
 }

@@ -7,17 +7,20 @@
 //! - `draas bench`: request/reply benchmark ([`bench`]).
 
 mod bench;
+mod context;
 mod ops;
 mod signals;
+mod stop_all;
 mod up;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use draas_protocol::{Keyspace, Platform};
+use draas_protocol::{EgressPolicy, Keyspace, Platform};
 
 #[derive(Parser)]
 #[command(
@@ -44,14 +47,26 @@ enum Cmd {
     Ops(ops::OpsArgs),
 }
 
-/// Options every component shares.
+/// Options every component shares. The Redis URL and prefix are settled by
+/// [`Common::resolve`] (in `context`) before a command runs; read `redis_url` and `prefix`.
 #[derive(Args, Clone)]
 pub struct Common {
-    /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    /// Redis URL [default: that of the `draas up` whose context is found (see --context),
+    /// else redis://127.0.0.1:6379].
+    #[arg(long = "redis-url", env = "REDIS_URL", value_name = "URL")]
+    redis_url_arg: Option<String>,
+    /// Prefix of every Redis key [default: the `draas up` context's, else draas].
+    #[arg(long = "prefix", env = "DRAAS_PREFIX", value_name = "PREFIX")]
+    prefix_arg: Option<String>,
+    /// Data directory (or context.json) of the `draas up` whose Redis to use when no Redis
+    /// URL is given [default: $DRAAS_DATA_DIR, else .draas].
+    #[arg(long, env = "DRAAS_CONTEXT", value_name = "PATH")]
+    context: Option<PathBuf>,
+    /// The Redis URL in use, settled by `resolve`.
+    #[arg(skip)]
     redis_url: String,
-    /// Prefix of every Redis key.
-    #[arg(long, env = "DRAAS_PREFIX", default_value = "draas")]
+    /// The key prefix in use, settled by `resolve`.
+    #[arg(skip)]
     prefix: String,
 }
 
@@ -68,6 +83,32 @@ struct ApiArgs {
     /// Wait for WAITAOF before answering (Redis 7.2+ with appendonly yes).
     #[arg(long, env = "DRAAS_WAIT_AOF")]
     wait_aof: bool,
+    /// A browser origin (scheme://host[:port]) allowed besides same-origin requests;
+    /// repeatable. Requests with any other `Origin` header are refused. No CORS headers are sent.
+    #[arg(
+        long = "allow-origin",
+        env = "DRAAS_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_parser = parse_origin
+    )]
+    allow_origins: Vec<String>,
+    /// The largest request body accepted, in bytes; larger ones are refused with a 413.
+    #[arg(long, env = "DRAAS_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Where instances may connect to: literal outbound URLs of a config are checked against it
+    /// when it is accepted (422 naming the field). Give the workers the same policy.
+    #[arg(long, env = "DRAAS_EGRESS", default_value = "deny-local", value_parser = parse_egress)]
+    egress: EgressPolicy,
+}
+
+/// `--egress`: allow, deny-local, deny-private or a comma-separated CIDR list.
+fn parse_egress(text: &str) -> Result<EgressPolicy, String> {
+    text.parse()
+        .map_err(|e: draas_protocol::egress::EgressParseError| e.to_string())
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    draas_api::guard::normalize_origin(text)
 }
 
 #[derive(Args)]
@@ -147,6 +188,21 @@ pub struct WorkerArgs {
     /// Kubernetes: the pods' imagePullPolicy (IfNotPresent, Always or Never).
     #[arg(long, default_value = "IfNotPresent", value_parser = ["IfNotPresent", "Always", "Never"])]
     image_pull_policy: String,
+    /// Where instances may connect to: `deny-local` (no loopback, link-local or metadata
+    /// addresses), `deny-private` (also private ranges), `allow`, or a comma-separated CIDR list
+    /// of the only networks allowed. Enforced by draas-runtime's egress proxy when a request is
+    /// made; other workloads need `allow`.
+    #[arg(long, env = "DRAAS_EGRESS", default_value = "deny-local", value_parser = parse_egress)]
+    egress: EgressPolicy,
+    /// A variable of this worker's environment that process instances also get; repeatable.
+    /// Nothing else of the worker's environment reaches an instance.
+    #[arg(
+        long = "pass-env",
+        env = "DRAAS_PASS_ENV",
+        value_delimiter = ',',
+        default_value = "PATH"
+    )]
+    pass_env: Vec<String>,
 }
 
 /// `--data-size`: a Kubernetes quantity, or none.
@@ -205,6 +261,8 @@ impl WorkerArgs {
         config.kubernetes.image_pull_policy = self.image_pull_policy.clone();
         config.kubernetes.data_size = self.data_size.0.clone();
         config.kubernetes.storage_class = self.storage_class.clone();
+        config.process.egress = self.egress.clone();
+        config.process.pass_env = self.pass_env.clone();
         config
     }
 }
@@ -220,7 +278,7 @@ pub fn default_runtime() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("draas-runtime"))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -228,14 +286,35 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the error and its causes, no backtrace.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Cmd::Up(args) => up::run(args).await,
-            Cmd::Api(args) => run_api(args).await,
-            Cmd::Worker(args) => run_worker(args).await,
+            Cmd::Api(mut args) => {
+                args.common.resolve().await?;
+                run_api(args).await
+            }
+            Cmd::Worker(mut args) => {
+                context::check_not_ups_worker(&args.data_dir)?;
+                args.common.resolve().await?;
+                run_worker(args).await
+            }
             Cmd::Bench(args) => bench::run(args).await,
-            Cmd::Ops(args) => ops::run(args).await,
+            Cmd::Ops(mut args) => {
+                args.common.resolve().await?;
+                ops::run(args).await
+            }
         }
     })
 }
@@ -245,6 +324,9 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
     config.keys = Keyspace::new(&args.common.prefix);
     config.default_wait = Duration::from_secs_f64(args.default_wait);
     config.wait_aof = args.wait_aof;
+    config.allowed_origins = args.allow_origins;
+    config.max_body_bytes = args.max_body_bytes;
+    config.egress = args.egress;
     let app = draas_api::App::connect(config)
         .await
         .context("connecting to Redis")?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::drasi::{DrasiConfig, Endpoint};
+use crate::env::{self, InstanceEnv};
 use crate::time::Timestamp;
 
 /// Where an instance runs.
@@ -215,6 +216,10 @@ pub struct InstanceSpec {
     /// Memory and CPU limits (docker and kubernetes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// The instance's whole environment beyond what the operator passes: the only variables
+    /// its config may reference as `${NAME}`. Secret values never appear in a read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: InstanceEnv,
 }
 
 /// Resource limits of an instance.
@@ -362,6 +367,18 @@ pub struct Instance {
     pub updated_at: Timestamp,
     #[serde(default)]
     pub runtime: RuntimeInfo,
+}
+
+impl Instance {
+    /// The instance as every read shows it: secret environment values removed, and removed
+    /// from the runtime's message too should a component have echoed one.
+    pub fn redacted(mut self) -> Instance {
+        if let Some(message) = &self.runtime.message {
+            self.runtime.message = Some(env::scrub(message, &self.spec.env));
+        }
+        self.spec.env = env::redacted(&self.spec.env);
+        self
+    }
 }
 
 #[cfg(test)]

@@ -8,11 +8,15 @@
 //! - [`codec`]: versioned MessagePack encoding with typed decode errors.
 //! - [`keys`]: every Redis key name, built in one place, hash-tagged per platform.
 //! - [`drasi`]: the drasi-server configuration model, validation and YAML rendering.
+//! - [`env`]: an instance's explicit environment (plain and secret variables, redaction).
+//! - [`egress`]: the operator's egress policy for instances.
 //! - [`time`]: the millisecond `Timestamp` used on the wire and in JSON.
 
 pub mod codec;
 pub mod command;
 pub mod drasi;
+pub mod egress;
+pub mod env;
 pub mod instance;
 pub mod keys;
 pub mod operation;
@@ -22,6 +26,8 @@ pub use codec::{DecodeError, SCHEMA_VERSION};
 pub use command::{
     Command, CommandEnvelope, CommandKind, ErrorInfo, Event, EventKind, Origin, Outcome, Reply,
 };
+pub use egress::EgressPolicy;
+pub use env::{EnvValue, InstanceEnv};
 pub use instance::{
     IllegalTransition, Instance, InstanceSpec, InstanceState, Observed, ObservedPhase, Platform,
     Resources, RestartMode, RestartPolicy, RuntimeInfo,

@@ -9,12 +9,16 @@
 //! - [`api`]: the REST API (drasi-server paths and `{success, data, error}` envelope).
 //! - [`server`]: start, serve, and stop; the in-process entry point [`server::run`].
 //! - [`signals`]: SIGINT/SIGTERM as a shutdown future.
+//! - [`egress`]: the egress proxy enforcing the operator's policy on outbound requests.
+//! - [`output`]: stdout and stderr that never kill the process when their reader goes away.
 
 pub mod api;
 pub mod cli;
 pub mod components;
+pub mod egress;
 pub mod error;
 pub mod load;
+pub mod output;
 pub mod server;
 pub mod signals;
 pub mod support;

@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::Parser;
 use draas_protocol::drasi::DrasiConfig;
 use draas_runtime::cli::{Cli, Command};
+use draas_runtime::egress::{self, EgressSettings};
 use draas_runtime::load::{env_lookup, load_config};
-use draas_runtime::{Runtime, signals};
+use draas_runtime::{Runtime, output, signals};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -34,7 +35,30 @@ fn main() -> ExitCode {
         println!("configuration {} is valid", path.display());
         return ExitCode::SUCCESS;
     }
+    let egress = match EgressSettings::from_env(&env_lookup) {
+        Ok(egress) => egress,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // From here on, losing the reader of stdout or stderr must not end the process.
+    let output = match output::guard() {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("warning: output is not guarded against a vanished reader: {e}");
+            None
+        }
+    };
     init_tracing(config.log_level.as_deref());
+    let code = run(config, egress);
+    if let Some(output) = output {
+        output.finish();
+    }
+    code
+}
+
+fn run(config: DrasiConfig, egress: Option<EgressSettings>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,7 +69,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, egress));
     // Do not wait on tasks or blocking threads the components may have left behind.
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result {
@@ -58,8 +82,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: DrasiConfig) -> anyhow::Result<()> {
+async fn serve(config: DrasiConfig, egress: Option<EgressSettings>) -> anyhow::Result<()> {
     let shutdown = signals::shutdown_signal().context("installing signal handlers")?;
+    if let Some(egress) = egress {
+        let listen = egress.listen;
+        egress::start(egress)
+            .await
+            .with_context(|| format!("cannot start the egress proxy on {listen}"))?;
+    }
     let runtime = Runtime::start(&config).await?;
     let host = config.host.as_deref().unwrap_or("0.0.0.0");
     let addr = format!("{host}:{}", config.port.unwrap_or(8080));

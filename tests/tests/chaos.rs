@@ -1,8 +1,12 @@
 //! Chaos: 3 worker processes, 2,000 commands over 100 instances, and one worker SIGKILLed and
-//! restarted every ~2 seconds throughout. Restart policy `never`, so every launch is one a
-//! command asked for. At the end: every operation is terminal, each start launched exactly
-//! once (counted by the executable itself, outside every worker), the pending lists are empty
-//! and the dead-letter stream holds only the poison this test injected.
+//! restarted at random moments (every 0.3 to 3 s) throughout, so kills land between any two
+//! steps of a start: before the spawn, between the spawn and the runtime's first line, during
+//! readiness. Restart policy `never`, so every launch is one a command asked for. At the end:
+//! every operation is terminal, each succeeded start launched exactly once (counted by the
+//! executable itself, outside every worker), an outside observer sampling the process table
+//! never saw two live copies of one instance and sees no instance process left once every
+//! instance is stopped, the pending lists are empty and the dead-letter stream holds only the
+//! poison this test injected.
 
 mod common;
 
@@ -13,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::observer::Observer;
 use common::{
     ApiNode, RedisServer, counting_runtime, draas_binary, launches, pending_count, scratch,
     status_json,
@@ -71,7 +76,7 @@ fn spawn_worker(
             "--stop-grace",
             "5",
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,draas_worker=info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -85,6 +90,8 @@ struct Fleet {
     /// Kills every worker and instance process under the fleet's directory when dropped, so
     /// a failing test leaves nothing running.
     _cleanup: Cleanup,
+    /// Everything of the fleet lives under it: worker nodes and their instances.
+    root: PathBuf,
     redis: RedisServer,
     prefix: &'static str,
     keys: Keyspace,
@@ -122,6 +129,7 @@ impl Fleet {
         })
         .await?;
         Ok(Fleet {
+            root: dir.clone(),
             _cleanup: Cleanup(dir),
             redis,
             prefix,
@@ -173,6 +181,7 @@ async fn create_instances(
 async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     let Fleet {
         _cleanup,
+        root,
         redis,
         keys,
         api,
@@ -210,8 +219,13 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
         );
         std::thread::spawn(move || {
             let mut victim = 0;
+            // A fixed-seed xorshift: random-looking kill moments, the same sequence each run.
+            let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
             while !done.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(2000));
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                std::thread::sleep(Duration::from_millis(300 + state % 2700));
                 if done.load(Ordering::SeqCst) {
                     break;
                 }
@@ -224,6 +238,9 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
             workers
         })
     };
+
+    // The outside observer: the process table, sampled independently of every worker.
+    let observer = Observer::start(&root);
 
     // Clients: each instance's commands in order, instances in parallel (32 at a time).
     let started = Instant::now();
@@ -278,6 +295,9 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     })
     .await?;
     let drain_time = drain_started.elapsed();
+    // Every instance ended stopped: no runtime process of any may still run.
+    let leftovers = observer.live_now();
+    let (seen, samples) = observer.finish();
     // Retention: acked entries are deleted, so the command streams end empty, not just acked.
     for stream in &streams {
         let len: usize = redis::cmd("XLEN")
@@ -310,7 +330,25 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
         let launched = launches(&launch_log, id);
         duplicates += launched.saturating_sub(started_ok);
         losses += started_ok.saturating_sub(launched);
+        let observed = seen.get(id).cloned().unwrap_or_default();
+        assert!(
+            observed.max_live <= 1,
+            "instance {id}: {} copies alive at once ({:?}); launches:\n{}\nworker log:\n{}",
+            observed.max_live,
+            observed.overlap,
+            lines_naming(&launch_log, id),
+            lines_naming(&worker_log, id),
+        );
+        assert!(
+            observed.pids.len() <= launched,
+            "instance {id}: the observer saw {} processes, the launch log {launched}",
+            observed.pids.len()
+        );
     }
+    assert!(
+        leftovers.is_empty(),
+        "instance processes alive after their stop: {leftovers:?}"
+    );
     let retried = results
         .values()
         .flatten()
@@ -325,12 +363,15 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
     println!(
         "chaos: {commands} commands over {INSTANCES} instances, {WORKERS} workers, {} SIGKILLs in {:.1} s; \
          failed ops {}, duplicate launches {duplicates}, lost launches {losses}, dead letters {} ({POISON} poison), \
-         pending drained {:.2} s after the last reply; {retried} operations ran again after their worker died",
+         pending drained {:.2} s after the last reply; {retried} operations ran again after their worker died; \
+         observer: {samples} samples, {} distinct instance processes, at most {} alive at once per instance",
         kills.load(Ordering::SeqCst),
         run_time.as_secs_f64(),
         failed.len(),
         dlq.len(),
-        drain_time.as_secs_f64()
+        drain_time.as_secs_f64(),
+        seen.values().map(|s| s.pids.len()).sum::<usize>(),
+        seen.values().map(|s| s.max_live).max().unwrap_or(0),
     );
     assert_eq!(commands, INSTANCES * CYCLES * 2);
     assert!(
@@ -350,6 +391,16 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
         common::terminate(worker);
     }
     Ok(())
+}
+
+/// The lines of a log file that name `needle`.
+fn lines_naming(log: &PathBuf, needle: &str) -> String {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Sends one lifecycle request and follows its operation until it is terminal. Transient

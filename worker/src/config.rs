@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use draas_protocol::{Keyspace, Platform};
+use draas_protocol::{EgressPolicy, Keyspace, Platform};
 
 /// The official drasi-server image: the instance image on Docker and Kubernetes unless a
 /// worker or an instance names another.
@@ -104,7 +104,8 @@ impl DockerNetwork {
     }
 }
 
-/// Settings of the process driver.
+/// Settings of the process driver; the readiness, stop and instance-environment settings
+/// apply to every platform.
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
     /// The drasi-server compatible executable; `draas-runtime` by default.
@@ -117,6 +118,12 @@ pub struct ProcessConfig {
     pub log_max_bytes: u64,
     /// The address instances listen on.
     pub host: String,
+    /// Where instances may connect to. Enforced by draas-runtime's egress proxy, which the
+    /// instance's environment points every HTTP client at (see `driver::launch`).
+    pub egress: EgressPolicy,
+    /// Variables of the worker's own environment that process instances also get
+    /// (`--pass-env`); nothing else of it reaches them.
+    pub pass_env: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -148,6 +155,8 @@ impl WorkerConfig {
                 stop_grace: Duration::from_secs(10),
                 log_max_bytes: 10 * 1024 * 1024,
                 host: "127.0.0.1".to_owned(),
+                egress: EgressPolicy::default(),
+                pass_env: vec!["PATH".to_owned()],
             },
             docker: DockerConfig {
                 image: DEFAULT_IMAGE.to_owned(),

@@ -116,10 +116,14 @@ impl<D: Driver> Ctx<D> {
             });
         };
         if let Command::Logs { tail } = env.command {
-            // Read-only: no lock, no state change.
+            // Read-only: no lock, no state change. Secret values are scrubbed from the lines.
+            let secrets = match self.store.instance(id).await {
+                Ok(found) => found.map(|s| s.instance.spec.env).unwrap_or_default(),
+                Err(error) => return Dispatch::Done(Err(internal(error))),
+            };
             let logs = self.driver.logs(id, tail as usize).await;
             return Dispatch::Done(
-                logs.map(|text| json!({ "lines": text }))
+                logs.map(|text| json!({ "lines": draas_protocol::env::scrub(&text, &secrets) }))
                     .map_err(|e| ErrorInfo::new("logs_unavailable", e.to_string())),
             );
         }
@@ -339,8 +343,10 @@ impl<D: Driver> Ctx<D> {
                 Ok(serde_json::to_value(&runtime).unwrap_or(Value::Null))
             }
             Err(error) => {
+                // The log tail may echo a value of the instance's environment.
+                let error = draas_protocol::env::scrub(&error.to_string(), &inst.instance.spec.env);
                 let runtime = RuntimeInfo {
-                    message: Some(error.to_string()),
+                    message: Some(error.clone()),
                     ..placing
                 };
                 self.move_to(
@@ -352,7 +358,7 @@ impl<D: Driver> Ctx<D> {
                     "start failed",
                 )
                 .await?;
-                Err(ErrorInfo::new("start_failed", error.to_string()))
+                Err(ErrorInfo::new("start_failed", error))
             }
         }
     }

@@ -126,7 +126,7 @@ async fn record<D: Driver>(
     runtime.exit_code = exit.code.or(exit.signal.map(|s| 128 + s));
     runtime.message = Some(format!(
         "instance {how} unexpectedly\n--- log tail ---\n{}",
-        exit.log_tail
+        draas_protocol::env::scrub(&exit.log_tail, &inst.spec.env)
     ));
     let moved = ctx
         .store

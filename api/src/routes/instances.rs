@@ -10,7 +10,8 @@ use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
 use draas_bus::clock::now;
 use draas_bus::store::CreateOutcome;
-use draas_protocol::drasi::DrasiConfig;
+use draas_protocol::drasi::{ConfigError, DrasiConfig};
+use draas_protocol::env::{self, InstanceEnv};
 use draas_protocol::{
     Command, Instance, InstanceSpec, InstanceState, Platform, Resources, RestartPolicy, RuntimeInfo,
 };
@@ -42,6 +43,8 @@ pub struct CreateInstance {
     image: Option<String>,
     #[serde(default)]
     resources: Option<Resources>,
+    #[serde(default)]
+    env: InstanceEnv,
 }
 
 /// The fields a PATCH may change, as a JSON document the patch applies to.
@@ -60,6 +63,9 @@ struct Patchable {
     image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resources: Option<Resources>,
+    /// Redacted: a secret keeps its stored value unless the patch gives a new one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    env: InstanceEnv,
 }
 
 pub async fn create(
@@ -75,8 +81,9 @@ pub async fn create(
         restart_policy: body.restart_policy,
         image: body.image,
         resources: body.resources,
+        env: body.env,
     };
-    validate_spec(&spec)?;
+    validate_spec(&app, &spec)?;
     let now = now();
     let inst = Instance {
         id: Uuid::now_v7(),
@@ -90,7 +97,12 @@ pub async fn create(
     match app.store.create_instance(&inst).await? {
         CreateOutcome::Created => {
             let location = format!("/api/v1/instances/{}", inst.id);
-            Ok((StatusCode::CREATED, [(LOCATION, location)], Json(inst)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(LOCATION, location)],
+                Json(inst.redacted()),
+            )
+                .into_response())
         }
         CreateOutcome::NameTaken { by } => Err(name_taken(&inst.spec.name, by)),
     }
@@ -98,7 +110,7 @@ pub async fn create(
 
 pub async fn get(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Instance>> {
     let id = parse_id(&id, "instance")?;
-    Ok(Json(load(&app, id).await?))
+    Ok(Json(load(&app, id).await?.redacted()))
 }
 
 pub async fn list(
@@ -183,7 +195,7 @@ pub async fn list(
         for inst in page {
             if keep(&inst) {
                 cursor = Some(inst.id);
-                items.push(inst);
+                items.push(inst.redacted());
                 if items.len() == limit {
                     break;
                 }
@@ -218,6 +230,7 @@ pub async fn patch(
         restart_policy: current.spec.restart_policy.clone(),
         image: current.spec.image.clone(),
         resources: current.spec.resources.clone(),
+        env: env::redacted(&current.spec.env),
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     match media.as_str() {
@@ -230,7 +243,8 @@ pub async fn patch(
         }
         other => return Err(ApiError::UnsupportedMediaType(other.to_owned())),
     }
-    let patched: Patchable = parse(&serde_json::to_vec(&doc).unwrap_or_default())?;
+    let mut patched: Patchable = parse(&serde_json::to_vec(&doc).unwrap_or_default())?;
+    env::restore_secrets(&mut patched.env, &current.spec.env);
     let spec = InstanceSpec {
         name: patched.name,
         description: patched.description,
@@ -240,10 +254,11 @@ pub async fn patch(
         restart_policy: patched.restart_policy,
         image: patched.image,
         resources: patched.resources,
+        env: patched.env,
     };
-    validate_spec(&spec)?;
+    validate_spec(&app, &spec)?;
     if spec == current.spec {
-        return Ok(Json(current).into_response());
+        return Ok(Json(current.redacted()).into_response());
     }
     if spec.name != current.spec.name
         && let Some(by) = app
@@ -256,7 +271,8 @@ pub async fn patch(
     }
     // A running instance applies a new config through a command: make sure someone can take
     // it before storing the spec, so a refusal leaves nothing half-done.
-    let reconfigure = spec.config != current.spec.config && current.state == InstanceState::Running;
+    let reconfigure = (spec.config != current.spec.config || spec.env != current.spec.env)
+        && current.state == InstanceState::Running;
     let route = match reconfigure {
         true => Some(
             app.dispatcher
@@ -289,7 +305,7 @@ pub async fn patch(
         ));
     }
     let inst = load(&app, id).await?;
-    let mut response = Json(inst).into_response();
+    let mut response = Json(inst.redacted()).into_response();
     for (name, value) in headers {
         if let Ok(value) = value.parse() {
             response.headers_mut().insert(name, value);
@@ -331,8 +347,22 @@ fn config_error(code: &'static str, e: draas_protocol::drasi::ConfigError) -> Ap
     ApiError::unprocessable(code, format!("{field}: {}", e.message), Some(field))
 }
 
-/// Rules on the spec beyond its types: a name usable as a container or pod name.
-fn validate_spec(spec: &InstanceSpec) -> ApiResult<()> {
+/// Rules on the spec beyond its types: a name usable as a container or pod name, an
+/// environment within its rules, every `${NAME}` of the config resolvable from that
+/// environment, and literal outbound URLs within the operator's egress policy.
+fn validate_spec(app: &App, spec: &InstanceSpec) -> ApiResult<()> {
+    env::validate(&spec.env, false).map_err(|e| {
+        ApiError::unprocessable("invalid_env", e.to_string(), Some(e.field.clone()))
+    })?;
+    let resolved = spec
+        .config
+        .resolve(&env::lookup(&spec.env))
+        .map_err(|e| config_error("unresolved_variable", e))?;
+    resolved.check_egress(&app.config.egress).map_err(|e| {
+        // The resolved URL may carry a secret value.
+        let message = env::scrub(&e.message, &spec.env);
+        config_error("egress_denied", ConfigError { message, ..e })
+    })?;
     let name = &spec.name;
     let valid = (1..=63).contains(&name.len())
         && name

@@ -9,12 +9,15 @@
 //! - [`reaction`]: reaction kinds (`log`, `http`, `sse`) behind [`ReactionConfig`].
 //! - [`validate`]: reference and value checks.
 //! - [`render`]: YAML rendering and port assignment.
+//! - [`owned`]: what the platform and operator decide, not the tenant: listeners, egress,
+//!   variable references.
 //! - [`interpolate()`]: `${VAR}` / `${VAR:-default}` expansion.
 
 pub mod config;
 mod error;
 pub mod interpolate;
 mod lenient;
+pub mod owned;
 pub mod query;
 pub mod reaction;
 mod render;
@@ -28,6 +31,7 @@ mod tests;
 pub use config::{DrasiConfig, InstanceConfig, PluginRef, StateStoreConfig, StateStoreKind};
 pub use error::ConfigError;
 pub use interpolate::interpolate;
+pub use owned::Listener;
 pub use query::{MiddlewareConfig, QueryConfig, QueryLanguage, SourceSubscription};
 pub use reaction::{
     HttpReactionConfig, LogReactionConfig, ReactionConfig, SUPPORTED_REACTION_KINDS,

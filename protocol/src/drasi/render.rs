@@ -13,6 +13,10 @@ pub struct Endpoint {
     pub url: String,
 }
 
+/// A visit of one listener: its endpoint name, host and port.
+type ListenerVisit<'a> =
+    dyn FnMut(String, &mut Option<String>, &mut Option<u16>) -> std::io::Result<()> + 'a;
+
 impl DrasiConfig {
     /// Renders YAML for drasi-server (or draas-runtime): camelCase keys, lowercase `logLevel`,
     /// an explicit `queryLanguage` on every query (Cypher when unset, DRaaS's default, because
@@ -31,44 +35,58 @@ impl DrasiConfig {
         serde_yaml::to_string(&doc).expect("DrasiConfig always serializes to YAML")
     }
 
-    /// Fills in listen addresses the platform owns: the top-level `host`/`port` (the REST
-    /// API) and the `host`/`port` of every listening component (http sources, sse reactions)
-    /// that lacks one. `alloc` supplies free ports. Returns every endpoint the instance will
-    /// listen on, assigned now or before.
+    /// Assigns every listen address, which the platform owns: the top-level `host`/`port`
+    /// (the REST API) and the `host`/`port` of every listening component (http sources, sse
+    /// reactions). Whatever the config said is replaced: a tenant never chooses an interface
+    /// or a port. `alloc` supplies free ports. Returns every endpoint the instance will
+    /// listen on.
     pub fn assign_ports(
         &mut self,
         host: &str,
         alloc: &mut dyn FnMut() -> std::io::Result<u16>,
     ) -> std::io::Result<Vec<Endpoint>> {
         let mut endpoints = Vec::new();
-        let api_host = self.host.get_or_insert_with(|| host.to_string()).clone();
-        let api_port = match self.port {
-            Some(port) => port,
-            None => *self.port.insert(alloc()?),
-        };
-        endpoints.push(endpoint("api".to_string(), &api_host, api_port, host));
+        self.each_listener(&mut |name, h, p| {
+            let port = alloc()?;
+            *h = Some(host.to_string());
+            *p = Some(port);
+            endpoints.push(endpoint(name, host, port, host));
+            Ok(())
+        })?;
+        Ok(endpoints)
+    }
 
-        let mut assign =
-            |name: String, h: &mut Option<String>, p: &mut Option<u16>| -> std::io::Result<()> {
-                let h = h.get_or_insert_with(|| host.to_string()).clone();
-                let p = match *p {
-                    Some(port) => port,
-                    None => *p.insert(alloc()?),
+    /// The endpoints of a config whose listeners were assigned already (a rendered config),
+    /// reached through `host` where a listener binds a wildcard. `None` if one is missing.
+    pub fn assigned_endpoints(&self, host: &str) -> Option<Vec<Endpoint>> {
+        let mut endpoints = Vec::new();
+        self.clone()
+            .each_listener(&mut |name, h, p| {
+                let (Some(bind), Some(port)) = (h.as_deref(), *p) else {
+                    return Err(std::io::Error::other("listener without an address"));
                 };
-                endpoints.push(endpoint(name, &h, p, host));
+                endpoints.push(endpoint(name, bind, port, host));
                 Ok(())
-            };
+            })
+            .ok()?;
+        Some(endpoints)
+    }
+
+    /// Calls `f` with the name (`api`, `source:<id>`, `reaction:<id>`), host and port of every
+    /// listener, in a fixed order.
+    fn each_listener(&mut self, f: &mut ListenerVisit<'_>) -> std::io::Result<()> {
+        f("api".to_string(), &mut self.host, &mut self.port)?;
         let mut visit = |sources: &mut Vec<SourceConfig>,
                          reactions: &mut Vec<ReactionConfig>|
          -> std::io::Result<()> {
             for source in sources {
                 if let SourceConfig::Http(s) = source {
-                    assign(format!("source:{}", s.id), &mut s.host, &mut s.port)?;
+                    f(format!("source:{}", s.id), &mut s.host, &mut s.port)?;
                 }
             }
             for reaction in reactions {
                 if let ReactionConfig::Sse(r) = reaction {
-                    assign(format!("reaction:{}", r.id), &mut r.host, &mut r.port)?;
+                    f(format!("reaction:{}", r.id), &mut r.host, &mut r.port)?;
                 }
             }
             Ok(())
@@ -77,7 +95,7 @@ impl DrasiConfig {
         for instance in &mut self.instances {
             visit(&mut instance.sources, &mut instance.reactions)?;
         }
-        Ok(endpoints)
+        Ok(())
     }
 }
 

@@ -188,13 +188,33 @@ fn references_and_ids_are_checked() {
 }
 
 #[test]
-fn user_supplied_configs_must_not_set_host_or_port() {
+fn user_supplied_configs_must_not_set_any_listener_address() {
     let mut cfg = parse(GOOD);
+    // GOOD sets its http source's host and port, as drasi-server configs do.
+    let err = cfg.validate_user_supplied().unwrap_err();
+    assert_eq!(err.path, "sources[0].host");
+    let SourceConfig::Http(http) = &mut cfg.sources[0] else {
+        unreachable!()
+    };
+    http.host = None;
+    assert_eq!(
+        cfg.validate_user_supplied().unwrap_err().path,
+        "sources[0].port"
+    );
+    if let SourceConfig::Http(http) = &mut cfg.sources[0] {
+        http.port = None;
+    }
     cfg.validate_user_supplied().unwrap();
     cfg.port = Some(8080);
     let err = cfg.validate_user_supplied().unwrap_err();
     assert_eq!(err.path, "port");
     assert!(err.to_string().starts_with("port: "));
+    let yaml =
+        "instances:\n  - id: a\n    reactions: [{kind: sse, id: s, queries: [], host: 0.0.0.0}]\n";
+    assert_eq!(
+        parse(yaml).validate_user_supplied().unwrap_err().path,
+        "instances[0].reactions[0].host"
+    );
 }
 
 #[test]
@@ -215,7 +235,7 @@ fn json_bodies_use_the_same_schema() {
 }
 
 #[test]
-fn assign_ports_fills_only_missing_listeners() {
+fn assign_ports_replaces_every_listener() {
     let mut cfg = parse(
         "sources:\n  - {kind: http, id: a}\n  - {kind: http, id: b, port: 7000}\nreactions:\n  - {kind: sse, id: s, queries: []}\n  - {kind: log, id: l, queries: []}\n",
     );
@@ -232,8 +252,8 @@ fn assign_ports_fills_only_missing_listeners() {
         vec![
             ("api".into(), "http://127.0.0.1:5001".into()),
             ("source:a".into(), "http://127.0.0.1:5002".into()),
-            ("source:b".into(), "http://127.0.0.1:7000".into()),
-            ("reaction:s".into(), "http://127.0.0.1:5003".into()),
+            ("source:b".into(), "http://127.0.0.1:5003".into()),
+            ("reaction:s".into(), "http://127.0.0.1:5004".into()),
         ]
     );
     assert_eq!(cfg.port, Some(5001));
@@ -241,7 +261,11 @@ fn assign_ports_fills_only_missing_listeners() {
     let ReactionConfig::Sse(sse) = &cfg.reactions[0] else {
         unreachable!()
     };
-    assert_eq!(sse.port, Some(5003));
+    assert_eq!(sse.port, Some(5004));
+    assert_eq!(
+        cfg.assigned_endpoints("127.0.0.1").unwrap()[2].url,
+        "http://127.0.0.1:5003"
+    );
 }
 
 #[test]

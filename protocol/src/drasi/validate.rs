@@ -43,20 +43,22 @@ impl DrasiConfig {
         Ok(())
     }
 
-    /// [`DrasiConfig::validate`] plus the rules for configs a user hands to DRaaS: the
-    /// top-level `host` and `port` are assigned by the platform and must be absent.
+    /// [`DrasiConfig::validate`] plus the rules for configs a user hands to DRaaS: every
+    /// listener address (the top-level `host` and `port` of the REST API, and those of http
+    /// sources and sse reactions) is assigned by the platform and must be absent.
     pub fn validate_user_supplied(&self) -> Result<(), ConfigError> {
-        if self.host.is_some() {
-            return Err(ConfigError::new(
-                "host",
-                "is assigned by the platform; remove it from the configuration",
-            ));
-        }
-        if self.port.is_some() {
-            return Err(ConfigError::new(
-                "port",
-                "is assigned by the platform; remove it from the configuration",
-            ));
+        for listener in self.listeners() {
+            for (key, set) in [
+                ("host", listener.host.is_some()),
+                ("port", listener.port.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        join_path(&listener.path, key),
+                        "is assigned by the platform; remove it from the configuration",
+                    ));
+                }
+            }
         }
         self.validate()
     }

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod kmock;
+pub mod observer;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -168,9 +169,19 @@ pub struct ApiNode {
 
 impl ApiNode {
     pub async fn start(redis_url: &str, keys: &Keyspace) -> anyhow::Result<Self> {
+        Self::start_tuned(redis_url, keys, |_| {}).await
+    }
+
+    /// Starts an API node with its configuration adjusted by `tune`.
+    pub async fn start_tuned(
+        redis_url: &str,
+        keys: &Keyspace,
+        tune: impl FnOnce(&mut draas_api::ApiConfig),
+    ) -> anyhow::Result<Self> {
         let mut config = draas_api::ApiConfig::new(redis_url);
         config.keys = keys.clone();
         config.default_wait = Duration::from_secs(30);
+        tune(&mut config);
         let app = draas_api::App::connect(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
@@ -354,11 +365,20 @@ impl System {
         executable: PathBuf,
         tune: impl FnOnce(&mut draas_worker::WorkerConfig),
     ) -> anyhow::Result<Self> {
+        Self::start_configured(executable, tune, |_| {}).await
+    }
+
+    /// Like `start_tuned`, with the API's configuration adjusted by `tune_api` too.
+    pub async fn start_configured(
+        executable: PathBuf,
+        tune: impl FnOnce(&mut draas_worker::WorkerConfig),
+        tune_api: impl FnOnce(&mut draas_api::ApiConfig),
+    ) -> anyhow::Result<Self> {
         let redis = RedisServer::start()?;
         let keys = fresh_keys("t");
         let worker =
             WorkerNode::start_tuned(&redis.url, &keys, executable, scratch("worker"), tune).await?;
-        let api = ApiNode::start(&redis.url, &keys).await?;
+        let api = ApiNode::start_tuned(&redis.url, &keys, tune_api).await?;
         let http = reqwest::Client::new();
         let system = System {
             redis,

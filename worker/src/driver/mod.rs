@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod kubernetes;
+pub mod launch;
 pub mod ports;
 pub mod process;
 
@@ -74,6 +75,9 @@ pub enum DriverError {
     Docker(String),
     #[error("kubernetes: {0}")]
     Kubernetes(String),
+    /// The config, as the workload would read it, breaks a rule of the platform.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// One platform's way of running instances.

@@ -27,11 +27,11 @@ use bollard::query_parameters::{
 };
 use draas_bus::clock::now;
 use draas_protocol::drasi::Endpoint;
-use draas_protocol::{Instance, RuntimeInfo};
+use draas_protocol::{EgressPolicy, Instance, RuntimeInfo};
 use futures::StreamExt;
 use uuid::Uuid;
 
-use super::{Driver, DriverError, DriverEvent, Events};
+use super::{Driver, DriverError, DriverEvent, Events, launch};
 use crate::config::{DockerConfig, DockerNetwork, ProcessConfig};
 pub use spec::{LABEL_ID, LABEL_MANAGED, container_name, volume_name};
 
@@ -187,8 +187,15 @@ impl DockerDriver {
             spec::assign(&mut config, id, &self.config.network, &host, &mut || {
                 self.ports.allocate(&host)
             })?;
+        let yaml = launch::render(instance, &mut config, &self.timing.egress)?;
         let config_file = dir.join("server.yaml");
-        tokio::fs::write(&config_file, config.to_yaml()).await?;
+        tokio::fs::write(&config_file, yaml).await?;
+        let proxy = match (&self.timing.egress, &self.config.network) {
+            (EgressPolicy::Allow, _) => None,
+            (_, DockerNetwork::Host) => Some(format!("{host}:{}", self.ports.allocate(&host)?)),
+            _ => Some(format!("127.0.0.1:{}", launch::EGRESS_PROXY_INNER_PORT)),
+        };
+        let env = launch::environment(&instance.spec.env, &self.timing.egress, proxy.as_deref());
         let volume = VolumeCreateRequest {
             name: Some(volume_name(id)),
             labels: Some(HashMap::from([
@@ -205,11 +212,14 @@ impl DockerDriver {
         let body = spec::container(
             &self.deployment,
             instance,
-            &image,
             &self.config.network,
-            &config_file.to_string_lossy(),
             &endpoints,
-            grace,
+            &spec::Run {
+                image: &image,
+                config_file: &config_file.to_string_lossy(),
+                env: &env,
+                stop_grace_secs: grace,
+            },
         );
         let options = CreateContainerOptionsBuilder::new()
             .name(&container_name(id))

@@ -53,16 +53,28 @@ pub fn assign(
     }
 }
 
+/// What a container runs besides the instance: image, config file, environment, stop grace.
+pub struct Run<'a> {
+    pub image: &'a str,
+    pub config_file: &'a str,
+    pub env: &'a [(String, String)],
+    pub stop_grace_secs: i64,
+}
+
 /// The container create body.
 pub fn container(
     deployment: &str,
     instance: &Instance,
-    image: &str,
     network: &DockerNetwork,
-    config_file: &str,
     endpoints: &[Endpoint],
-    stop_grace_secs: i64,
+    run: &Run<'_>,
 ) -> ContainerCreateBody {
+    let Run {
+        image,
+        config_file,
+        env,
+        stop_grace_secs,
+    } = *run;
     let id = instance.id;
     let labels = HashMap::from([
         (LABEL_ID.to_owned(), id.to_string()),
@@ -104,6 +116,7 @@ pub fn container(
     ContainerCreateBody {
         image: Some(image.to_owned()),
         cmd: Some(vec!["--config".to_owned(), CONFIG_PATH.to_owned()]),
+        env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: Some(WORKDIR.to_owned()),
         labels: Some(labels),
         // drasi-server stops gracefully only on SIGINT.
@@ -158,6 +171,7 @@ mod tests {
                     memory_mb: Some(256),
                     cpu_millis: Some(500),
                 }),
+                env: Default::default(),
             },
             state: InstanceState::Starting,
             generation: 1,
@@ -186,12 +200,16 @@ mod tests {
         let body = container(
             "draas",
             &inst,
-            "img:1",
             &DockerNetwork::Bridge,
-            "/cfg.yaml",
             &endpoints,
-            10,
+            &Run {
+                image: "img:1",
+                config_file: "/cfg.yaml",
+                env: &[("NO_COLOR".to_owned(), "1".to_owned())],
+                stop_grace_secs: 10,
+            },
         );
+        assert_eq!(body.env.as_deref(), Some(&["NO_COLOR=1".to_owned()][..]));
         let host = body.host_config.unwrap();
         let bindings = host.port_bindings.unwrap();
         assert_eq!(bindings.len(), 2);
@@ -235,11 +253,14 @@ mod tests {
         let body = container(
             "draas",
             &inst,
-            "img:1",
             &DockerNetwork::Host,
-            "/cfg.yaml",
             &endpoints,
-            10,
+            &Run {
+                image: "img:1",
+                config_file: "/cfg.yaml",
+                env: &[],
+                stop_grace_secs: 10,
+            },
         );
         assert_eq!(
             body.host_config.as_ref().unwrap().network_mode.as_deref(),

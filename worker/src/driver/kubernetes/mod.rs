@@ -389,8 +389,9 @@ impl Driver for KubernetesDriver {
             sigint_hook: self.config.sigint_hook,
             data_size: self.config.data_size.as_deref(),
             storage_class: self.config.storage_class.as_deref(),
+            egress: &self.timing.egress,
         };
-        let objects = spec::objects(instance, &shape);
+        let objects = spec::objects(instance, &shape)?;
         // What the pod mounts first.
         self.apply(&objects.config_map, FIELD_MANAGER).await?;
         if let Some(volume) = &objects.volume {

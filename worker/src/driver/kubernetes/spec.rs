@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use draas_protocol::Instance;
 use draas_protocol::drasi::{DrasiConfig, Endpoint};
+use draas_protocol::{EgressPolicy, Instance};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use serde_json::json;
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::driver::ports::{self, port_of};
+use crate::driver::{DriverError, launch};
 pub use crate::driver::{LABEL_ID, LABEL_MANAGED};
 
 /// Annotation holding the instance name (names need not be valid label values).
@@ -50,6 +51,8 @@ pub struct Shape<'a> {
     pub data_size: Option<&'a str>,
     /// Storage class of the data volume; `None`: the cluster's default.
     pub storage_class: Option<&'a str>,
+    /// The operator's egress policy, enforced by the runtime's egress proxy in the pod.
+    pub egress: &'a EgressPolicy,
 }
 
 /// The rendered objects of one instance.
@@ -87,12 +90,17 @@ pub fn service_host(id: Uuid, namespace: &str) -> String {
 
 /// Renders the instance's objects. The config listens on fixed ports from 8080 (a pod has its
 /// own network namespace); endpoints are the Service's in-cluster addresses.
-pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Objects {
+pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Result<Objects, DriverError> {
     let id = instance.id;
     let name = object_name(id);
     let mut config: DrasiConfig = instance.spec.config.clone();
     let endpoints = ports::fixed(&mut config, API_PORT, &service_host(id, shape.namespace));
-    let yaml = config.to_yaml();
+    let yaml = launch::render(instance, &mut config, shape.egress)?;
+    let proxy = format!("127.0.0.1:{}", launch::EGRESS_PROXY_INNER_PORT);
+    let env: Vec<_> = launch::environment(&instance.spec.env, shape.egress, Some(&proxy))
+        .into_iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect();
     let digest = format!("{:x}", Sha256::digest(yaml.as_bytes()));
     let mut labels = selector(shape.deployment, id);
     labels.insert("app.kubernetes.io/name".into(), "drasi-server".into());
@@ -148,6 +156,7 @@ pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Objects {
         "imagePullPolicy": shape.image_pull_policy,
         "args": ["--config", format!("{CONFIG_DIR}/{CONFIG_KEY}")],
         "workingDir": "/app",
+        "env": env,
         "ports": ports.iter().map(|(name, port)| json!({
             "name": name, "containerPort": port, "protocol": "TCP",
         })).collect::<Vec<_>>(),
@@ -212,13 +221,13 @@ pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Objects {
             },
         },
     });
-    Objects {
+    Ok(Objects {
         config_map: serde_json::from_value(config_map).expect("a valid ConfigMap"),
         volume: volume.map(|v| serde_json::from_value(v).expect("a valid claim")),
         deployment: serde_json::from_value(deployment).expect("a valid Deployment"),
         service: serde_json::from_value(service).expect("a valid Service"),
         endpoints,
-    }
+    })
 }
 
 /// Requests and limits from the spec: the same value for both, so an instance gets what it
@@ -280,6 +289,7 @@ mod tests {
                     memory_mb: Some(256),
                     cpu_millis: Some(500),
                 }),
+                env: Default::default(),
             },
             state: InstanceState::Created,
             generation: 1,
@@ -299,6 +309,7 @@ mod tests {
             sigint_hook,
             data_size: Some("1Gi"),
             storage_class: None,
+            egress: &EgressPolicy::DenyLocal,
         }
     }
 
@@ -318,7 +329,7 @@ mod tests {
 
     #[test]
     fn objects_match_the_golden_files() {
-        let objects = objects(&instance(), &shape(true));
+        let objects = objects(&instance(), &shape(true)).unwrap();
         golden("configmap", &objects.config_map);
         golden("deployment", &objects.deployment);
         golden("service", &objects.service);
@@ -328,7 +339,7 @@ mod tests {
 
     #[test]
     fn the_hook_is_optional_and_the_config_digest_follows_the_config() {
-        let a = objects(&instance(), &shape(false));
+        let a = objects(&instance(), &shape(false)).unwrap();
         let pod = a
             .deployment
             .spec
@@ -342,7 +353,7 @@ mod tests {
         let mut changed = instance();
         changed.spec.config.queries[0].query =
             "MATCH (s:Sensor) WHERE s.temperature > 80 RETURN s.id".into();
-        let b = objects(&changed, &shape(false));
+        let b = objects(&changed, &shape(false)).unwrap();
         let digest = |o: &Objects| {
             o.deployment
                 .spec
@@ -366,7 +377,7 @@ mod tests {
             data_size: None,
             ..shape(true)
         };
-        let objects = objects(&instance(), &shape);
+        let objects = objects(&instance(), &shape).unwrap();
         assert!(objects.volume.is_none());
         let pod = objects.deployment.spec.unwrap().template.spec.unwrap();
         let data = pod

@@ -27,7 +27,8 @@ pub(super) fn scan(root: &Path, host: &str) -> Vec<Found> {
         .collect()
 }
 
-fn inspect(dir: &Path, host: &str) -> Option<Found> {
+/// The live process of the instance whose directory is `dir`, if one runs.
+pub(super) fn inspect(dir: &Path, host: &str) -> Option<Found> {
     let id: Uuid = dir.file_name()?.to_str()?.parse().ok()?;
     let config_path = dir.join(CONFIG_FILE);
     let needle = config_path.to_str()?.to_owned();
@@ -41,14 +42,9 @@ fn inspect(dir: &Path, host: &str) -> Option<Found> {
         .filter(|pid| runs(*pid, &needle))
         .or_else(|| search(&needle))?;
     std::fs::write(dir.join(PID_FILE), pid.to_string()).ok()?;
-    let mut config =
-        DrasiConfig::from_yaml_str(&std::fs::read_to_string(&config_path).ok()?).ok()?;
-    // Every port was assigned when it started, so nothing new is allocated here.
-    let endpoints = config
-        .assign_ports(host, &mut || {
-            Err(std::io::Error::other("port missing from a rendered config"))
-        })
-        .ok()?;
+    let config = DrasiConfig::from_yaml_str(&std::fs::read_to_string(&config_path).ok()?).ok()?;
+    // Every listener was assigned when it started.
+    let endpoints = config.assigned_endpoints(host)?;
     Some(Found { id, pid, endpoints })
 }
 

@@ -27,9 +27,6 @@ pub(super) struct Tracked {
     pub expecting_exit: Arc<AtomicBool>,
     pub exited: watch::Receiver<ExitState>,
     pub endpoints: Vec<Endpoint>,
-    /// The log this process writes to; `None` for an adopted process (its pipes died with
-    /// the worker that spawned it).
-    pub log: Option<Arc<super::logs::LogSink>>,
 }
 
 impl Tracked {
@@ -60,7 +57,6 @@ impl Reaping {
         id: Uuid,
         pid: u32,
         endpoints: Vec<Endpoint>,
-        log: Option<Arc<super::logs::LogSink>>,
         expecting_exit: bool,
     ) -> (Tracked, watch::Sender<ExitState>) {
         let (tx, rx) = watch::channel(None);
@@ -69,7 +65,6 @@ impl Reaping {
             expecting_exit: Arc::new(AtomicBool::new(expecting_exit)),
             exited: rx,
             endpoints,
-            log,
         };
         self.table
             .lock()
@@ -117,10 +112,6 @@ impl Reaping {
         tx: watch::Sender<ExitState>,
         (code, signal): (Option<i32>, Option<i32>),
     ) {
-        // The last lines are in the pipes until the drains see them close.
-        if let Some(log) = &tracked.log {
-            let _ = tokio::time::timeout(Duration::from_secs(2), log.flushed()).await;
-        }
         let _ = tx.send(Some((code, signal)));
         {
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());

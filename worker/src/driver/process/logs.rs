@@ -1,81 +1,78 @@
-//! Bounded per-instance log files: stdout and stderr are drained line by line into
-//! `instance.log`, rotated to `instance.log.1` at a size cap, so a chatty instance can neither
-//! block on a full pipe nor fill the disk.
+//! Per-instance log files. An instance's stdout and stderr are one file, `instance.log`,
+//! opened for appending and handed to the process itself: its output never passes through
+//! the worker, so a worker that dies (or is slow) neither loses lines nor blocks or kills the
+//! instance, and adopted instances keep their logs.
+//!
+//! The size is bounded by copy-and-truncate rotation (as logrotate's `copytruncate`): past the
+//! cap the file is copied to `instance.log.1` and truncated; the process's appends continue at
+//! the new end. Lines written between the copy and the truncation are lost, a window of
+//! microseconds once per rotation. Rotation runs in the background for every tracked instance,
+//! spawned and adopted alike.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use super::child::Table;
 
 /// File name of an instance's current log.
 pub const LOG_FILE: &str = "instance.log";
+/// How often log sizes are checked.
+const ROTATE_EVERY: Duration = Duration::from_secs(1);
 
-/// A size-capped log file shared by the stdout and stderr drains.
-pub struct LogSink {
-    path: PathBuf,
-    max_bytes: u64,
-    state: Mutex<(File, u64)>,
-    drains: tokio_util::task::TaskTracker,
+/// Opens (creating) the log in `dir` for appending, for the instance's stdout and stderr.
+pub fn open(dir: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(LOG_FILE))
 }
 
-impl LogSink {
-    pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Arc<Self>> {
-        let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = file.metadata()?.len();
-        Ok(Arc::new(LogSink {
-            path,
-            max_bytes,
-            state: Mutex::new((file, size)),
-            drains: Default::default(),
-        }))
+/// Rotates the log in `dir` when it is over `max_bytes`; returns whether it did.
+pub fn rotate(dir: &Path, max_bytes: u64) -> std::io::Result<bool> {
+    let path = dir.join(LOG_FILE);
+    let size = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if size <= max_bytes {
+        return Ok(false);
     }
+    std::fs::copy(&path, dir.join(format!("{LOG_FILE}.1")))?;
+    OpenOptions::new().write(true).open(&path)?.set_len(0)?;
+    Ok(true)
+}
 
-    /// Waits until every drained stream has closed, so the log holds all the process wrote.
-    pub async fn flushed(&self) {
-        self.drains.close();
-        self.drains.wait().await;
-    }
-
-    fn write_line(&self, line: &[u8]) {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.1 + line.len() as u64 > self.max_bytes {
-            let rotated = self.path.with_extension("log.1");
-            let reopened = std::fs::rename(&self.path, &rotated).and_then(|()| {
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)
-            });
-            match reopened {
-                Ok(file) => *guard = (file, 0),
-                Err(error) => {
-                    tracing::warn!(message = "log rotation failed", path = %self.path.display(), %error)
+/// Checks every tracked instance's log once a second while the table lives.
+pub(super) fn rotate_in_background(table: &Table, root: &Path, max_bytes: u64) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let table = std::sync::Arc::downgrade(table);
+    let root: PathBuf = root.to_path_buf();
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep(ROTATE_EVERY).await;
+            let Some(table) = table.upgrade() else { return };
+            let dirs: Vec<PathBuf> = table
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .map(|id| root.join(id.to_string()))
+                .collect();
+            drop(table);
+            let _ = tokio::task::spawn_blocking(move || {
+                for dir in dirs {
+                    if let Err(error) = rotate(&dir, max_bytes) {
+                        tracing::warn!(message = "log rotation failed", dir = %dir.display(), %error);
+                    }
                 }
-            }
+            })
+            .await;
         }
-        if guard.0.write_all(line).is_ok() {
-            guard.1 += line.len() as u64;
-        }
-    }
-
-    /// Copies `stream` into the log, line by line, until it closes.
-    pub fn drain(self: &Arc<Self>, stream: impl AsyncRead + Unpin + Send + 'static) {
-        let sink = Arc::clone(self);
-        self.drains.spawn(async move {
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::with_capacity(256);
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => sink.write_line(&line),
-                }
-            }
-        });
-    }
+    });
 }
 
 /// The last `lines` lines of the log in `dir` (reads at most the final 256 KiB).
@@ -97,20 +94,31 @@ pub fn tail(dir: &Path, lines: usize) -> std::io::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     #[test]
-    fn rotates_at_cap_and_tails() {
+    fn an_appending_writer_continues_after_rotation() {
         let dir = std::env::temp_dir().join(format!("draas-logs-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let sink = LogSink::open(&dir, 100).unwrap();
+        // The writer stands for the instance: its own append-mode descriptor.
+        let mut writer = open(&dir).unwrap();
         for i in 0..30 {
-            sink.write_line(format!("line {i}\n").as_bytes());
+            writeln!(writer, "line {i}").unwrap();
         }
-        let current = std::fs::metadata(dir.join(LOG_FILE)).unwrap().len();
-        assert!(current <= 100, "current log is {current} bytes");
-        assert!(dir.join("instance.log.1").exists());
-        assert_eq!(tail(&dir, 2).unwrap(), "line 28\nline 29");
+        assert!(!rotate(&dir, 1000).unwrap(), "under the cap");
+        assert!(rotate(&dir, 100).unwrap());
+        assert_eq!(std::fs::metadata(dir.join(LOG_FILE)).unwrap().len(), 0);
+        assert!(tail(&dir.clone(), 1).unwrap().is_empty());
+        let old = std::fs::read_to_string(dir.join("instance.log.1")).unwrap();
+        assert!(old.ends_with("line 29\n"), "{old}");
+        writeln!(writer, "line 30").unwrap();
+        assert_eq!(
+            tail(&dir, 5).unwrap(),
+            "line 30",
+            "appends start at the new end"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

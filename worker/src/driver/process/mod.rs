@@ -20,16 +20,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use draas_bus::clock::now;
-use draas_protocol::{Instance, RuntimeInfo};
+use draas_protocol::{EgressPolicy, Instance, RuntimeInfo};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Driver, DriverError};
+use super::{Driver, DriverError, launch};
 use crate::config::ProcessConfig;
 use child::{ExitState, Reaping, Tracked};
-use logs::LogSink;
 
 /// Name of the rendered config inside an instance's working directory.
 pub const CONFIG_FILE: &str = "config.yaml";
@@ -48,13 +47,15 @@ impl ProcessDriver {
     /// A driver keeping instances under `<data_dir>/instances`, reporting unexpected exits
     /// on `exits`.
     pub fn new(config: ProcessConfig, data_dir: &Path, exits: super::Events) -> Self {
+        let reaping = Reaping {
+            table: Default::default(),
+            exits,
+            root: data_dir.join("instances"),
+        };
+        logs::rotate_in_background(&reaping.table, &reaping.root, config.log_max_bytes);
         ProcessDriver {
             config,
-            reaping: Reaping {
-                table: Default::default(),
-                exits,
-                root: data_dir.join("instances"),
-            },
+            reaping,
             ports: super::ports::PortAllocator::default(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(2))
@@ -68,7 +69,7 @@ impl ProcessDriver {
             .into_iter()
             .map(|found| {
                 tracing::info!(message = "adopted a running instance", instance = %found.id, pid = found.pid);
-                let (tracked, tx) = self.reaping.track(found.id, found.pid, found.endpoints, None, false);
+                let (tracked, tx) = self.reaping.track(found.id, found.pid, found.endpoints, false);
                 self.reaping.watch_adopted(found.id, &tracked, tx);
                 found.id
             })
@@ -121,38 +122,91 @@ impl ProcessDriver {
         let id = instance.id;
         let dir = self.dir(id);
         tokio::fs::create_dir_all(&dir).await?;
+        // The instance's log is also its liveness lock: the launched process inherits the
+        // locked file as its stdout and stderr, so the lock is held for exactly as long as a
+        // copy of the instance (or a fork of one not yet exec'd) lives, whatever happens to
+        // the worker that launched it. A lock held by someone else means a copy runs: adopt
+        // it, never launch a second.
+        let log = logs::open(&dir)?;
+        match log.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return self.adopt_running(id).await,
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        let host = &self.config.host;
         let mut config = instance.spec.config.clone();
-        let endpoints = config.assign_ports(&self.config.host, &mut || {
-            self.ports.allocate(&self.config.host)
-        })?;
+        let endpoints = config.assign_ports(host, &mut || self.ports.allocate(host))?;
+        let yaml = launch::render(instance, &mut config, &self.config.egress)?;
+        let proxy = match self.config.egress {
+            EgressPolicy::Allow => None,
+            _ => Some(format!("{host}:{}", self.ports.allocate(host)?)),
+        };
         let config_path = dir.join(CONFIG_FILE);
-        tokio::fs::write(&config_path, config.to_yaml()).await?;
-        let sink = LogSink::open(&dir, self.config.log_max_bytes)?;
-        let mut child = tokio::process::Command::new(&self.config.executable)
+        tokio::fs::write(&config_path, yaml).await?;
+        // The instance writes its log file itself: nothing of its output depends on this
+        // worker staying alive.
+        let mut command = tokio::process::Command::new(&self.config.executable);
+        command
             .arg("--config")
             .arg(&config_path)
             .current_dir(&dir)
+            .env_clear()
+            .envs(self.passed_env())
+            .envs(launch::environment(
+                &instance.spec.env,
+                &self.config.egress,
+                proxy.as_deref(),
+            ))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(|source| DriverError::Launch {
-                executable: self.config.executable.display().to_string(),
-                source,
-            })?;
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        let child = command.spawn().map_err(|source| DriverError::Launch {
+            executable: self.config.executable.display().to_string(),
+            source,
+        })?;
         let pid = child.id().unwrap_or_default();
-        if let Some(out) = child.stdout.take() {
-            sink.drain(out);
-        }
-        if let Some(err) = child.stderr.take() {
-            sink.drain(err);
-        }
         tokio::fs::write(dir.join(PID_FILE), pid.to_string()).await?;
         // Until it is ready, an exit is the start's failure, not the monitor's news.
-        let (tracked, tx) = self.reaping.track(id, pid, endpoints, Some(sink), true);
+        let (tracked, tx) = self.reaping.track(id, pid, endpoints, true);
         self.reaping.reap_child(id, &tracked, child, tx);
         Ok(tracked)
+    }
+
+    /// A copy of the instance holds its lock but this worker does not track it: launched by
+    /// a worker that died, possibly not yet exec'd. Waits (bounded) until it shows in the
+    /// process table, then watches it as an adopted process.
+    async fn adopt_running(&self, id: Uuid) -> Result<Tracked, DriverError> {
+        let dir = self.dir(id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (d, host) = (dir.clone(), self.config.host.clone());
+            let found = tokio::task::spawn_blocking(move || adopt::inspect(&d, &host))
+                .await
+                .map_err(std::io::Error::other)?;
+            if let Some(found) = found {
+                tracing::info!(message = "adopted a running copy instead of launching another", instance = %id, pid = found.pid);
+                let (tracked, tx) = self.reaping.track(id, found.pid, found.endpoints, true);
+                self.reaping.watch_adopted(id, &tracked, tx);
+                return Ok(tracked);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Config(format!(
+                    "a process of instance {id} holds its log lock but cannot be found; \
+                     not launching a second copy"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The variables of the worker's environment the operator lets through.
+    fn passed_env(&self) -> Vec<(String, std::ffi::OsString)> {
+        self.config
+            .pass_env
+            .iter()
+            .filter_map(|name| Some((name.clone(), std::env::var_os(name)?)))
+            .collect()
     }
 
     fn signal(pid: u32, signal: Signal) {

@@ -1,0 +1,332 @@
+//! A tenant's config is hostile input: it must not read the worker's environment (through
+//! query results, logs or an http reaction), must not choose its listeners, and must not
+//! reach destinations the operator's egress policy denies. Secrets of the instance's own
+//! environment never appear in a read. Real Redis, API, worker and draas-runtime processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{System, endpoint, runtime_binary, wait_until};
+use draas_protocol::EgressPolicy;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECRET: &str = "s3cr3t-value-7f1c";
+
+/// Accepts HTTP requests on loopback and hands each one's text (head and body) over.
+async fn receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    let Ok(n) = conn.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let l = l.to_ascii_lowercase();
+                            l.strip_prefix("content-length:")?
+                                .trim()
+                                .parse::<usize>()
+                                .ok()
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        let _ = conn
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        let _ = tx.send(text);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+fn leaky_config(receiver: u16) -> Value {
+    json!({
+        "sources": [{"kind": "http", "id": "readings"}],
+        "queries": [{
+            "id": "q",
+            "query": "MATCH (s:Sensor) RETURN s.id AS id, '${HOME:-absent}' AS home, \
+                      '${CARGO_MANIFEST_DIR:-absent}' AS dir, '${REDIS_URL:-absent}' AS redis, \
+                      '${GREETING}' AS greeting, '${TOKEN}' AS token",
+            "sources": [{"sourceId": "readings"}]
+        }],
+        "reactions": [
+            {"kind": "log", "id": "log", "queries": ["q"]},
+            {"kind": "http", "id": "out", "queries": ["q"],
+             "baseUrl": format!("http://127.0.0.1:{receiver}"),
+             "token": "${HOME:-absent}|${CARGO_MANIFEST_DIR:-absent}|${REDIS_URL:-absent}"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn the_worker_environment_never_reaches_an_instance() -> anyhow::Result<()> {
+    let home = std::env::var("HOME")?;
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let loopback: EgressPolicy = "127.0.0.1/32".parse()?;
+    let (worker_egress, api_egress) = (loopback.clone(), loopback);
+    let sys = System::start_configured(
+        runtime_binary(),
+        |w| w.process.egress = worker_egress,
+        |a| a.egress = api_egress,
+    )
+    .await?;
+    let (port, mut requests) = receiver().await;
+    let (status, created) = sys
+        .post_json(
+            "/api/v1/instances",
+            &json!({"name": "leaky", "platform": "process", "config": leaky_config(port),
+                    "env": {"GREETING": "hello", "TOKEN": {"value": SECRET, "secret": true}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["env"]["TOKEN"],
+        json!({"secret": true}),
+        "{created}"
+    );
+    // A patch of something else keeps the secret, unseen.
+    let patched = sys
+        .http
+        .patch(sys.url(&format!("/api/v1/instances/{id}")))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"description": "patched"}"#)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        patched.contains("patched") && !patched.contains(SECRET),
+        "{patched}"
+    );
+
+    let (status, op) = sys.post(&format!("/api/v1/instances/{id}/start")).await;
+    assert_eq!(
+        (status, op["state"].as_str()),
+        (200, Some("succeeded")),
+        "{op}"
+    );
+    let inst = sys.instance(&id).await;
+
+    // The process's environment, read from the kernel: built from nothing.
+    let pid = inst["runtime"]["pid"].as_u64().expect("a pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))?;
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let names: Vec<&str> = vars.iter().filter_map(|v| v.split('=').next()).collect();
+    assert!(
+        !names.contains(&"HOME") && !names.contains(&"CARGO_MANIFEST_DIR"),
+        "{vars:?}"
+    );
+    for expected in [
+        "PATH",
+        "NO_COLOR",
+        "GREETING",
+        "TOKEN",
+        "DRAAS_EGRESS",
+        "HTTP_PROXY",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {vars:?}"
+        );
+    }
+
+    // The rendered config: the DRaaS id, every listener on the platform's loopback address.
+    let rendered = std::fs::read_to_string(
+        sys.worker
+            .data_dir
+            .join("instances")
+            .join(&id)
+            .join("config.yaml"),
+    )?;
+    assert!(rendered.starts_with(&format!("id: {id}\n")), "{rendered}");
+    assert!(!rendered.contains("0.0.0.0"), "{rendered}");
+
+    // Feed one reading and read the results straight from the instance.
+    let source = endpoint(&inst, "source:readings");
+    let event = json!({"operation": "insert", "element": {"type": "node", "id": "s1",
+        "labels": ["Sensor"], "properties": {"id": "s1"}}});
+    let resp = sys
+        .http
+        .post(format!("{source}/sources/readings/events"))
+        .json(&event)
+        .send()
+        .await?;
+    assert!(resp.status().is_success());
+    let results_url = format!("{}/api/v1/queries/q/results", endpoint(&inst, "api"));
+    let row = wait_until(|| {
+        let (http, url) = (sys.http.clone(), results_url.clone());
+        async move {
+            let body: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+            body["data"].as_array()?.first().cloned()
+        }
+    })
+    .await?;
+    assert_eq!(row["home"], "absent", "{row}");
+    assert_eq!(row["dir"], "absent", "{row}");
+    assert_eq!(row["redis"], "absent", "{row}");
+    assert_eq!(row["greeting"], "hello", "{row}");
+    assert_eq!(
+        row["token"], SECRET,
+        "the instance's own variables resolve: {row}"
+    );
+
+    // The http reaction's request (through the egress proxy) carries nothing of the worker.
+    let request = tokio::time::timeout(Duration::from_secs(30), requests.recv())
+        .await?
+        .expect("the http reaction called");
+    let lower = request.to_ascii_lowercase();
+    assert!(
+        lower.contains("authorization: bearer absent|absent|absent"),
+        "{request}"
+    );
+    assert!(
+        !request.contains(&home) && !request.contains(manifest),
+        "{request}"
+    );
+
+    // Logs through the API: the log reaction's lines, with the secret scrubbed.
+    let logs = wait_until(|| async {
+        let (status, body) = sys
+            .get(&format!("/api/v1/instances/{id}/logs?tail=200"))
+            .await;
+        let lines = body["lines"].as_str()?.to_owned();
+        (status == 200 && lines.contains("hello")).then_some(lines)
+    })
+    .await?;
+    assert!(!logs.contains(SECRET), "a secret in the logs: {logs}");
+    assert!(logs.contains("<redacted>"), "{logs}");
+    assert!(!logs.contains(&home) && !logs.contains(manifest), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI colour codes in the logs: {logs}"
+    );
+
+    // Every read of the instance hides the secret.
+    for path in [
+        format!("/api/v1/instances/{id}"),
+        "/api/v1/instances".to_owned(),
+    ] {
+        let text = sys.http.get(sys.url(&path)).send().await?.text().await?;
+        assert!(!text.contains(SECRET), "{path}: {text}");
+    }
+    let (status, _) = sys.post(&format!("/api/v1/instances/{id}/stop")).await;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn create_refuses_what_a_tenant_may_not_decide() -> anyhow::Result<()> {
+    let sys = System::start().await?;
+    let with_reaction = |reaction: Value| {
+        json!({
+            "sources": [{"kind": "http", "id": "in"}],
+            "queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "in"}]}],
+            "reactions": [reaction]
+        })
+    };
+    let cases = [
+        (
+            with_reaction(
+                json!({"kind": "http", "id": "h", "queries": ["q"], "baseUrl": "http://127.0.0.1:6379"}),
+            ),
+            json!({}),
+            "config.reactions[0].baseUrl",
+            "egress_denied",
+        ),
+        (
+            with_reaction(json!({"kind": "http", "id": "h", "queries": ["q"]})),
+            json!({}),
+            "config.reactions[0].baseUrl",
+            "egress_denied",
+        ),
+        (
+            with_reaction(
+                json!({"kind": "http", "id": "h", "queries": ["q"], "baseUrl": "https://example.com",
+                "outputTemplates": {"defaultTemplate": {"added": {"url": "http://169.254.169.254/latest/meta-data", "method": "GET"}}}}),
+            ),
+            json!({}),
+            "config.reactions[0].outputTemplates.defaultTemplate.added.url",
+            "egress_denied",
+        ),
+        (
+            with_reaction(
+                json!({"kind": "http", "id": "h", "queries": ["q"], "baseUrl": "${TARGET}"}),
+            ),
+            json!({"TARGET": "http://localhost:8080"}),
+            "config.reactions[0].baseUrl",
+            "egress_denied",
+        ),
+        (
+            with_reaction(json!({"kind": "log", "id": "l", "queries": ["q"]})),
+            json!({"LD_PRELOAD": "/tmp/evil.so"}),
+            "env.LD_PRELOAD",
+            "invalid_env",
+        ),
+        (
+            with_reaction(json!({"kind": "log", "id": "l", "queries": ["q"]})),
+            json!({"HTTPS_PROXY": "http://evil"}),
+            "env.HTTPS_PROXY",
+            "invalid_env",
+        ),
+        (
+            json!({"sources": [{"kind": "http", "id": "in"}],
+                   "queries": [{"id": "q", "query": "RETURN '${REDIS_URL}' AS leak", "sources": [{"sourceId": "in"}]}]}),
+            json!({}),
+            "config.queries[0].query",
+            "unresolved_variable",
+        ),
+        (
+            json!({"sources": [{"kind": "http", "id": "in", "host": "0.0.0.0"}]}),
+            json!({}),
+            "config.sources[0].host",
+            "invalid_config",
+        ),
+        (
+            with_reaction(json!({"kind": "sse", "id": "s", "queries": ["q"], "port": 9999})),
+            json!({}),
+            "config.reactions[0].port",
+            "invalid_config",
+        ),
+    ];
+    for (config, env, field, code) in cases {
+        let (status, body) = sys
+            .post_json(
+                "/api/v1/instances",
+                &json!({"name": "hostile", "platform": "process", "config": config, "env": env}),
+            )
+            .await;
+        assert_eq!(status, 422, "{field}: {body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["details"]["field"], field, "{body}");
+    }
+    let (_, list) = sys.get("/api/v1/instances").await;
+    assert_eq!(list["items"], json!([]), "nothing was written");
+    Ok(())
+}
