@@ -137,7 +137,7 @@ impl Dispatcher {
         let ttl = self.worker_ttl.as_millis() as u64;
         let workers = self.store.live_workers(platform, ttl).await?;
         if workers.is_empty() {
-            return Err(ApiError::Unavailable(format!(
+            return Err(ApiError::NoWorker(format!(
                 "no live worker for platform `{platform}`; start one with `draas worker --platform {platform}`"
             )));
         }

@@ -7,6 +7,8 @@
 //! - [`dispatch`]: request/reply over the bus (one reply reader per node).
 //! - [`feed`]: the live event feed behind the SSE endpoints.
 //! - [`body`]: JSON bodies whose errors name the field.
+//! - [`guard`]: the middleware every request passes: URI length, `Origin`, body size and
+//!   media type, path encoding; every error response in the error shape.
 //! - [`error`]: `ApiError`, the single mapping to HTTP.
 //!
 //! Entry point: [`App::connect`] then [`serve`].
@@ -16,6 +18,7 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod feed;
+pub mod guard;
 pub mod routes;
 
 use std::future::Future;

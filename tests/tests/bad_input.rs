@@ -42,7 +42,7 @@ async fn create_rejects_bad_bodies_and_writes_nothing() -> anyhow::Result<()> {
         .send()
         .await?;
     let (status, body) = common::status_json(resp).await;
-    assert_error(status, &body, 400, "unsupported_content_type");
+    assert_error(status, &body, 415, "unsupported_media_type");
 
     // Unknown top-level field.
     let (status, body) = sys

@@ -3,6 +3,10 @@
 //! [`draas_bus::admin::Admin`]; nothing here talks to Redis itself. Every state-changing
 //! endpoint takes `dryRun` in its body.
 //!
+//! Workers are judged live by the heartbeat TTL each registered (the API's `worker_ttl` only
+//! for workers that registered none), as `draas ops` judges them; action reports count the
+//! entries left alone by reason (`skipped`, `skipReasons`), as `draas ops --json` prints them.
+//!
 //! | method | path | body / query |
 //! |---|---|---|
 //! | GET | `streams` | `?platform=` (all when absent) |
@@ -50,6 +54,7 @@ impl From<AdminError> for ApiError {
     }
 }
 
+/// Registered TTLs first; the API's worker TTL for workers that registered none.
 fn admin(app: &App) -> Admin {
     Admin::new(app.store.clone(), app.config.worker_ttl)
 }
@@ -153,7 +158,7 @@ pub struct PendingAction {
     to: Option<String>,
     /// drop: why.
     reason: Option<String>,
-    /// retry, drop: act on entries whose owner is live too.
+    /// claim, retry, drop: act on entries whose owner is live too.
     #[serde(default)]
     force: bool,
     #[serde(default)]
@@ -187,7 +192,7 @@ pub async fn claim(
         )
     })?;
     let report = admin(&app)
-        .claim(&b.selection(), to, b.dry_run, &NoProgress)
+        .claim(&b.selection(), to, b.force, b.dry_run, &NoProgress)
         .await?;
     Ok(Json(report))
 }

@@ -1,4 +1,5 @@
-//! Server-Sent Events of state changes: recent history first, then live from the node's feed.
+//! Server-Sent Events of state changes: an `open` comment (so headers go out at once), recent
+//! history, then live from the node's feed. An unknown instance is a 404 before any stream.
 
 use std::convert::Infallible;
 
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use super::parse_id;
 use crate::App;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 /// How many past events a new subscriber is sent before live ones.
 const HISTORY: usize = 200;
@@ -27,6 +28,10 @@ pub async fn instance(
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let id = parse_id(&id, "instance")?;
+    // An unknown instance is a 404 at once, not a stream that never says anything.
+    if app.store.instance(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("instance {id} does not exist")));
+    }
     stream_events(app, Some(id)).await
 }
 
@@ -45,13 +50,19 @@ async fn stream_events(
             .is_none_or(|seen| stream_id_after(&e.id, seen));
         futures::future::ready(newer)
     });
+    // A comment first, so the client has the headers at once even when no event matches yet.
+    let opened = stream::once(futures::future::ready(Ok(
+        SseEvent::default().comment("open")
+    )));
     let events = stream::iter(history)
         .chain(live)
         .filter(move |e| futures::future::ready(wanted(e)))
         .map(|e| {
             let data = serde_json::to_string(&e.event).unwrap_or_default();
             Ok(SseEvent::default().id(e.id).event("instance").data(data))
-        })
+        });
+    let events = opened
+        .chain(events)
         .take_until(app.stop.clone().cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -14,15 +14,19 @@ mod lifecycle;
 mod operations;
 mod system;
 
-use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 
-use crate::App;
 use crate::error::ApiError;
+use crate::{App, guard};
 
-/// Builds the full router.
+/// Builds the full router. Every route and the fallback sit behind [`guard`], which also
+/// reshapes the framework's own error responses (405, rejections) into the error body.
 pub fn router(app: App) -> Router {
-    Router::new()
+    let policy = guard::Policy::new(&app.config);
+    let max_body = app.config.max_body_bytes;
+    let routes = Router::new()
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/api/v1/platforms", get(system::platforms))
@@ -58,7 +62,12 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/admin/prune", post(admin::prune))
         .route("/api/v1/admin/trim", post(admin::trim))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .with_state(app)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(policy, guard::guard))
+        .with_state(app);
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(guard::reshape))
 }
 
 /// Parses a path id, naming it on failure.
