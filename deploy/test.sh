@@ -2,6 +2,8 @@
 # Runs every test of the workspace: unit, golden, and end-to-end with real redis-server,
 # real processes and real HTTP, after validating deploy/kubernetes offline. Installs
 # redis-server from apt and kubernetes-validate from PyPI when they are missing.
+# Arguments go to `cargo test`: CI passes `--no-fail-fast`, so every test binary runs even when
+# one fails (cargo still exits non-zero if any test failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null 2>&1; then

@@ -128,7 +128,17 @@ impl Store {
     }
 
     /// Moves an entry to the platform's dead-letter stream with the reason and its original
-    /// fields, then acknowledges and deletes it. The entry is acked only once the copy exists.
+    /// fields, acknowledging and deleting it in the same MULTI, then ends its operation.
+    ///
+    /// Step one is atomic: the letter is appended and the entry acked and deleted in one
+    /// MULTI/EXEC (the DLQ and every command stream of a platform share its hash tag, so this
+    /// holds on a cluster too). Nobody ever sees the letter without the ack or the ack without
+    /// the letter. Step two ends the operation record (`draas:op:<id>`, a key outside the tag,
+    /// so it cannot join the MULTI) and replies. The order is what makes a crash between the
+    /// two safe: the letter exists and the operation is merely unfinished, so a replay claims
+    /// it (its lease runs out) and runs it once. The other order could end the operation as
+    /// dead-lettered while the entry stays pending with no letter; a redelivery would then
+    /// answer from that record and ack, and the command would be lost without a trace.
     pub async fn dead_letter(
         &self,
         platform: Platform,
@@ -137,30 +147,38 @@ impl Store {
         reason: &str,
         deliveries: u64,
     ) -> Result<(), BusError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(self.keys().dead_letters(platform))
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let letter = pipe
+            .cmd("XADD")
+            .arg(self.keys().dead_letters(platform))
             .arg("MAXLEN")
             .arg("~")
             .arg(DLQ_MAXLEN)
             .arg("*");
-        cmd.arg("reason")
+        letter
+            .arg("reason")
             .arg(reason)
             .arg("stream")
             .arg(stream)
             .arg("entry")
             .arg(&entry.id);
-        cmd.arg("deliveries")
+        letter
+            .arg("deliveries")
             .arg(deliveries)
             .arg("at")
             .arg(crate::clock::now().millis());
         for (field, value) in &entry.map {
             if let Value::BulkString(bytes) = value {
-                cmd.arg(format!("orig.{field}")).arg(bytes.as_slice());
+                letter.arg(format!("orig.{field}")).arg(bytes.as_slice());
             }
         }
-        let _: String = cmd.query_async(&mut self.conn()).await?;
-        self.ack_and_delete(stream, std::slice::from_ref(&entry.id))
-            .await?;
+        letter.ignore();
+        pipe.xack(stream, WORKER_GROUP, &[&entry.id])
+            .ignore()
+            .xdel(stream, &[&entry.id])
+            .ignore();
+        pipe.exec_async(&mut self.conn()).await?;
         // The command will not run: end its operation and tell whoever waits. A replay
         // reopens it (see `reopen_dead_lettered`).
         if let Ok(env) = payload(entry).and_then(|b| Ok(codec::decode::<CommandEnvelope>(&b)?)) {

@@ -227,9 +227,29 @@ async fn poison_goes_to_the_dead_letter_stream() -> anyhow::Result<()> {
         back.command_id, env.command_id,
         "the dead letter keeps the original fields"
     );
-    assert_eq!(pending_count(&mut conn, &stream).await, 0);
-    // The poisoned ping never ran.
-    assert_eq!(store.operation(env.command_id).await?.unwrap().attempts, 0);
+    // The letter and the ack are one MULTI, so nothing is pending once both letters exist;
+    // the wait only absorbs a slow machine.
+    wait_until(|| async { (pending_count(&mut conn.clone(), &stream).await == 0).then_some(()) })
+        .await?;
+    // The poisoned ping never ran; its operation ends as dead-lettered (after the MULTI).
+    let ended = wait_until(|| async {
+        let op = store.operation(env.command_id).await.ok()??;
+        op.state.is_terminal().then_some(op)
+    })
+    .await?;
+    assert_eq!(
+        (
+            ended.state,
+            ended.attempts,
+            ended.error.as_ref().map(|e| e.code.as_str())
+        ),
+        (
+            draas_protocol::OperationState::Failed,
+            0,
+            Some(draas_bus::streams::DEAD_LETTERED)
+        ),
+        "{ended:?}"
+    );
     worker.shutdown().await;
     Ok(())
 }
@@ -368,10 +388,12 @@ async fn a_restarted_worker_adopts_its_instances() -> anyhow::Result<()> {
         Value::Null,
         "an adopted process's exit code cannot be known"
     );
-    assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the adopted process was stopped"
-    );
+    // The process is gone once its exit has been reaped; wait for that rather than read once.
+    wait_until(|| async {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await
+    .map_err(|e| e.context("the adopted process was stopped"))?;
     assert_eq!(launches(&log, &id), 1);
     let states: Vec<String> = events(&sys, &id).await;
     assert!(

@@ -1,11 +1,14 @@
 //! Operator tooling on real Redis: pending entries made by a consumer that died ("ghost"),
 //! inspected decoded, claimed to a live worker or retried so they run exactly once; dead
 //! letters replayed with each effect happening once; purge dry-run first; prune and trim that
-//! never lose pending work. Through the library, the REST admin endpoints and `draas ops`.
+//! never lose pending work; owners judged by the heartbeat TTL they registered, with every
+//! skipped entry reported. Through the library, the REST admin endpoints and `draas ops`.
 
 mod common;
 #[path = "ops/dead_letters.rs"]
 mod dead_letters;
+#[path = "ops/liveness.rs"]
+mod liveness;
 #[path = "ops/pending.rs"]
 mod pending;
 

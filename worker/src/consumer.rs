@@ -19,13 +19,14 @@ use draas_protocol::keys::WORKER_GROUP;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::WorkerConfig;
 use crate::driver::Driver;
 use crate::driver::docker::DockerDriver;
 use crate::driver::kubernetes::KubernetesDriver;
 use crate::driver::process::ProcessDriver;
+use crate::inflight::InFlight;
 use crate::lifecycle::Ctx;
 use crate::sweeper::Sweeper;
 use crate::{WorkerError, execute, monitor, node, reconcile};
@@ -144,10 +145,7 @@ async fn serve<D: Driver>(
     // (as they would be if the process died), never left running on their own.
     let abandon = CancellationToken::new();
     let _abandon_on_drop = abandon.clone().drop_guard();
-    let tracker = InFlight {
-        tracker: TaskTracker::new(),
-        abandon,
-    };
+    let tracker = InFlight::new(abandon);
     let slots = Arc::new(Semaphore::new(config.concurrency));
     let sweeper = Sweeper {
         ctx: Arc::clone(&ctx),
@@ -265,31 +263,5 @@ async fn beat<D: Driver>(ctx: &Ctx<D>, config: &WorkerConfig, started: draas_pro
         .await
     {
         tracing::warn!(message = "heartbeat failed", %error);
-    }
-}
-
-/// Command executions in flight: waited for on drain, abandoned when the worker is dropped.
-#[derive(Clone)]
-pub(crate) struct InFlight {
-    tracker: TaskTracker,
-    abandon: CancellationToken,
-}
-
-impl InFlight {
-    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.tracker
-            .spawn(self.abandon.clone().run_until_cancelled_owned(work));
-    }
-
-    fn len(&self) -> usize {
-        self.tracker.len()
-    }
-
-    fn close(&self) {
-        self.tracker.close();
-    }
-
-    async fn wait(&self) {
-        self.tracker.wait().await;
     }
 }

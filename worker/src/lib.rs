@@ -5,6 +5,7 @@
 //! - [`node`]: the node's stable identity, kept in its data directory.
 //! - [`consumer`]: the entry point [`run`]: group setup, the XREADGROUP loop with bounded
 //!   concurrency, heartbeats and two-stage shutdown.
+//! - [`inflight`]: the executions in flight, shared by the read loop and the sweeper.
 //! - [`execute`]: one stream entry: claim the operation, run it once, record, reply, ack.
 //! - [`lifecycle`]: what each `Command` does to an instance (exhaustive match).
 //! - [`monitor`]: turns exits the driver observes into honest instance state, and applies
@@ -18,6 +19,7 @@ pub mod config;
 pub mod consumer;
 pub mod driver;
 mod execute;
+mod inflight;
 mod lifecycle;
 mod monitor;
 pub mod node;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::driver::Driver;
 use crate::execute;
+use crate::inflight::InFlight;
 use crate::lifecycle::Ctx;
 
 /// What the sweeper needs besides the shared context.
@@ -32,7 +33,7 @@ pub(crate) struct Sweeper<D> {
     pub ctx: Arc<Ctx<D>>,
     pub config: WorkerConfig,
     pub streams: [String; 2],
-    pub tracker: crate::consumer::InFlight,
+    pub tracker: InFlight,
     pub slots: Arc<Semaphore>,
 }
 

@@ -11,13 +11,36 @@
 //!   ([`Store::dead_letter`](crate::Store::dead_letter)), from where it can be replayed.
 //!
 //! Entries whose owner is a live worker are skipped unless `force`: that worker is running
-//! them or will.
+//! them or will (and would take a claimed entry straight back when it refreshes it). A worker
+//! is live by the heartbeat TTL it registered, not by a TTL of the caller's. Every skipped
+//! entry is counted by reason in the report (`skipped`, `skipReasons`).
 
 use draas_protocol::keys::WORKER_GROUP;
 
+use std::collections::HashMap;
+
 use super::{
-    ActionItem, ActionReport, Admin, AdminError, Payload, Progress, Selection, payload_bytes,
+    ActionItem, ActionReport, Admin, AdminError, Payload, Progress, Selection, SkipReason,
+    payload_bytes,
 };
+use crate::store::Registration;
+
+/// The live registration of `consumer`, if it has one.
+fn live_owner<'a>(
+    workers: &'a HashMap<String, Registration>,
+    consumer: &str,
+) -> Option<&'a Registration> {
+    workers.get(consumer).filter(|r| r.live)
+}
+
+/// Why an entry of a live owner is left alone.
+fn owner_live_message(owner: &Registration) -> String {
+    format!(
+        "owner {} is live ({}); it runs the entry or will (force to override)",
+        owner.consumer,
+        owner.explain()
+    )
+}
 
 impl Admin {
     /// For each operation still under a lease: its holder and the milliseconds left.
@@ -50,16 +73,24 @@ impl Admin {
             .collect())
     }
 
-    /// Hands the selected entries to the live consumer `to` (XCLAIM … JUSTID).
+    /// Hands the selected entries to the live consumer `to` (XCLAIM … JUSTID); entries of
+    /// another live owner are skipped unless `force`.
     pub async fn claim(
         &self,
         sel: &Selection,
         to: &str,
+        force: bool,
         dry_run: bool,
         progress: &dyn Progress,
     ) -> Result<ActionReport, AdminError> {
         let (target, mut walk) = self.walk(sel).await?;
-        let live = self.live_consumers(target.platform).await?;
+        let workers = self.liveness(target.platform).await?;
+        let mut live: Vec<String> = workers
+            .values()
+            .filter(|r| r.live)
+            .map(|r| r.consumer.clone())
+            .collect();
+        live.sort();
         if !live.iter().any(|c| c == to) {
             return Err(AdminError::Refused(format!(
                 "consumer `{to}` is not a live {} worker (live: {}); entries given to it would sit unseen",
@@ -86,6 +117,11 @@ impl Admin {
                         false,
                         false,
                     ),
+                    Some(p) if !force && live_owner(&workers, &p.consumer).is_some() => {
+                        let owner = live_owner(&workers, &p.consumer).expect("checked above");
+                        let message = owner_live_message(owner);
+                        report.skip(&s.id, SkipReason::OwnerLive, Some(&p.consumer), message);
+                    }
                     Some(p) if dry_run => report.push(
                         ActionItem::new(&s.id, "would claim", format!("from {}", p.consumer)),
                         true,
@@ -159,7 +195,7 @@ impl Admin {
         progress: &dyn Progress,
     ) -> Result<ActionReport, AdminError> {
         let (target, mut walk) = self.walk(sel).await?;
-        let live = self.live_consumers(target.platform).await?;
+        let workers = self.liveness(target.platform).await?;
         let action = if drop_reason.is_some() {
             "drop"
         } else {
@@ -192,13 +228,9 @@ impl Admin {
                     Some(st) => format!("operation {st}"),
                     None => "no operation record".to_owned(),
                 };
-                let skip = |why: String| ActionItem::new(&s.id, "skipped", why);
-                if live.contains(&p.consumer) && !force {
-                    let why = format!(
-                        "owner {} is live and runs it (force to override)",
-                        p.consumer
-                    );
-                    report.push(skip(why), false, false);
+                if let (Some(owner), false) = (live_owner(&workers, &p.consumer), force) {
+                    let message = owner_live_message(owner);
+                    report.skip(&s.id, SkipReason::OwnerLive, Some(&p.consumer), message);
                     continue;
                 }
                 // A worker would find the operation leased and leave the copy pending until
@@ -209,23 +241,17 @@ impl Admin {
                     let why = format!(
                         "operation leased by {holder} for another {left_ms} ms; retry once it runs out (or force)"
                     );
-                    report.push(skip(why), false, false);
+                    report.skip(&s.id, SkipReason::OperationLeased, Some(holder), why);
                     continue;
                 }
                 match (drop_reason, &body, &payload) {
                     (None, None, _) => {
-                        report.push(
-                            skip("entry body is gone; drop it to clear it".into()),
-                            false,
-                            false,
-                        );
+                        let why = "entry body is gone; drop it to clear it".to_owned();
+                        report.skip(&s.id, SkipReason::BodyGone, None, why);
                     }
                     (None, _, Payload::Undecodable { error }) => {
-                        report.push(
-                            skip(format!("undecodable ({error}); drop it instead")),
-                            false,
-                            false,
-                        );
+                        let why = format!("undecodable ({error}); drop it instead");
+                        report.skip(&s.id, SkipReason::Undecodable, None, why);
                     }
                     _ if dry_run => {
                         report.push(

@@ -10,6 +10,11 @@
 //!   so the same command id meets its operation record and a terminal one answers instead.
 //! - A consumer is deleted only when it is not live and has no pending entries (checked again
 //!   right before the delete); pending entries are never trimmed.
+//! - A worker is live while its last heartbeat is younger than the heartbeat TTL it registered
+//!   ([`Store::registrations`](crate::Store::registrations)); the fallback TTL applies only to
+//!   workers that registered none, unless the caller overrides the TTL for everyone.
+//! - An entry left alone is reported with the reason, counted in the report's `skipped` and
+//!   `skipReasons`, never dropped silently.
 //! - Everything that changes state has a dry run that reads the same selection and changes
 //!   nothing.
 //!
@@ -42,9 +47,10 @@ pub use overview::{
     ConsumerRow, GroupInfo, OldestPending, PlatformStreams, StreamOverview, StreamsReport,
 };
 pub use pending::{PendingPage, PendingQuery, PendingRow, Selection};
-pub use report::{ActionItem, ActionReport, Payload};
+pub use report::{ActionItem, ActionReport, Payload, SkipReason, Skipped};
 pub use trim::TrimTarget;
 
+use crate::store::Registration;
 use crate::{BusError, Store};
 
 /// Entries read or changed per round trip in bulk operations.
@@ -128,16 +134,25 @@ impl StreamRef {
 #[derive(Clone)]
 pub struct Admin {
     store: Store,
-    worker_ttl_ms: u64,
+    fallback_ttl_ms: u64,
+    override_ttl_ms: Option<u64>,
 }
 
 impl Admin {
-    /// `worker_ttl` is how old a heartbeat may be for its worker to count as live.
-    pub fn new(store: Store, worker_ttl: Duration) -> Self {
+    /// Judges each worker by the heartbeat TTL it registered; `fallback_ttl` only for workers
+    /// that registered none (versions before the TTL was recorded).
+    pub fn new(store: Store, fallback_ttl: Duration) -> Self {
         Admin {
             store,
-            worker_ttl_ms: worker_ttl.as_millis() as u64,
+            fallback_ttl_ms: fallback_ttl.as_millis() as u64,
+            override_ttl_ms: None,
         }
+    }
+
+    /// Judges every worker by `ttl` instead of the TTL it registered.
+    pub fn with_ttl_override(mut self, ttl: Duration) -> Self {
+        self.override_ttl_ms = Some(ttl.as_millis() as u64);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -148,14 +163,35 @@ impl Admin {
         self.store.keys()
     }
 
+    /// The platform's workers, each judged live or dead by its own TTL.
+    pub async fn registrations(&self, platform: Platform) -> Result<Vec<Registration>, AdminError> {
+        Ok(self
+            .store
+            .registrations(platform, self.fallback_ttl_ms, self.override_ttl_ms)
+            .await?)
+    }
+
+    /// The platform's workers by consumer name.
+    pub(crate) async fn liveness(
+        &self,
+        platform: Platform,
+    ) -> Result<HashMap<String, Registration>, AdminError> {
+        Ok(self
+            .registrations(platform)
+            .await?
+            .into_iter()
+            .map(|r| (r.consumer.clone(), r))
+            .collect())
+    }
+
     /// The names of the platform's live consumers.
     pub async fn live_consumers(&self, platform: Platform) -> Result<Vec<String>, AdminError> {
         Ok(self
-            .store
-            .live_workers(platform, self.worker_ttl_ms)
+            .registrations(platform)
             .await?
             .into_iter()
-            .map(|w| w.consumer)
+            .filter(|r| r.live)
+            .map(|r| r.consumer)
             .collect())
     }
 

@@ -101,10 +101,7 @@ impl Admin {
                 .arg(&dlq)
                 .query_async(&mut self.store.conn())
                 .await?;
-            let live_workers = self
-                .store
-                .live_worker_count(platform, self.worker_ttl_ms)
-                .await?;
+            let live_workers = self.live_consumers(platform).await?.len() as u64;
             let mut streams = Vec::new();
             for target in self.streams_of(platform).await? {
                 streams.push(self.stream_overview(&target).await?);

@@ -44,6 +44,9 @@ pub struct PendingRow {
     pub payload: Payload,
     /// The operation record's state, when the payload names one and the record exists.
     pub operation: Option<String>,
+    /// Why the consumer counts as live or dead (its last heartbeat against its TTL); `None`
+    /// for a consumer that never registered a heartbeat.
+    pub liveness: Option<String>,
 }
 
 /// Which pending entries an action applies to: `ids`, or else all entries of `consumer`, or
@@ -146,14 +149,15 @@ impl Admin {
             .collect();
         let ops: Vec<_> = payloads.iter().map(Payload::command_id).collect();
         let states = self.operation_states(&ops).await?;
-        let live = self.live_consumers(platform).await?;
+        let workers = self.liveness(platform).await?;
         Ok(pel
             .into_iter()
             .zip(payloads)
             .zip(states)
             .map(|((p, payload), operation)| PendingRow {
                 age_ms: entry_age_ms(&p.id),
-                consumer_live: live.contains(&p.consumer),
+                consumer_live: workers.get(&p.consumer).is_some_and(|r| r.live),
+                liveness: workers.get(&p.consumer).map(|r| r.explain()),
                 id: p.id,
                 consumer: p.consumer,
                 idle_ms: p.last_delivered_ms as u64,

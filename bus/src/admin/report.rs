@@ -56,6 +56,33 @@ impl Payload {
     }
 }
 
+/// Why an action left an entry alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SkipReason {
+    /// Its owner is a live worker (judged by the TTL that worker registered): it runs the
+    /// entry or will. `force` overrides.
+    OwnerLive,
+    /// Its operation is leased by a running execution; a copy would wait for the lease anyway.
+    OperationLeased,
+    /// The entry's body is gone; only a drop clears it.
+    BodyGone,
+    /// The payload is not a command of this schema; only a drop clears it.
+    Undecodable,
+}
+
+/// Entries left alone for one reason (and, for a live owner or a lease, one worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub reason: SkipReason,
+    /// The live owner, or the lease holder.
+    pub consumer: Option<String>,
+    pub count: u64,
+    /// Why, for people (as for the first such entry).
+    pub message: String,
+}
+
 /// The result of a state-changing action, per entry and in total.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,6 +94,9 @@ pub struct ActionReport {
     pub matched: u64,
     /// Entries actually changed (0 in a dry run).
     pub changed: u64,
+    /// Entries selected but left alone; `skip_reasons` says why, with counts.
+    pub skipped: u64,
+    pub skip_reasons: Vec<Skipped>,
     /// Per-entry outcomes, the first [`REPORT_ITEMS`].
     pub items: Vec<ActionItem>,
     pub items_truncated: bool,
@@ -82,6 +112,8 @@ impl ActionReport {
             dry_run,
             matched: 0,
             changed: 0,
+            skipped: 0,
+            skip_reasons: Vec::new(),
             items: Vec::new(),
             items_truncated: false,
             notes: Vec::new(),
@@ -100,12 +132,41 @@ impl ActionReport {
     }
 }
 
+impl ActionReport {
+    /// Records an entry left alone: an item `skipped` with `message`, counted by reason and
+    /// worker.
+    pub(crate) fn skip(
+        &mut self,
+        id: &str,
+        reason: SkipReason,
+        consumer: Option<&str>,
+        message: String,
+    ) {
+        self.skipped += 1;
+        match self
+            .skip_reasons
+            .iter_mut()
+            .find(|s| s.reason == reason && s.consumer.as_deref() == consumer)
+        {
+            Some(s) => s.count += 1,
+            None => self.skip_reasons.push(Skipped {
+                reason,
+                consumer: consumer.map(str::to_owned),
+                count: 1,
+                message: message.clone(),
+            }),
+        }
+        self.push(ActionItem::new(id, "skipped", message), false, false);
+    }
+}
+
 /// What an action did (or would do) to one entry.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionItem {
     pub id: String,
-    /// e.g. `claimed`, `would retry`, `skipped`, `not pending`.
+    /// e.g. `claimed`, `would retry`, `skipped` (see [`ActionReport::skip_reasons`]),
+    /// `not pending`.
     pub outcome: String,
     /// Why, or what follows (the new entry id, the operation state).
     pub detail: String,
@@ -118,5 +179,35 @@ impl ActionItem {
             outcome: outcome.to_owned(),
             detail: detail.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_are_counted_by_reason_and_worker() {
+        let mut r = ActionReport::new("retry", "s", false);
+        r.skip("1-0", SkipReason::OwnerLive, Some("a"), "a is live".into());
+        r.skip("2-0", SkipReason::OwnerLive, Some("a"), "a is live".into());
+        r.skip("3-0", SkipReason::OwnerLive, Some("b"), "b is live".into());
+        r.skip("4-0", SkipReason::BodyGone, None, "gone".into());
+        assert_eq!((r.skipped, r.matched, r.changed), (4, 0, 0));
+        let counts: Vec<_> = r
+            .skip_reasons
+            .iter()
+            .map(|s| (s.reason, s.consumer.as_deref(), s.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (SkipReason::OwnerLive, Some("a"), 2),
+                (SkipReason::OwnerLive, Some("b"), 1),
+                (SkipReason::BodyGone, None, 1),
+            ]
+        );
+        assert_eq!(r.items.len(), 4);
+        assert!(r.items.iter().all(|i| i.outcome == "skipped"));
     }
 }

@@ -13,7 +13,7 @@ mod workers;
 pub use events::EventEntry;
 pub use instances::{CreateOutcome, StoredInstance, Transition};
 pub use operations::{Claim, Remembered};
-pub use workers::WorkerInfo;
+pub use workers::{Registration, TTL_FIELD, TtlSource, WorkerInfo};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

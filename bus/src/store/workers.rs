@@ -1,10 +1,16 @@
 //! Worker heartbeats: a per-platform sorted set of consumer → last beat, plus a hash per worker
-//! that expires when beats stop. Liveness is `ZRANGEBYSCORE` over the set: O(log n + live).
+//! (its registration: node, start time and the heartbeat TTL it runs with) that expires when
+//! beats stop. Liveness is `ZRANGEBYSCORE` over the set: O(log n + live).
+//!
+//! Operator tooling judges each worker by the TTL the worker registered
+//! ([`Store::registrations`]), not by a TTL of its own: a worker that beats every second with a
+//! 2 s TTL is dead 2 s after its last beat, whatever the tool's default says.
 
 use std::collections::HashMap;
 
 use draas_protocol::{Platform, Timestamp};
 use redis::AsyncCommands;
+use serde::Serialize;
 
 use super::Store;
 use crate::BusError;
@@ -20,8 +26,67 @@ pub struct WorkerInfo {
     pub started_at: Option<Timestamp>,
 }
 
+/// The registration field holding the heartbeat TTL (ms) a worker runs with.
+pub const TTL_FIELD: &str = "ttl";
+
+/// Where the TTL a worker was judged by came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TtlSource {
+    /// The worker recorded it in its registration.
+    Registered,
+    /// The worker recorded none (an older version): the caller's fallback.
+    Fallback,
+    /// The caller asked to judge every worker by one TTL.
+    Override,
+    /// The registration expired: the beats stopped for longer than the worker's own TTL.
+    Expired,
+}
+
+/// A worker's registration, judged live or dead by its TTL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    pub consumer: String,
+    /// `None` once the registration hash has expired (the worker stopped beating).
+    pub node: Option<String>,
+    pub last_heartbeat: Timestamp,
+    /// Milliseconds since the last heartbeat, when judged.
+    pub since_heartbeat_ms: u64,
+    /// The TTL the worker was judged by (unknown once its registration expired), and where it
+    /// came from.
+    pub ttl_ms: Option<u64>,
+    pub ttl_source: TtlSource,
+    pub live: bool,
+}
+
+impl Registration {
+    /// Why the worker counts as live or dead, for people.
+    pub fn explain(&self) -> String {
+        let since = self.since_heartbeat_ms;
+        let source = match self.ttl_source {
+            TtlSource::Registered => "its registered heartbeat TTL",
+            TtlSource::Fallback => "the fallback TTL (it registered none)",
+            TtlSource::Override => "the TTL given as an override",
+            TtlSource::Expired => {
+                return format!(
+                    "last heartbeat {since} ms ago; its registration expired with its own TTL"
+                );
+            }
+        };
+        let verdict = if self.live { "within" } else { "past" };
+        let ttl = self.ttl_ms.unwrap_or_default();
+        format!("last heartbeat {since} ms ago, {verdict} {source} of {ttl} ms")
+    }
+}
+
+/// Members of the heartbeat set read per round trip by [`Store::registrations`].
+const REGISTRATION_PAGE: isize = 200;
+
 impl Store {
-    /// Records a heartbeat; the worker counts as live for `ttl_ms` after it.
+    /// Records a heartbeat; the worker counts as live for `ttl_ms` after it, and says so in its
+    /// registration (`ttl`), so tools judge it by the TTL it runs with. One MULTI (every key
+    /// shares the platform's hash tag): nobody sees the beat without the registration.
     pub async fn heartbeat(
         &self,
         platform: Platform,
@@ -33,6 +98,7 @@ impl Store {
         let now = now().millis();
         let hash = self.keys.worker(platform, consumer);
         redis::pipe()
+            .atomic()
             .zadd(self.keys.workers(platform), consumer, now)
             .ignore()
             .zadd(self.keys.nodes(platform), node, now)
@@ -42,6 +108,7 @@ impl Store {
                 &[
                     ("node", node.to_owned()),
                     ("started", started_at.millis().to_string()),
+                    (TTL_FIELD, ttl_ms.to_string()),
                 ],
             )
             .ignore()
@@ -114,6 +181,70 @@ impl Store {
                 started_at: d.get("started").and_then(|s| s.parse().ok()).map(Timestamp),
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// Every worker in the platform's heartbeat set, each judged by the TTL it registered;
+    /// `fallback_ttl_ms` for one that registered none, `override_ttl_ms` (when given) for all.
+    ///
+    /// A registration hash expires one TTL after the last beat, so a member whose hash is gone
+    /// is dead (the set keeps members far longer, so they can be listed). The set is read a
+    /// page at a time; it holds only workers heard from recently (see [`Store::heartbeat`]).
+    pub async fn registrations(
+        &self,
+        platform: Platform,
+        fallback_ttl_ms: u64,
+        override_ttl_ms: Option<u64>,
+    ) -> Result<Vec<Registration>, BusError> {
+        let mut conn = self.conn();
+        let mut out = Vec::new();
+        let mut start = 0isize;
+        loop {
+            let members: Vec<(String, u64)> = conn
+                .zrange_withscores(
+                    self.keys.workers(platform),
+                    start,
+                    start + REGISTRATION_PAGE - 1,
+                )
+                .await?;
+            if members.is_empty() {
+                return Ok(out);
+            }
+            let mut pipe = redis::pipe();
+            for (consumer, _) in &members {
+                pipe.cmd("HMGET")
+                    .arg(self.keys.worker(platform, consumer))
+                    .arg("node")
+                    .arg(TTL_FIELD);
+            }
+            let details: Vec<(Option<String>, Option<u64>)> = pipe.query_async(&mut conn).await?;
+            let now = now().millis();
+            let done = (members.len() as isize) < REGISTRATION_PAGE;
+            for ((consumer, beat), (node, ttl)) in members.into_iter().zip(details) {
+                let since = now.saturating_sub(beat);
+                // Without an override, a registration that expired means the beats stopped.
+                let (ttl_ms, ttl_source) = match (override_ttl_ms, &node, ttl) {
+                    (Some(ttl), _, _) => (Some(ttl), TtlSource::Override),
+                    (None, None, _) => (None, TtlSource::Expired),
+                    (None, Some(_), Some(ttl)) => (Some(ttl), TtlSource::Registered),
+                    (None, Some(_), None) => (Some(fallback_ttl_ms), TtlSource::Fallback),
+                };
+                out.push(Registration {
+                    consumer,
+                    node,
+                    last_heartbeat: Timestamp(beat),
+                    since_heartbeat_ms: since,
+                    ttl_ms,
+                    ttl_source,
+                    live: ttl_ms.is_some_and(|ttl| since < ttl),
+                });
+            }
+            if done {
+                return Ok(out);
+            }
+            start += REGISTRATION_PAGE;
+        }
     }
 }
 

@@ -16,9 +16,11 @@ pub struct OpsArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    /// A worker whose heartbeat is older than this counts as dead (e.g. 10s).
-    #[arg(long, global = true, value_parser = ui::parse_duration, default_value = "10s")]
-    pub worker_ttl: Duration,
+    /// Judge every worker by this heartbeat TTL (e.g. 10s) instead of the TTL it registered.
+    /// Without it each worker is live while its last heartbeat is younger than its own
+    /// registered TTL (10s for workers that registered none).
+    #[arg(long, global = true, value_parser = ui::parse_duration)]
+    pub worker_ttl: Option<Duration>,
     #[command(subcommand)]
     pub command: OpsCmd,
 }
@@ -54,6 +56,9 @@ pub enum OpsCmd {
         /// The live consumer that takes them (see `ops consumers`).
         #[arg(long)]
         to: String,
+        /// Also entries whose owner is another live worker.
+        #[arg(long)]
+        force: bool,
         /// Show what would happen; change nothing.
         #[arg(long)]
         dry_run: bool,

@@ -3,12 +3,18 @@
 //! consumers, prune and trim. The work is [`draas_bus::admin`]; this module parses, asks for
 //! confirmation, shows progress and prints ([`render`] tables, or `--json`).
 //!
+//! Liveness: a worker is live while its last heartbeat is younger than the heartbeat TTL it
+//! registered; `--worker-ttl` judges every worker by one TTL instead. Entries an action leaves
+//! alone are counted by reason in its output (`skipped`, `skipReasons` in `--json`).
+//!
 //! Every state-changing command takes `--dry-run`. Destructive ones (purge, prune, trim) first
 //! compute what they would do, then ask on a terminal, and refuse without `--yes` otherwise.
 
 mod args;
 mod render;
 mod ui;
+
+use std::time::Duration;
 
 use anyhow::Context;
 use draas_bus::admin::{ActionReport, Admin, NoProgress, PendingQuery, TrimTarget};
@@ -18,6 +24,10 @@ use serde::Serialize;
 pub use args::OpsArgs;
 use args::{DlqCmd, OpsCmd, Safety, TrimCmd};
 
+/// The heartbeat TTL of workers that registered none (versions before it was recorded): the
+/// workers' default.
+const FALLBACK_WORKER_TTL: Duration = Duration::from_secs(10);
+
 pub async fn run(args: OpsArgs) -> anyhow::Result<()> {
     let store = draas_bus::Store::new(
         draas_bus::connect::shared(&args.common.redis_url)
@@ -25,7 +35,10 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to {}", args.common.redis_url))?,
         Keyspace::new(&args.common.prefix),
     );
-    let admin = Admin::new(store, args.worker_ttl);
+    let admin = match args.worker_ttl {
+        Some(ttl) => Admin::new(store, FALLBACK_WORKER_TTL).with_ttl_override(ttl),
+        None => Admin::new(store, FALLBACK_WORKER_TTL),
+    };
     let json = args.json;
     match args.command {
         OpsCmd::Streams { platform } => {
@@ -54,10 +67,13 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<()> {
         OpsCmd::Claim {
             select,
             to,
+            force,
             dry_run,
         } => {
             let bar = ui::bar("claim");
-            let report = admin.claim(&select.selection(), &to, dry_run, &bar).await?;
+            let report = admin
+                .claim(&select.selection(), &to, force, dry_run, &bar)
+                .await?;
             bar.done();
             emit_report(json, &report)
         }

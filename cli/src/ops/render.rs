@@ -147,9 +147,12 @@ pub fn report(r: &ActionReport) {
         ""
     };
     println!(
-        "{} on {}: {} matched, {} changed{mode}",
-        r.action, r.stream, r.matched, r.changed
+        "{} on {}: {} matched, {} changed, {} skipped{mode}",
+        r.action, r.stream, r.matched, r.changed, r.skipped
     );
+    for s in &r.skip_reasons {
+        println!("skipped {}: {}", s.count, s.message);
+    }
     if !r.items.is_empty() {
         let mut t = Table::new(&["ID", "OUTCOME", "DETAIL"]);
         for i in &r.items {
