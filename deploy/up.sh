@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
 # One command to run DRaaS locally: installs redis-server when missing, builds the workspace,
-# then runs `draas up` (a private Redis, the API on 127.0.0.1:8080 and a process worker).
-# Ctrl-C stops everything.
+# puts `draas` and `draas-runtime` on PATH (symlinks to target/debug/ in /usr/local/bin, or
+# in ~/.local/bin when /usr/local/bin is not writable), then runs `draas up` (a private Redis,
+# the API on 127.0.0.1:8080 and a process worker). Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
 cargo build --workspace --locked
+
+bin=/usr/local/bin
+if [ ! -w "$bin" ]; then
+  bin="$HOME/.local/bin"
+  mkdir -p "$bin"
+fi
+for exe in draas draas-runtime; do
+  ln -sf "$PWD/target/debug/$exe" "$bin/$exe"
+done
+echo "up.sh: draas and draas-runtime are $PWD/target/debug/{draas,draas-runtime}, linked into $bin"
+case ":$PATH:" in
+  *":$bin:"*) ;;
+  *) echo "up.sh: $bin is not on your PATH; add it with: export PATH=\"$bin:\$PATH\"" ;;
+esac
 exec target/debug/draas up "$@"

@@ -8,6 +8,11 @@
 //! A URL that lists several nodes, comma-separated (`redis://10.0.0.1:7000,redis://…`), is a
 //! Redis Cluster: [`Conn::Cluster`] routes every command by its key's slot. The key layout
 //! makes that safe: keys used together share a hash tag, every Lua script touches one key.
+//!
+//! [`shared`] and [`blocking`] retry for a long time, which suits a running component riding
+//! out a Redis restart. A program starting up first calls [`check`], which gives up within a
+//! few seconds, so an unreachable Redis is one clear error, not a minute of retries. Messages
+//! name a Redis by [`redacted`], never with its password.
 
 use std::time::Duration;
 
@@ -127,6 +132,75 @@ fn backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
+/// Checks that `url` answers PING, giving up after `within`. Refused connections, timeouts and
+/// a Redis still loading its data are tried again until then (a Redis may be starting
+/// alongside); errors no retry fixes (a malformed URL, a wrong password) return at once.
+pub async fn check(url: &str, within: Duration) -> Result<(), RedisError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let error = match tokio::time::timeout(left, ping(url, left)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error,
+            Err(_) => RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", within.as_secs_f64()),
+            )),
+        };
+        let transient = error.is_io_error()
+            || error.is_timeout()
+            || error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading);
+        let pause = Duration::from_millis(200);
+        if !transient || tokio::time::Instant::now() + pause >= deadline {
+            return Err(error);
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// One connection attempt and a PING, each bounded by `within` (at most 2 s).
+async fn ping(url: &str, within: Duration) -> Result<(), RedisError> {
+    let timeout = within.min(Duration::from_secs(2));
+    if let Some(nodes) = cluster_nodes(url) {
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(0)
+            .build()?;
+        let mut conn = client.get_async_connection().await?;
+        return redis::cmd("PING").query_async::<()>(&mut conn).await;
+    }
+    let config = AsyncConnectionConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout));
+    let mut conn = Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await
+}
+
+/// `url` fit to print: a password in it (`redis://user:secret@host`, `redis://:secret@host`) is
+/// replaced by `***`, for every node of a cluster URL.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|node| {
+            let Some((scheme, rest)) = node.split_once("://") else {
+                return node.to_owned();
+            };
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+                    format!("{scheme}://{user}:***@{host}{tail}")
+                }
+                None => node.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Opens the shared, self-reconnecting connection.
 pub async fn shared(url: &str) -> Result<Conn, RedisError> {
     if let Some(nodes) = cluster_nodes(url) {
@@ -157,4 +231,45 @@ pub async fn blocking(url: &str) -> Result<Conn, RedisError> {
         .notify(|e, d| tracing::warn!(message = "redis connect failed, retrying", error = %e, delay = ?d))
         .await?;
     Ok(Conn::Single(conn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redaction_hides_passwords_only() {
+        let cases = [
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+            ("redis://app:s3cret@host", "redis://app:***@host"),
+            ("rediss://s3cret@host/1?x=1", "rediss://:***@host/1?x=1"),
+            (
+                "redis://a:p@n1:7000,redis://a:p@n2:7001",
+                "redis://a:***@n1:7000,redis://a:***@n2:7001",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn check_gives_up_within_its_budget() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = std::time::Instant::now();
+        let error = super::check(
+            &format!("redis://127.0.0.1:{port}"),
+            std::time::Duration::from_secs(1),
+        )
+        .await
+        .expect_err("nothing listens there");
+        assert!(error.is_connection_refusal(), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
 }

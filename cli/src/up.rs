@@ -1,7 +1,14 @@
 //! `draas up`: the whole system on one machine. A private `redis-server` child (own data
 //! directory, AOF on) unless `REDIS_URL` is set, one API node and one process worker in this
-//! process. Ctrl-C stops the API, then the worker (which stops its instances), then Redis, so
-//! nothing is left running.
+//! process. It writes `<data dir>/context.json` ([`crate::context`]) so `draas ops|worker|api`
+//! in the same directory find its Redis, and prints an `export REDIS_URL=…` line for other
+//! shells.
+//!
+//! Ctrl-C first stops the worker's running instances through the API ([`crate::stop_all`]),
+//! so they are recorded `stopped` and the next `draas up` shows them so (start them again
+//! with the API); then it stops the API, the worker, Redis, and removes the context. A second
+//! Ctrl-C skips the orderly stops: the worker then kills what is left, and those instances
+//! come back `failed`. Nothing is left running either way.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +20,8 @@ use clap::Args;
 use draas_protocol::{Keyspace, Platform};
 use tokio::process::{Child, Command};
 
-use crate::signals;
+use crate::context::{self, Context as UpContext};
+use crate::{signals, stop_all};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -38,8 +46,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    context::check_free(&data_dir, std::process::id())?;
     let (redis_url, mut redis) = match &args.redis_url {
-        Some(url) => (url.clone(), None),
+        Some(url) => {
+            context::reachable(url).await?;
+            (url.clone(), None)
+        }
         None => {
             let (url, child) = start_redis(&data_dir.join("redis")).await?;
             (url, Some(child))
@@ -62,37 +74,76 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         })?;
     let url = format!("http://{}", listener.local_addr()?);
 
+    let worker_dir = data_dir.join("worker");
     let mut worker_config =
-        draas_worker::WorkerConfig::new(&redis_url, Platform::Process, data_dir.join("worker"));
-    worker_config.keys = keys;
+        draas_worker::WorkerConfig::new(&redis_url, Platform::Process, &worker_dir);
+    worker_config.keys = keys.clone();
+    // A backstop: instances the orderly stop below did not reach are not left running.
     worker_config.stop_instances_on_exit = true;
     worker_config.process.executable = args.runtime.clone().unwrap_or_else(crate::default_runtime);
 
+    let context_path = UpContext {
+        redis_url: redis_url.clone(),
+        api_url: url.clone(),
+        prefix: args.prefix.clone(),
+        pid: std::process::id(),
+    }
+    .write(&data_dir)?;
+
     let (first, second) = signals::two_stage();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+    let (force_tx, force_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        second.await;
+        let _ = force_tx.send(true);
+    });
+    let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let api = tokio::spawn(draas_api::serve(listener, app, stopped(stop_rx.clone())));
+    let api = tokio::spawn(draas_api::serve(listener, app, signalled(stop_rx.clone())));
     let worker = tokio::spawn(draas_worker::run(
         worker_config,
-        stopped(stop_rx.clone()),
-        second,
+        signalled(stop_rx.clone()),
+        signalled(force_rx.clone()),
     ));
 
+    let shown_redis = draas_bus::connect::redacted(&redis_url);
     println!("DRaaS is up.");
-    println!("  API:    {url}   (try: curl {url}/api/v1/platforms)");
-    println!("  Redis:  {redis_url}");
-    println!("  Data:   {}", data_dir.display());
-    println!("Press Ctrl-C to stop everything.");
+    println!("  API:      {url}   (try: curl {url}/api/v1/platforms)");
+    println!("  Redis:    {shown_redis}");
+    println!("  Data:     {}", data_dir.display());
+    let finds_it = match data_dir.parent() {
+        Some(parent) if data_dir.ends_with(context::DEFAULT_DIR) => {
+            format!("found by draas ops|worker|api run in {}", parent.display())
+        }
+        _ => format!("use it with --context {}", data_dir.display()),
+    };
+    println!("  Context:  {}   ({finds_it})", context_path.display());
+    if redis.is_some() {
+        println!("Other shells:  export REDIS_URL={redis_url}");
+    }
+    println!(
+        "Press Ctrl-C to stop everything (running instances are stopped and recorded `stopped`)."
+    );
 
     first.await;
+    tokio::select! {
+        result = stop_all::run(&url, &redis_url, &keys, &worker_dir) => {
+            if let Err(error) = result {
+                eprintln!("could not stop the instances in order: {error:#}");
+            }
+        }
+        () = signalled(force_rx.clone()) => {
+            eprintln!("forced: instances still running are killed and will show as failed");
+        }
+    }
     let _ = stop_tx.send(true);
     let api_result = api.await.context("API task")?;
     let worker_result = worker.await.context("worker task")?;
     if let Some(child) = redis.as_mut() {
         stop_child(child).await;
     }
+    UpContext::remove(&data_dir);
     api_result.context("API")?;
     worker_result.context("worker")?;
     println!("DRaaS stopped.");
