@@ -13,6 +13,7 @@
 //!
 //! Entry point: [`App::connect`] then [`serve`].
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod dispatch;

@@ -8,10 +8,12 @@
 //! - [`codec`]: versioned MessagePack encoding with typed decode errors.
 //! - [`keys`]: every Redis key name, built in one place, hash-tagged per platform.
 //! - [`drasi`]: the drasi-server configuration model, validation and YAML rendering.
+//! - [`auth`]: tenants and scopes.
 //! - [`env`]: an instance's explicit environment (plain and secret variables, redaction).
 //! - [`egress`]: the operator's egress policy for instances.
 //! - [`time`]: the millisecond `Timestamp` used on the wire and in JSON.
 
+pub mod auth;
 pub mod codec;
 pub mod command;
 pub mod drasi;

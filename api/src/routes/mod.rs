@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Router, middleware};
 
 use crate::error::ApiError;
-use crate::{App, guard};
+use crate::{App, auth, guard};
 
 /// Builds the full router. Every route and the fallback sit behind [`guard`], which also
 /// reshapes the framework's own error responses (405, rejections) into the error body.
@@ -63,6 +63,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/admin/trim", post(admin::trim))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(auth::attach_unauthenticated))
         .layer(middleware::from_fn_with_state(policy, guard::guard))
         .with_state(app);
     Router::new()
