@@ -7,26 +7,15 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use common::{BIN, HOT_QUERY, Runtime, TempDir, free_port, pipeline_config, wait_for};
+use common::{
+    BIN, HOT_QUERY, Runtime, TempDir, free_port, pipeline_config, post_event, sensor_reading,
+    wait_for,
+};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn post_reading(source_port: u16, id: &str, temperature: i64) -> Result<()> {
-    let body = serde_json::json!({"operation": "insert", "element": {"type": "node", "id": id,
-        "labels": ["Sensor"], "properties": {"id": id, "temperature": temperature}}});
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{source_port}/sources/sensors/events"
-        ))
-        .json(&body)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "event refused: {}",
-        resp.status()
-    );
-    Ok(())
+    post_event(source_port, sensor_reading(id, temperature)).await
 }
 
 #[tokio::test]

@@ -7,27 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use common::{Runtime, TempDir, free_port, pipeline_config};
+use common::{Runtime, TempDir, free_port, pipeline_config, post_event};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn post_event(source_port: u16, event: Value) -> Result<()> {
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{source_port}/sources/sensors/events"
-        ))
-        .json(&event)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        resp.status().is_success(),
-        "event rejected: {}",
-        resp.text().await?
-    );
-    Ok(())
-}
 
 fn sensor(op: &str, id: &str, temperature: i64) -> Value {
     json!({"operation": op, "element": {"type": "node", "id": id, "labels": ["Sensor"],

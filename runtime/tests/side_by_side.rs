@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use common::{Runtime, TempDir, free_port, pipeline_config};
+use common::{Runtime, TempDir, free_port, pipeline_config, post_event, sensor_reading};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -30,16 +30,7 @@ async fn two_instances_in_different_working_directories() -> Result<()> {
     // Each instance sees only its own events.
     for (i, (_, source_port)) in runtimes.iter().enumerate() {
         let id = format!("only-{i}");
-        let event = json!({"operation": "insert", "element": {"type": "node", "id": id,
-            "labels": ["Sensor"], "properties": {"id": id, "temperature": 100 + i}}});
-        let resp = reqwest::Client::new()
-            .post(format!(
-                "http://127.0.0.1:{source_port}/sources/sensors/events"
-            ))
-            .json(&event)
-            .send()
-            .await?;
-        assert!(resp.status().is_success());
+        post_event(*source_port, sensor_reading(&id, 100 + i as i64)).await?;
     }
     for (i, (rt, _)) in runtimes.iter().enumerate() {
         let expected = json!([{"id": format!("only-{i}"), "temperature": 100 + i}]);

@@ -182,6 +182,29 @@ impl Drop for Runtime {
     }
 }
 
+/// Posts one change event to the `sensors` http source on `source_port`.
+pub async fn post_event(source_port: u16, event: Value) -> Result<()> {
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{source_port}/sources/sensors/events"
+        ))
+        .json(&event)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "event rejected: {}",
+        resp.text().await?
+    );
+    Ok(())
+}
+
+/// An insert of a `Sensor` node with `id` and `temperature`.
+pub fn sensor_reading(id: &str, temperature: i64) -> Value {
+    serde_json::json!({"operation": "insert", "element": {"type": "node", "id": id,
+        "labels": ["Sensor"], "properties": {"id": id, "temperature": temperature}}})
+}
+
 /// Polls `check` until it returns `Some`, failing after `within`.
 pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> Result<T>
 where
