@@ -13,7 +13,14 @@
 //! out a Redis restart. A program starting up first calls [`check`], which gives up within a
 //! few seconds, so an unreachable Redis is one clear error, not a minute of retries. Messages
 //! name a Redis by [`redacted`], never with its password.
+//!
+//! Every function takes a [`RedisTarget`]: the URL (`redis://`, `rediss://` for TLS, with
+//! `user:password@` for an ACL user) plus the TLS files given beside it (a CA to trust instead
+//! of the system's, a client certificate and key). A plain `&str` URL converts into one.
 
+use std::fmt;
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -22,7 +29,169 @@ use redis::aio::{
 };
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, Pipeline, RedisError, RedisFuture,
+    TlsCertificates, Value,
+};
+
+/// TLS files given beside a Redis URL. All empty: a `rediss://` URL trusts the system's CAs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    /// PEM CA certificate(s) to trust instead of the system's roots (`--redis-ca`).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (`--redis-cert`); needs `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the client certificate (`--redis-key`).
+    pub key: Option<PathBuf>,
+}
+
+impl RedisTls {
+    fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none()
+    }
+}
+
+/// Which Redis to use and how: a URL (one server, or a cluster's nodes comma-separated) and
+/// the TLS files for `rediss://`. Dereferences to the URL; prints (and debug-prints)
+/// [`redacted`], so a logged configuration never shows the password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RedisTarget {
+    pub url: String,
+    pub tls: RedisTls,
+}
+
+impl RedisTarget {
+    pub fn new(url: impl Into<String>, tls: RedisTls) -> Self {
+        RedisTarget {
+            url: url.into(),
+            tls,
+        }
+    }
+
+    /// A client for one node URL: with the TLS files when any are given (which the URL must
+    /// then name `rediss://`), else as the URL says.
+    fn client(&self, url: &str) -> Result<Client, RedisError> {
+        match self.certificates()? {
+            Some(certs) => Client::build_with_tls(url, certs),
+            None => Client::open(url),
+        }
+    }
+
+    /// A plain connection to one node of this target (bounded waits, no retries), for
+    /// one-off questions such as the start-up permission check.
+    pub(crate) async fn single_node(&self, url: &str) -> Result<MultiplexedConnection, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(Duration::from_secs(2)));
+        self.client(url)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// A cluster client over `nodes`, with the TLS files when any are given.
+    fn cluster_builder(
+        &self,
+        nodes: Vec<&str>,
+    ) -> Result<redis::cluster::ClusterClientBuilder, RedisError> {
+        let builder = ClusterClient::builder(nodes);
+        Ok(match self.certificates()? {
+            Some(certs) => builder.certs(certs),
+            None => builder,
+        })
+    }
+
+    /// The TLS files read, or `None` when none were given. A client certificate without its
+    /// key (or the reverse) is an error, as is any of them on a `redis://` URL.
+    fn certificates(&self) -> Result<Option<TlsCertificates>, RedisError> {
+        if self.tls.is_empty() {
+            return Ok(None);
+        }
+        if self
+            .url
+            .split(',')
+            .any(|node| !node.trim().starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "--redis-ca, --redis-cert and --redis-key need a rediss:// URL",
+            ));
+        }
+        let client_tls = match (&self.tls.cert, &self.tls.key) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read_pem(cert, "client certificate (--redis-cert)")?,
+                client_key: read_pem(key, "client key (--redis-key)")?,
+            }),
+            (None, None) => None,
+            _ => return Err(invalid("--redis-cert and --redis-key go together")),
+        };
+        let root_cert = match &self.tls.ca {
+            Some(ca) => Some(read_pem(ca, "CA (--redis-ca)")?),
+            None => None,
+        };
+        Ok(Some(TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
+    }
+}
+
+fn invalid(message: &'static str) -> RedisError {
+    RedisError::from((redis::ErrorKind::InvalidClientConfig, message))
+}
+
+fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, RedisError> {
+    std::fs::read(path).map_err(|error| {
+        RedisError::from(std::io::Error::new(
+            error.kind(),
+            format!("reading the Redis {what} {}: {error}", path.display()),
+        ))
+    })
+}
+
+impl Deref for RedisTarget {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.url
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("url", &redacted(&self.url))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redacted(&self.url))
+    }
+}
+
+impl From<&str> for RedisTarget {
+    fn from(url: &str) -> Self {
+        RedisTarget::new(url, RedisTls::default())
+    }
+}
+
+impl From<String> for RedisTarget {
+    fn from(url: String) -> Self {
+        RedisTarget::new(url, RedisTls::default())
+    }
+}
+
+impl From<&String> for RedisTarget {
+    fn from(url: &String) -> Self {
+        RedisTarget::new(url.clone(), RedisTls::default())
+    }
+}
+
+impl From<&RedisTarget> for RedisTarget {
+    fn from(target: &RedisTarget) -> Self {
+        target.clone()
+    }
+}
 
 /// How long ordinary commands may take before they count as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,8 +281,13 @@ fn cluster_nodes(url: &str) -> Option<Vec<&str>> {
     (nodes.len() > 1).then_some(nodes)
 }
 
-async fn cluster(nodes: Vec<&str>, response_timeout: Duration) -> Result<Conn, RedisError> {
-    let client = ClusterClient::builder(nodes)
+async fn cluster(
+    target: &RedisTarget,
+    nodes: Vec<&str>,
+    response_timeout: Duration,
+) -> Result<Conn, RedisError> {
+    let client = target
+        .cluster_builder(nodes)?
         .connection_timeout(Duration::from_secs(2))
         .response_timeout(response_timeout)
         .build()?;
@@ -135,11 +309,12 @@ fn backoff() -> ExponentialBuilder {
 /// Checks that `url` answers PING, giving up after `within`. Refused connections, timeouts and
 /// a Redis still loading its data are tried again until then (a Redis may be starting
 /// alongside); errors no retry fixes (a malformed URL, a wrong password) return at once.
-pub async fn check(url: &str, within: Duration) -> Result<(), RedisError> {
+pub async fn check(target: impl Into<RedisTarget>, within: Duration) -> Result<(), RedisError> {
+    let target = target.into();
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let error = match tokio::time::timeout(left, ping(url, left)).await {
+        let error = match tokio::time::timeout(left, ping(&target, left)).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) => error,
             Err(_) => RedisError::from(std::io::Error::new(
@@ -159,10 +334,11 @@ pub async fn check(url: &str, within: Duration) -> Result<(), RedisError> {
 }
 
 /// One connection attempt and a PING, each bounded by `within` (at most 2 s).
-async fn ping(url: &str, within: Duration) -> Result<(), RedisError> {
+async fn ping(target: &RedisTarget, within: Duration) -> Result<(), RedisError> {
     let timeout = within.min(Duration::from_secs(2));
-    if let Some(nodes) = cluster_nodes(url) {
-        let client = ClusterClient::builder(nodes)
+    if let Some(nodes) = cluster_nodes(target) {
+        let client = target
+            .cluster_builder(nodes)?
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(0)
@@ -173,7 +349,8 @@ async fn ping(url: &str, within: Duration) -> Result<(), RedisError> {
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout));
-    let mut conn = Client::open(url)?
+    let mut conn = target
+        .client(target)?
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
     redis::cmd("PING").query_async::<()>(&mut conn).await
@@ -202,11 +379,12 @@ pub fn redacted(url: &str) -> String {
 }
 
 /// Opens the shared, self-reconnecting connection.
-pub async fn shared(url: &str) -> Result<Conn, RedisError> {
-    if let Some(nodes) = cluster_nodes(url) {
-        return cluster(nodes, RESPONSE_TIMEOUT).await;
+pub async fn shared(target: impl Into<RedisTarget>) -> Result<Conn, RedisError> {
+    let target = target.into();
+    if let Some(nodes) = cluster_nodes(&target) {
+        return cluster(&target, nodes, RESPONSE_TIMEOUT).await;
     }
-    let client = Client::open(url)?;
+    let client = target.client(&target)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(Duration::from_secs(2)));
@@ -218,11 +396,12 @@ pub async fn shared(url: &str) -> Result<Conn, RedisError> {
 }
 
 /// Opens a connection for one blocking reader: no response timeout, so `BLOCK` governs.
-pub async fn blocking(url: &str) -> Result<Conn, RedisError> {
-    if let Some(nodes) = cluster_nodes(url) {
-        return cluster(nodes, BLOCKING_RESPONSE_TIMEOUT).await;
+pub async fn blocking(target: impl Into<RedisTarget>) -> Result<Conn, RedisError> {
+    let target = target.into();
+    if let Some(nodes) = cluster_nodes(&target) {
+        return cluster(&target, nodes, BLOCKING_RESPONSE_TIMEOUT).await;
     }
-    let client = Client::open(url)?;
+    let client = target.client(&target)?;
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(None)
         .set_connection_timeout(Some(Duration::from_secs(2)));
@@ -252,6 +431,14 @@ mod tests {
         for (url, shown) in cases {
             assert_eq!(redacted(url), shown, "{url}");
         }
+    }
+
+    #[test]
+    fn targets_never_print_the_password() {
+        let target = super::RedisTarget::from("rediss://draas:s3cret@host:6380");
+        assert_eq!(target.to_string(), "rediss://draas:***@host:6380");
+        assert!(!format!("{target:?}").contains("s3cret"));
+        assert_eq!(&*target, "rediss://draas:s3cret@host:6380");
     }
 
     #[tokio::test]

@@ -3,6 +3,8 @@
 //! Layout:
 //! - [`admin`]: operator tooling (streams overview, pending entries, dead letters, pruning,
 //!   trimming), shared by `draas ops` and the API's admin endpoints.
+//! - [`acl`]: the Redis commands DRaaS sends: the least-privilege ACL rule and the start-up
+//!   check that the user holds it.
 //! - [`connect`]: connections: the shared multiplexed one (with reconnect) and dedicated ones
 //!   for blocking reads, both established with backoff.
 //! - [`store`]: instance records, names, operations, idempotency keys, heartbeats and events.
@@ -12,6 +14,7 @@
 //!
 //! Nothing here knows about Docker, Kubernetes or processes.
 
+pub mod acl;
 pub mod admin;
 pub mod clock;
 pub mod connect;

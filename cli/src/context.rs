@@ -265,7 +265,7 @@ impl Common {
             prefix = %self.prefix,
             from = %source
         );
-        reachable(&self.redis_url).await?;
+        reachable(self.redis()).await?;
         Ok(())
     }
 
@@ -306,11 +306,12 @@ impl Common {
 }
 
 /// Checks that `url` answers PING within the start-up budget.
-pub async fn reachable(url: &str) -> Result<(), Unreachable> {
-    connect::check(url, CONNECT_BUDGET)
+pub async fn reachable(url: impl Into<connect::RedisTarget>) -> Result<(), Unreachable> {
+    let url = url.into();
+    connect::check(&url, CONNECT_BUDGET)
         .await
         .map_err(|error| Unreachable {
-            url: connect::redacted(url),
+            url: connect::redacted(&url),
             reason: error.to_string(),
         })
 }

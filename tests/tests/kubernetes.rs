@@ -26,7 +26,11 @@ impl KubeSystem {
         let redis = RedisServer::start()?;
         let keys = common::fresh_keys("k");
         let worker = worker(&redis, &keys, &kube).await?;
-        let api = ApiNode::start(&redis.url, &keys).await?;
+        // The operator lets tenants name images (an unpullable one is tested below).
+        let api = ApiNode::start_tuned(&redis.url, &keys, |c| {
+            c.allowed_images = draas_protocol::image::ImagePolicy::new(["*"]);
+        })
+        .await?;
         let client = kube.client().await;
         let sys = System {
             redis,
@@ -174,6 +178,7 @@ async fn worker(
             c.kubernetes.kubeconfig = Some(kubeconfig);
             c.kubernetes.namespace = NAMESPACE.to_owned();
             c.kubernetes.image = "draas-runtime:test".to_owned();
+            c.kubernetes.allowed_images = draas_protocol::image::ImagePolicy::new(["*"]);
             c.stop_instances_on_exit = false;
             c.process.readiness_timeout = std::time::Duration::from_secs(20);
         },

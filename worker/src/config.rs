@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use draas_bus::connect::RedisTarget;
+use draas_protocol::image::ImagePolicy;
 use draas_protocol::{EgressPolicy, Keyspace, Platform};
 
 /// The official drasi-server image: the instance image on Docker and Kubernetes unless a
@@ -12,7 +14,8 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/drasi-project/drasi-server:latest";
 /// Everything a worker needs to run.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    pub redis_url: String,
+    /// Which Redis, and the TLS files for `rediss://`.
+    pub redis_url: RedisTarget,
     pub keys: Keyspace,
     pub platform: Platform,
     /// Holds the node identity and every instance's working directory.
@@ -57,6 +60,8 @@ pub struct KubernetesConfig {
     pub namespace: String,
     /// Image for instances that name none.
     pub image: String,
+    /// Other images an instance may name (`--allowed-image`); none by default.
+    pub allowed_images: ImagePolicy,
     /// Deliver SIGINT before the pod's SIGTERM with a `preStop` hook (`/bin/sh -c 'kill -INT 1'`,
     /// then wait for the exit): drasi-server stops gracefully only on SIGINT. Turn it off for
     /// images without a shell whose server stops gracefully on SIGTERM (draas-runtime does).
@@ -76,6 +81,8 @@ pub struct DockerConfig {
     /// Image for instances that name none. The official drasi-server image by default, for
     /// users with a registry; tests and `draas up` use the locally built runtime image.
     pub image: String,
+    /// Other images an instance may name (`--allowed-image`); none by default.
+    pub allowed_images: ImagePolicy,
     /// How containers are networked.
     pub network: DockerNetwork,
     /// Pull an image that is not present locally (progress is reported as events).
@@ -129,7 +136,7 @@ pub struct ProcessConfig {
 impl WorkerConfig {
     /// Defaults for `platform` against `redis_url`, with data under `data_dir`.
     pub fn new(
-        redis_url: impl Into<String>,
+        redis_url: impl Into<RedisTarget>,
         platform: Platform,
         data_dir: impl Into<PathBuf>,
     ) -> Self {
@@ -160,6 +167,7 @@ impl WorkerConfig {
             },
             docker: DockerConfig {
                 image: DEFAULT_IMAGE.to_owned(),
+                allowed_images: ImagePolicy::default(),
                 network: DockerNetwork::Host,
                 pull: true,
             },
@@ -167,6 +175,7 @@ impl WorkerConfig {
                 kubeconfig: None,
                 namespace: "default".to_owned(),
                 image: DEFAULT_IMAGE.to_owned(),
+                allowed_images: ImagePolicy::default(),
                 sigint_hook: true,
                 image_pull_policy: "IfNotPresent".to_owned(),
                 data_size: Some("1Gi".to_owned()),

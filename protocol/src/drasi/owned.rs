@@ -7,6 +7,8 @@
 //! - [`DrasiConfig::check_egress`]: those URLs against a policy.
 //! - [`DrasiConfig::resolve`]: `${NAME}` resolved string by string, naming the field of an
 //!   unresolved reference.
+//! - [`DrasiConfig::file_paths`] and [`DrasiConfig::check_paths`]: every file path the config
+//!   names must be relative and stay inside the instance's directory.
 
 use serde_json::Value;
 
@@ -147,6 +149,98 @@ impl DrasiConfig {
     }
 }
 
+/// Keys of plugin-defined (verbatim) settings whose values are file paths: names ending in
+/// one of these, any case (`filePaths`, `certFile`, `dataDir`, `path`).
+const PATH_KEY_ENDINGS: &[&str] = &["path", "paths", "dir", "directory", "file", "files"];
+
+impl DrasiConfig {
+    /// Every file path the config names, with the path of its key: `solutionsDir`, each
+    /// instance's `stateStore.path`, and, inside the settings kept verbatim for plugins
+    /// (secret stores, identity and bootstrap providers), every string under a key that names
+    /// a path, file or directory.
+    pub fn file_paths(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(dir) = &self.solutions_dir {
+            out.push(("solutionsDir".to_owned(), dir.clone()));
+        }
+        for (prefix, inst) in self.effective_instances() {
+            let at = |rest: &str| join_path(&prefix, rest);
+            if let Some(store) = &inst.state_store {
+                out.push((at("stateStore.path"), store.path.clone()));
+            }
+            if let Some(secrets) = &inst.secret_store {
+                verbatim_paths(secrets, at("secretStore"), false, &mut out);
+            }
+            for (key, list) in [
+                ("identityProviders", &inst.identity_providers),
+                ("bootstrapProviders", &inst.bootstrap_providers),
+            ] {
+                for (i, v) in list.iter().enumerate() {
+                    verbatim_paths(v, at(&format!("{key}[{i}]")), false, &mut out);
+                }
+            }
+            for (i, source) in inst.sources.iter().enumerate() {
+                if let Some(v) = source.bootstrap_provider() {
+                    let key = at(&format!("sources[{i}].bootstrapProvider"));
+                    verbatim_paths(v, key, false, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks that every file path of the config is relative and has no `..`, so whatever
+    /// runs the instance resolves it inside the instance's own directory; the first that is
+    /// not is an error naming its key (`stateStore.path`).
+    pub fn check_paths(&self) -> Result<(), ConfigError> {
+        for (key, path) in self.file_paths() {
+            check_confined(&key, &path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects the strings under path-naming keys of a verbatim value (`named`: the value sits
+/// under such a key, so its strings are paths).
+fn verbatim_paths(value: &Value, at: String, named: bool, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(text) if named => out.push((at, text.clone())),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                verbatim_paths(item, format!("{at}[{i}]"), named, out);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let lower = key.to_ascii_lowercase();
+                let names_path = PATH_KEY_ENDINGS.iter().any(|e| lower.ends_with(e));
+                verbatim_paths(item, join_path(&at, key), names_path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A path that stays inside the directory it is resolved against: not empty, not absolute
+/// (nor `~`, which some programs expand to a home directory), no `..` component, no NUL.
+pub fn check_confined(key: &str, path: &str) -> Result<(), ConfigError> {
+    let why = if path.trim().is_empty() {
+        Some("must not be empty")
+    } else if path.starts_with('/') || path.starts_with('\\') || path.starts_with('~') {
+        Some("must be relative to the instance's directory, not absolute")
+    } else if path.split(['/', '\\']).any(|c| c == "..") {
+        Some("must stay inside the instance's directory: `..` is not allowed")
+    } else if path.contains('\0') {
+        Some("must not contain NUL")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ConfigError::new(key, format!("`{path}` {why}"))),
+        None => Ok(()),
+    }
+}
+
 fn resolve_strings(
     value: &mut Value,
     path: String,
@@ -237,6 +331,55 @@ mod tests {
             .resolve(&|n| (n == "GREETING").then(|| "hi".to_owned()))
             .unwrap();
         assert_eq!(ok.queries[0].query, "MATCH (n) RETURN 'hi' AS g, 'd' AS x");
+    }
+
+    #[test]
+    fn file_paths_must_stay_inside_the_instance_directory() {
+        for ok in ["state/db.redb", "db.redb", "./a/b", "a..b/c"] {
+            check_confined("k", ok).unwrap();
+        }
+        for bad in [
+            "/etc/x",
+            "../x",
+            "a/../../x",
+            "a/..",
+            "~/x",
+            "",
+            "\\\\srv\\x",
+            "a\\..\\b",
+        ] {
+            let err = check_confined("stateStore.path", bad).unwrap_err();
+            assert_eq!(err.path, "stateStore.path", "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_paths_cover_state_stores_solutions_and_plugin_settings() {
+        let c = config(serde_json::json!({
+            "solutionsDir": "solutions",
+            "secretStore": {"kind": "file", "filePath": "secrets.json", "name": "/not-a-path"},
+            "instances": [
+                {"id": "a", "stateStore": {"kind": "redb", "path": "a.redb"}},
+                {"id": "b", "bootstrapProviders": [{"kind": "scriptfile", "filePaths": ["x", "/y"]}],
+                 "sources": [{"kind": "mock", "id": "m",
+                              "bootstrapProvider": {"kind": "scriptfile", "dataDir": "d"}}]}]}));
+        let keys: Vec<String> = c.file_paths().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "solutionsDir",
+                "instances[0].stateStore.path",
+                "instances[1].bootstrapProviders[0].filePaths[0]",
+                "instances[1].bootstrapProviders[0].filePaths[1]",
+                "instances[1].sources[0].bootstrapProvider.dataDir",
+            ]
+        );
+        assert_eq!(
+            c.check_paths().unwrap_err().path,
+            "instances[1].bootstrapProviders[0].filePaths[1]"
+        );
+        let top = config(serde_json::json!({"stateStore": {"kind": "redb", "path": "/var/lib/x"}}));
+        assert_eq!(top.check_paths().unwrap_err().path, "stateStore.path");
     }
 
     #[test]

@@ -45,8 +45,11 @@ impl DrasiConfig {
 
     /// [`DrasiConfig::validate`] plus the rules for configs a user hands to DRaaS: every
     /// listener address (the top-level `host` and `port` of the REST API, and those of http
-    /// sources and sse reactions) is assigned by the platform and must be absent.
+    /// sources and sse reactions) is assigned by the platform and must be absent, and every
+    /// file path is relative and stays inside the instance's directory
+    /// ([`DrasiConfig::check_paths`]).
     pub fn validate_user_supplied(&self) -> Result<(), ConfigError> {
+        self.check_paths()?;
         for listener in self.listeners() {
             for (key, set) in [
                 ("host", listener.host.is_some()),
@@ -167,4 +170,26 @@ fn list(ids: &HashSet<&str>) -> String {
     let mut ids: Vec<&str> = ids.iter().copied().collect();
     ids.sort_unstable();
     ids.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_configs_keep_file_paths_inside_the_instance() {
+        let config = |path: &str| {
+            DrasiConfig::from_json_value(serde_json::json!({
+                "instances": [{"id": "a", "stateStore": {"kind": "redb", "path": path}}]
+            }))
+            .unwrap()
+        };
+        config("state/a.redb").validate_user_supplied().unwrap();
+        for bad in ["/tmp/a.redb", "../a.redb"] {
+            let err = config(bad).validate_user_supplied().unwrap_err();
+            assert_eq!(err.path, "instances[0].stateStore.path", "{bad}");
+        }
+        // Operators' own configs (read by draas-runtime's checks) are not judged here.
+        config("/tmp/a.redb").validate().unwrap();
+    }
 }

@@ -173,11 +173,12 @@ impl DockerDriver {
 
     async fn create(&self, instance: &Instance) -> Result<(String, Vec<Endpoint>), DriverError> {
         let id = instance.id;
-        let image = instance
-            .spec
-            .image
-            .clone()
-            .unwrap_or_else(|| self.config.image.clone());
+        // A tenant's `image` runs only when the operator allows it.
+        let image = self
+            .config
+            .allowed_images
+            .choose(instance.spec.image.as_deref(), &self.config.image)
+            .map_err(DriverError::Config)?;
         self.ensure_image(id, &image).await?;
         let dir = self.root.join(id.to_string());
         tokio::fs::create_dir_all(&dir).await?;

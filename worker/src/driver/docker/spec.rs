@@ -159,6 +159,7 @@ mod tests {
         .unwrap();
         Instance {
             id: Uuid::from_u128(7),
+            tenant: "default".into(),
             spec: InstanceSpec {
                 name: "boxed".into(),
                 description: None,

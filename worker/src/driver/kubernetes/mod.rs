@@ -375,11 +375,12 @@ impl Driver for KubernetesDriver {
 
     async fn start(&self, instance: &Instance) -> Result<RuntimeInfo, DriverError> {
         let id = instance.id;
-        let image = instance
-            .spec
-            .image
-            .clone()
-            .unwrap_or_else(|| self.config.image.clone());
+        // A tenant's `image` runs only when the operator allows it.
+        let image = self
+            .config
+            .allowed_images
+            .choose(instance.spec.image.as_deref(), &self.config.image)
+            .map_err(DriverError::Config)?;
         let shape = spec::Shape {
             deployment: &self.deployment,
             namespace: &self.config.namespace,

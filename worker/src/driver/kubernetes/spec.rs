@@ -277,6 +277,7 @@ mod tests {
         .unwrap();
         Instance {
             id: "0190c6a2-7d4e-7b1a-9a3f-2f6c1e0d5b11".parse().unwrap(),
+            tenant: "default".into(),
             spec: InstanceSpec {
                 name: "sensors".into(),
                 description: None,
