@@ -24,8 +24,10 @@
 //! - [`dlq`]: dead letters: list, show, replay, purge.
 //! - [`trim`]: the DLQ by length or age, command streams of acked leftovers.
 //! - [`report`]: decoded payloads and action reports.
+//! - [`audit`]: pages of the audit stream.
 
 mod actions;
+mod audit;
 mod dlq;
 mod overview;
 mod pending;
@@ -42,6 +44,7 @@ use redis::Value;
 use redis::streams::StreamId;
 use serde::{Deserialize, Serialize};
 
+pub use audit::MAX_AUDIT_PAGE;
 pub use dlq::{DeadLetter, DlqPage, DlqSelection};
 pub use overview::{
     ConsumerRow, GroupInfo, OldestPending, PlatformStreams, StreamOverview, StreamsReport,

@@ -91,6 +91,15 @@ pub enum OpsCmd {
     /// Dead letters.
     #[command(subcommand)]
     Dlq(DlqCmd),
+    /// The audit trail of API requests (mutating and refused ones), newest first.
+    Audit {
+        /// Entries per page (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Continue after this entry id (a page's `nextCursor`).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
     /// Consumers of every stream, with idle (and, on Redis 7.2+, inactive) times.
     Consumers {
         /// process, docker or kubernetes.

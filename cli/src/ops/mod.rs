@@ -1,7 +1,8 @@
 //! `draas ops`: operator tooling that talks straight to Redis (no API needed): stream overview,
 //! pending entries (list, claim, retry, drop), dead letters (list, show, replay, purge),
-//! consumers, prune and trim. The work is [`draas_bus::admin`]; this module parses, asks for
-//! confirmation, shows progress and prints ([`render`] tables, or `--json`).
+//! consumers, prune and trim, the API's audit trail. The work is [`draas_bus::admin`]; this
+//! module parses, asks for confirmation, shows progress and prints ([`render`] tables, or
+//! `--json`).
 //!
 //! Liveness: a worker is live while its last heartbeat is younger than the heartbeat TTL it
 //! registered; `--worker-ttl` judges every worker by one TTL instead. Entries an action leaves
@@ -30,9 +31,9 @@ const FALLBACK_WORKER_TTL: Duration = Duration::from_secs(10);
 
 pub async fn run(args: OpsArgs) -> anyhow::Result<()> {
     let store = draas_bus::Store::new(
-        draas_bus::connect::shared(&args.common.redis_url)
+        draas_bus::connect::shared(args.common.redis())
             .await
-            .with_context(|| format!("connecting to {}", args.common.redis_url))?,
+            .with_context(|| format!("connecting to {}", args.common.redis()))?,
         Keyspace::new(&args.common.prefix),
     );
     let admin = match args.worker_ttl {
@@ -131,6 +132,10 @@ pub async fn run(args: OpsArgs) -> anyhow::Result<()> {
             let report = admin.dlq_purge(&sel, false, &bar).await?;
             bar.done();
             emit_report(json, &report)
+        }
+        OpsCmd::Audit { limit, cursor } => {
+            let page = admin.audit(cursor.as_deref(), limit).await?;
+            emit(json, &page, || render::audit(&page))
         }
         OpsCmd::Consumers { platform } => {
             let rows = admin.consumers(platform).await?;

@@ -247,3 +247,32 @@ pub fn consumers(rows: &[ConsumerRow]) {
     }
     t.print();
 }
+
+pub fn audit(page: &draas_bus::store::AuditPage) {
+    let mut t = Table::new(&[
+        "ID",
+        "AT",
+        "ACTOR",
+        "TENANT",
+        "METHOD",
+        "PATH",
+        "STATUS",
+        "OPERATION",
+    ]);
+    for e in &page.items {
+        t.row(vec![
+            e.id.clone(),
+            draas_protocol::Timestamp(e.at).rfc3339(),
+            e.actor.clone(),
+            opt(e.tenant.clone()),
+            e.method.clone(),
+            e.path.clone(),
+            e.status.to_string(),
+            opt(e.operation.clone()),
+        ]);
+    }
+    t.print();
+    if let Some(next) = &page.next_cursor {
+        println!("more: --cursor {next}");
+    }
+}
