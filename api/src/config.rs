@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
+use draas_bus::connect::RedisTarget;
+use draas_protocol::image::ImagePolicy;
 use draas_protocol::{EgressPolicy, Keyspace};
 
 /// Everything the API needs to run.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    pub redis_url: String,
+    /// Which Redis, and the TLS files for `rediss://`.
+    pub redis_url: RedisTarget,
     pub keys: Keyspace,
     /// This API node's name; its reply stream is keyed by it.
     pub node: String,
@@ -28,10 +31,25 @@ pub struct ApiConfig {
     /// Where instances may connect to: literal outbound URLs of a config are checked against
     /// it when the config is accepted (give the workers the same `--egress`).
     pub egress: EgressPolicy,
+    /// Images an instance may name (`--allowed-image`); none by default, so a create or patch
+    /// naming `image` is refused (422 naming `image`). Give the workers the same list.
+    pub allowed_images: ImagePolicy,
+    /// Per-caller request rate limit of this node (`None`: off).
+    pub rate_limit: Option<crate::limits::RateLimit>,
+    /// A client must send a whole request head within this, or is disconnected.
+    pub header_read_timeout: Duration,
+    /// A client must send a whole request body within this, or gets a 408 and is
+    /// disconnected.
+    pub body_read_timeout: Duration,
+    /// Approximate cap on the audit stream (`MAXLEN ~`).
+    pub audit_maxlen: usize,
+    /// How requests are authenticated. The library's default is `None` (tests and embedding);
+    /// `draas api` and `draas up` run with `Tokens`.
+    pub auth: crate::auth::AuthMode,
 }
 
 impl ApiConfig {
-    pub fn new(redis_url: impl Into<String>) -> Self {
+    pub fn new(redis_url: impl Into<RedisTarget>) -> Self {
         ApiConfig {
             redis_url: redis_url.into(),
             keys: Keyspace::default(),
@@ -43,6 +61,12 @@ impl ApiConfig {
             allowed_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
             egress: EgressPolicy::default(),
+            allowed_images: ImagePolicy::default(),
+            rate_limit: Some(crate::limits::RateLimit::DEFAULT),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            audit_maxlen: 100_000,
+            auth: crate::auth::AuthMode::None,
         }
     }
 }

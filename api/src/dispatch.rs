@@ -42,6 +42,8 @@ pub struct Request<'a> {
     pub operation_id: Uuid,
     /// After this instant nobody waits for the reply.
     pub deadline: Timestamp,
+    /// The caller that asked (`Caller::actor`), named by the events the command causes.
+    pub actor: Option<String>,
 }
 
 impl<'a> Request<'a> {
@@ -62,6 +64,7 @@ impl<'a> Request<'a> {
             trace: None,
             operation_id: Uuid::now_v7(),
             deadline: Timestamp(clock::now().millis() + wait.as_millis() as u64),
+            actor: None,
         }
     }
 }
@@ -97,7 +100,7 @@ impl Dispatcher {
     /// Starts the reply reader for `node`; it stops when `stop` is cancelled.
     pub async fn start(
         store: Store,
-        redis_url: &str,
+        redis_url: impl Into<connect::RedisTarget>,
         node: &str,
         worker_ttl: Duration,
         wait_aof: bool,
@@ -111,17 +114,13 @@ impl Dispatcher {
             worker_ttl,
             wait_aof,
         });
-        let mut reader = connect::blocking(redis_url).await?;
+        let redis_url = redis_url.into();
+        let mut reader = connect::blocking(&redis_url).await?;
         // Every reply to a command this node sends later comes after the stream's newest entry.
         let from = last_id(&mut reader, &dispatcher.reply_stream)
             .await
             .map_err(bus_to_redis)?;
-        tokio::spawn(Arc::clone(&dispatcher).read_replies(
-            reader,
-            from,
-            redis_url.to_owned(),
-            stop,
-        ));
+        tokio::spawn(Arc::clone(&dispatcher).read_replies(reader, from, redis_url, stop));
         Ok(dispatcher)
     }
 
@@ -162,6 +161,7 @@ impl Dispatcher {
             trace,
             operation_id,
             deadline,
+            actor,
         } = request;
         let now = clock::now();
         let mut env = CommandEnvelope::new(platform, instance.map(|i| i.id), command, now);
@@ -171,6 +171,7 @@ impl Dispatcher {
         env.trace = trace;
         env.deadline = deadline;
         env.reply_to = Some(self.reply_stream.clone());
+        env.actor = actor;
         let op = Operation::pending(
             operation_id,
             env.instance_id,
@@ -178,6 +179,12 @@ impl Dispatcher {
             env.command.kind(),
             now,
         );
+        // The operation belongs to the instance's tenant: only that tenant (and cluster
+        // administrators) may read it.
+        let op = Operation {
+            tenant: instance.map(|i| i.tenant.clone()),
+            ..op
+        };
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -215,7 +222,7 @@ impl Dispatcher {
         self: Arc<Self>,
         mut reader: draas_bus::connect::Conn,
         mut last: String,
-        redis_url: String,
+        redis_url: connect::RedisTarget,
         stop: CancellationToken,
     ) {
         let options = StreamReadOptions::default().count(512).block(2000);

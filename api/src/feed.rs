@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 /// Starts the feed; subscribe with `sender.subscribe()`.
 pub async fn start(
     store: Store,
-    redis_url: &str,
+    redis_url: impl Into<connect::RedisTarget>,
     stop: CancellationToken,
 ) -> Result<broadcast::Sender<EventEntry>, redis::RedisError> {
     let (tx, _) = broadcast::channel(4096);
-    let mut reader = connect::blocking(redis_url).await?;
+    let url = redis_url.into();
+    let mut reader = connect::blocking(&url).await?;
     let events = store.keys().events();
-    let url = redis_url.to_owned();
     let feed = tx.clone();
     tokio::spawn(async move {
         let options = StreamReadOptions::default().count(512).block(2000);

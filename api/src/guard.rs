@@ -4,7 +4,8 @@
 //! Before: the URI length (414), the browser `Origin` (403 unless same-origin or listed),
 //! the declared body size (413), the body's media type on state-changing methods (415), the
 //! path's encoding (400); then the body is read whole, bounded (413), so no handler answers
-//! with a body left unread. A refusal drains what the client sends (bounded in bytes and
+//! with a body left unread, within the body read timeout (else 408 and the connection
+//! closes). A refusal drains what the client sends (bounded in bytes and
 //! time) so the connection stays usable, and says `Connection: close` when it could not.
 //!
 //! After: an error status that is not already JSON (a framework rejection, a 405) is
@@ -40,6 +41,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 pub struct Policy {
     allowed_origins: Vec<String>,
     max_body_bytes: usize,
+    /// The whole body must arrive within this (a slow client gets a 408 and is disconnected).
+    body_read_timeout: Duration,
 }
 
 impl Policy {
@@ -52,6 +55,7 @@ impl Policy {
         Arc::new(Policy {
             allowed_origins,
             max_body_bytes: config.max_body_bytes,
+            body_read_timeout: config.body_read_timeout,
         })
     }
 }
@@ -86,7 +90,20 @@ async fn admit(policy: &Policy, req: Request) -> Result<Request, Response> {
         return Err(refuse(error, drained));
     }
     let mut buffered = Vec::new();
-    while let Some(chunk) = stream.next().await {
+    let deadline = tokio::time::Instant::now() + policy.body_read_timeout;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            let error = ApiError::Other {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "request_timeout",
+                message: format!(
+                    "the request body did not arrive within {} s",
+                    policy.body_read_timeout.as_secs_f64()
+                ),
+            };
+            return Err(refuse(error, false));
+        };
+        let Some(chunk) = next else { break };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(e) => {

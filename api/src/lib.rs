@@ -10,9 +10,13 @@
 //! - [`guard`]: the middleware every request passes: URI length, `Origin`, body size and
 //!   media type, path encoding; every error response in the error shape.
 //! - [`error`]: `ApiError`, the single mapping to HTTP.
+//! - [`audit`]: the audit trail of mutating and refused requests (a background writer).
+//! - [`limits`]: the per-caller rate limit and the slow-client timeouts.
+//! - [`quota`]: tenant quotas at create, patch and start (409 `quota_exceeded`).
 //!
 //! Entry point: [`App::connect`] then [`serve`].
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -20,6 +24,8 @@ pub mod dispatch;
 pub mod error;
 pub mod feed;
 pub mod guard;
+pub mod limits;
+pub mod quota;
 pub mod routes;
 
 use std::future::Future;
@@ -43,6 +49,12 @@ pub struct App {
     pub events: broadcast::Sender<EventEntry>,
     /// Cancelled when the node shuts down; long-lived responses end with it.
     pub stop: CancellationToken,
+    /// How requests are authenticated (`config.auth`), with this node's token cache.
+    pub auth: auth::Authenticator,
+    /// This node's audit writer.
+    pub audit: audit::Recorder,
+    /// This node's per-caller rate limiter.
+    pub limiter: limits::rate::Limiter,
 }
 
 impl App {
@@ -67,6 +79,8 @@ impl App {
             );
             config.wait_aof = false;
         }
+        // A user without the least-privilege rule is refused here, in one line.
+        draas_bus::acl::check(&config.redis_url, &config.keys, config.wait_aof).await?;
         let dispatcher = dispatch::Dispatcher::start(
             store.clone(),
             &config.redis_url,
@@ -77,12 +91,23 @@ impl App {
         )
         .await?;
         let events = feed::start(store.clone(), &config.redis_url, stop.clone()).await?;
+        let auth = match config.auth {
+            auth::AuthMode::Tokens => {
+                auth::Authenticator::Tokens(Arc::new(auth::verify::Verifier::new(store.clone())))
+            }
+            auth::AuthMode::None => auth::Authenticator::None,
+        };
+        let audit = audit::Recorder::start(store.clone(), config.audit_maxlen, stop.clone());
+        let limiter = limits::rate::Limiter::new(config.rate_limit);
         Ok(App {
+            audit,
+            limiter,
             config: Arc::new(config),
             store,
             dispatcher,
             events,
             stop,
+            auth,
         })
     }
 }
@@ -98,6 +123,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = app.stop.clone();
+    let app_header_timeout = app.config.header_read_timeout;
     let router = routes::router(app);
     // Cancelling `stop` first ends the SSE streams, so graceful shutdown is not held open by them.
     let shutdown = {
@@ -107,9 +133,7 @@ pub async fn serve(
             stop.cancel();
         }
     };
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = limits::conn::serve(listener, router, app_header_timeout, shutdown).await;
     stop.cancel();
     result
 }

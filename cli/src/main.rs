@@ -5,12 +5,16 @@
 //! - `draas api`: one API node.
 //! - `draas worker`: one worker.
 //! - `draas bench`: request/reply benchmark ([`bench`]).
+//! - `draas tenants`: tenant quotas ([`tenants`]).
 
+mod admin_token;
 mod bench;
 mod context;
 mod ops;
 mod signals;
 mod stop_all;
+mod tenants;
+mod tokens;
 mod up;
 
 use std::net::SocketAddr;
@@ -20,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use draas_protocol::image::ImagePolicy;
 use draas_protocol::{EgressPolicy, Keyspace, Platform};
 
 #[derive(Parser)]
@@ -38,13 +43,17 @@ enum Cmd {
     /// Run everything locally: a private Redis (unless REDIS_URL is set), the API and a process worker.
     Up(up::UpArgs),
     /// Run one API node.
-    Api(ApiArgs),
+    Api(Box<ApiArgs>),
     /// Run one worker for a platform.
-    Worker(WorkerArgs),
+    Worker(Box<WorkerArgs>),
     /// Measure Ping round trips through the bus and through the API.
     Bench(bench::BenchArgs),
     /// Operator tooling straight on Redis: streams, pending entries, dead letters, consumers.
     Ops(ops::OpsArgs),
+    /// API tokens straight on Redis: create (the first one too), list, revoke.
+    Tokens(tokens::TokensArgs),
+    /// Tenant quotas straight on Redis: set, get, list.
+    Tenants(tenants::TenantsArgs),
 }
 
 /// Options every component shares. The Redis URL and prefix are settled by
@@ -62,12 +71,45 @@ pub struct Common {
     /// URL is given [default: $DRAAS_DATA_DIR, else .draas].
     #[arg(long, env = "DRAAS_CONTEXT", value_name = "PATH")]
     context: Option<PathBuf>,
+    /// PEM CA certificate(s) a `rediss://` Redis is checked against, instead of the system's.
+    #[arg(long = "redis-ca", env = "REDIS_CA", value_name = "FILE")]
+    redis_ca: Option<PathBuf>,
+    /// PEM client certificate for a Redis that asks for one (mutual TLS); needs --redis-key.
+    #[arg(
+        long = "redis-cert",
+        env = "REDIS_CERT",
+        value_name = "FILE",
+        requires = "redis_key"
+    )]
+    redis_cert: Option<PathBuf>,
+    /// PEM private key of --redis-cert.
+    #[arg(
+        long = "redis-key",
+        env = "REDIS_KEY",
+        value_name = "FILE",
+        requires = "redis_cert"
+    )]
+    redis_key: Option<PathBuf>,
     /// The Redis URL in use, settled by `resolve`.
     #[arg(skip)]
     redis_url: String,
     /// The key prefix in use, settled by `resolve`.
     #[arg(skip)]
     prefix: String,
+}
+
+impl Common {
+    /// The Redis in use (settled by `resolve`) with the TLS files given beside it.
+    pub fn redis(&self) -> draas_bus::connect::RedisTarget {
+        draas_bus::connect::RedisTarget::new(
+            self.redis_url.clone(),
+            draas_bus::connect::RedisTls {
+                ca: self.redis_ca.clone(),
+                cert: self.redis_cert.clone(),
+                key: self.redis_key.clone(),
+            },
+        )
+    }
 }
 
 #[derive(Args)]
@@ -99,6 +141,33 @@ struct ApiArgs {
     /// when it is accepted (422 naming the field). Give the workers the same policy.
     #[arg(long, env = "DRAAS_EGRESS", default_value = "deny-local", value_parser = parse_egress)]
     egress: EgressPolicy,
+    /// An image an instance may name (`*` matches any run of characters); repeatable. None by
+    /// default: a create or patch naming `image` is refused. Give the workers the same.
+    #[arg(long = "allowed-image", value_name = "PATTERN")]
+    allowed_images: Vec<String>,
+    /// `tokens` (every /api/v1 request needs a bearer token; at least one must exist) or
+    /// `none` (development only; refused on a non-loopback --listen).
+    #[arg(long, env = "DRAAS_AUTH", default_value = "tokens", value_parser = tokens::parse_auth)]
+    auth: draas_api::auth::AuthMode,
+    /// Requests per second each caller (token) may make to this API node, e.g. 50/s; the
+    /// limit is per node. Over it: 429 with Retry-After.
+    #[arg(long, env = "DRAAS_RATE_LIMIT", default_value = "50/s")]
+    rate_limit: draas_api::limits::PerSecond,
+    /// Requests a caller may make at once above the rate (the bucket size).
+    #[arg(long, env = "DRAAS_RATE_BURST", default_value_t = std::num::NonZeroU32::new(100).unwrap())]
+    rate_burst: std::num::NonZeroU32,
+    /// No rate limit at all.
+    #[arg(long, env = "DRAAS_NO_RATE_LIMIT")]
+    no_rate_limit: bool,
+    /// Seconds a client has to send a request's headers before it is disconnected.
+    #[arg(long, env = "DRAAS_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    header_read_timeout: f64,
+    /// Seconds a client has to send a request's whole body (else 408, disconnected).
+    #[arg(long, env = "DRAAS_BODY_READ_TIMEOUT", default_value_t = 30.0)]
+    body_read_timeout: f64,
+    /// Approximate number of entries the audit stream keeps.
+    #[arg(long, env = "DRAAS_AUDIT_MAXLEN", default_value_t = 100_000)]
+    audit_maxlen: usize,
 }
 
 /// `--egress`: allow, deny-local, deny-private or a comma-separated CIDR list.
@@ -160,6 +229,10 @@ pub struct WorkerArgs {
     /// Docker and Kubernetes: image for instances that name none.
     #[arg(long, env = "DRAAS_IMAGE", default_value = draas_worker::config::DEFAULT_IMAGE)]
     image: String,
+    /// Docker and Kubernetes: an image an instance may name besides --image (`*` matches any
+    /// run of characters: `ghcr.io/acme/*`); repeatable. None by default: tenants cannot choose.
+    #[arg(long = "allowed-image", value_name = "PATTERN")]
+    allowed_images: Vec<String>,
     /// Docker: `host`, `bridge` (ports published on 127.0.0.1) or the name of a network.
     #[arg(long, env = "DRAAS_DOCKER_NETWORK", default_value = "host")]
     network: String,
@@ -237,7 +310,7 @@ fn parse_platform(text: &str) -> Result<Platform, String> {
 impl WorkerArgs {
     fn config(&self) -> draas_worker::WorkerConfig {
         let mut config =
-            draas_worker::WorkerConfig::new(&self.common.redis_url, self.platform, &self.data_dir);
+            draas_worker::WorkerConfig::new(self.common.redis(), self.platform, &self.data_dir);
         config.keys = Keyspace::new(&self.common.prefix);
         config.concurrency = self.concurrency.max(1);
         config.process.executable = self.runtime.clone().unwrap_or_else(default_runtime);
@@ -252,6 +325,8 @@ impl WorkerArgs {
         config.max_deliveries = self.max_deliveries.max(1);
         config.stop_instances_on_exit = self.stop_instances_on_exit;
         config.docker.image = self.image.clone();
+        config.docker.allowed_images = ImagePolicy::new(&self.allowed_images);
+        config.kubernetes.allowed_images = ImagePolicy::new(&self.allowed_images);
         config.docker.network = draas_worker::config::DockerNetwork::parse(&self.network);
         config.docker.pull = !self.no_pull;
         config.kubernetes.image = self.image.clone();
@@ -303,33 +378,54 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Up(args) => up::run(args).await,
             Cmd::Api(mut args) => {
                 args.common.resolve().await?;
-                run_api(args).await
+                run_api(*args).await
             }
             Cmd::Worker(mut args) => {
                 context::check_not_ups_worker(&args.data_dir)?;
                 args.common.resolve().await?;
-                run_worker(args).await
+                run_worker(*args).await
             }
             Cmd::Bench(args) => bench::run(args).await,
             Cmd::Ops(mut args) => {
                 args.common.resolve().await?;
                 ops::run(args).await
             }
+            Cmd::Tokens(mut args) => {
+                args.common.resolve().await?;
+                tokens::run(args).await
+            }
+            Cmd::Tenants(mut args) => {
+                args.common.resolve().await?;
+                tenants::run(args).await
+            }
         }
     })
 }
 
 async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
-    let mut config = draas_api::ApiConfig::new(&args.common.redis_url);
+    let mut config = draas_api::ApiConfig::new(args.common.redis());
     config.keys = Keyspace::new(&args.common.prefix);
     config.default_wait = Duration::from_secs_f64(args.default_wait);
     config.wait_aof = args.wait_aof;
     config.allowed_origins = args.allow_origins;
     config.max_body_bytes = args.max_body_bytes;
     config.egress = args.egress;
+    config.allowed_images = ImagePolicy::new(args.allowed_images);
+    config.auth = args.auth;
+    config.rate_limit = (!args.no_rate_limit).then_some(draas_api::limits::RateLimit {
+        per_second: args.rate_limit.0,
+        burst: args.rate_burst,
+    });
+    config.header_read_timeout = Duration::from_secs_f64(args.header_read_timeout.max(0.1));
+    config.body_read_timeout = Duration::from_secs_f64(args.body_read_timeout.max(0.1));
+    config.audit_maxlen = args.audit_maxlen.max(1);
+    tokens::check_listen(args.auth, args.listen)?;
     let app = draas_api::App::connect(config)
         .await
         .context("connecting to Redis")?;
+    if args.auth == draas_api::auth::AuthMode::Tokens {
+        tokens::check_tokens_exist(&app.store).await?;
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -16,9 +16,10 @@ use uuid::Uuid;
 const STOP_WAIT_SECS: u64 = 30;
 
 /// Stops the running and starting instances placed on the node of `worker_dir`, all at once,
-/// through the API at `api`. Prints one line per instance.
+/// through the API at `api` with the administrator `token`. Prints one line per instance.
 pub async fn run(
     api: &str,
+    token: &str,
     redis_url: &str,
     keys: &Keyspace,
     worker_dir: &Path,
@@ -46,7 +47,7 @@ pub async fn run(
     let stops = live.iter().map(|(id, name)| {
         let http = &http;
         async move {
-            match stop(http, api, *id).await {
+            match stop(http, api, token, *id).await {
                 Ok(()) => println!("  {name}: stopped"),
                 Err(error) => println!("  {name}: not stopped ({error:#})"),
             }
@@ -57,11 +58,12 @@ pub async fn run(
 }
 
 /// One stop request; succeeds when its operation did.
-async fn stop(http: &reqwest::Client, api: &str, id: Uuid) -> anyhow::Result<()> {
+async fn stop(http: &reqwest::Client, api: &str, token: &str, id: Uuid) -> anyhow::Result<()> {
     let response = http
         .post(format!(
             "{api}/api/v1/instances/{id}/stop?wait={STOP_WAIT_SECS}"
         ))
+        .bearer_auth(token)
         .send()
         .await?;
     let status = response.status();

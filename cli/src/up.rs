@@ -21,7 +21,7 @@ use draas_protocol::{Keyspace, Platform};
 use tokio::process::{Child, Command};
 
 use crate::context::{self, Context as UpContext};
-use crate::{signals, stop_all};
+use crate::{admin_token, signals, stop_all};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -61,9 +61,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut api_config = draas_api::ApiConfig::new(&redis_url);
     api_config.keys = keys.clone();
+    api_config.auth = draas_api::auth::AuthMode::Tokens;
     let app = draas_api::App::connect(api_config)
         .await
         .context("connecting the API to Redis")?;
+    let admin = admin_token::ensure(&app.store, &data_dir).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -109,7 +111,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let shown_redis = draas_bus::connect::redacted(&redis_url);
     println!("DRaaS is up.");
-    println!("  API:      {url}   (try: curl {url}/api/v1/platforms)");
+    println!("  API:      {url}");
     println!("  Redis:    {shown_redis}");
     println!("  Data:     {}", data_dir.display());
     let finds_it = match data_dir.parent() {
@@ -119,6 +121,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ => format!("use it with --context {}", data_dir.display()),
     };
     println!("  Context:  {}   ({finds_it})", context_path.display());
+    if admin.created {
+        println!(
+            "  Token:    {}   (administrator; shown once, kept in {}, mode 0600)",
+            admin.secret,
+            admin.path.display()
+        );
+    } else {
+        println!("  Token:    in {}   (administrator)", admin.path.display());
+    }
     if redis.is_some() {
         println!("Other shells:  export REDIS_URL={redis_url}");
     }
@@ -128,7 +139,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     first.await;
     tokio::select! {
-        result = stop_all::run(&url, &redis_url, &keys, &worker_dir) => {
+        result = stop_all::run(&url, &admin.secret, &redis_url, &keys, &worker_dir) => {
             if let Err(error) = result {
                 eprintln!("could not stop the instances in order: {error:#}");
             }

@@ -25,13 +25,20 @@ fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
         .block_on(work)
 }
 
-fn get(url: &str) -> Option<String> {
-    block_on(async { reqwest::get(url).await.ok()?.text().await.ok() })
+fn get(url: &str, token: &str) -> Option<String> {
+    block_on(async {
+        let request = reqwest::Client::new().get(url).bearer_auth(token);
+        request.send().await.ok()?.text().await.ok()
+    })
 }
 
-fn post(url: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+fn status_of(url: &str) -> u16 {
+    block_on(async { reqwest::get(url).await.unwrap().status().as_u16() })
+}
+
+fn post(url: &str, token: &str, body: Option<serde_json::Value>) -> serde_json::Value {
     block_on(async {
-        let mut request = reqwest::Client::new().post(url);
+        let mut request = reqwest::Client::new().post(url).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -64,6 +71,10 @@ struct Up {
     lines: Lines<BufReader<ChildStdout>>,
     api: String,
     redis_url: String,
+    /// The administrator token, from the data directory's `admin-token`.
+    token: String,
+    /// The banner line about the token.
+    token_line: String,
     _guard: StopOnDrop,
 }
 
@@ -97,11 +108,22 @@ impl Up {
             .find_map(|l| l.strip_prefix("Other shells:  export REDIS_URL="))
             .unwrap_or_else(|| panic!("no export line: {banner:?}"))
             .to_owned();
+        let token = std::fs::read_to_string(dir.join(".draas").join("admin-token"))
+            .expect("draas up writes its administrator token")
+            .trim()
+            .to_owned();
+        let token_line = banner
+            .iter()
+            .find(|l| l.starts_with("  Token:"))
+            .unwrap_or_else(|| panic!("no token line: {banner:?}"))
+            .clone();
         let up = Up {
             child,
             lines,
             api,
             redis_url,
+            token,
+            token_line,
             _guard: guard,
         };
         up.wait_available();
@@ -112,7 +134,7 @@ impl Up {
         let url = format!("{}/api/v1/platforms", self.api);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let body = get(&url).unwrap_or_default();
+            let body = get(&url, &self.token).unwrap_or_default();
             if body.contains(r#""available":true"#) {
                 return;
             }
@@ -138,10 +160,21 @@ impl Up {
     }
 
     fn start_instance(&self, id: &str) -> i64 {
-        let op = post(&format!("{}/api/v1/instances/{id}/start", self.api), None);
+        let op = post(
+            &format!("{}/api/v1/instances/{id}/start", self.api),
+            &self.token,
+            None,
+        );
         assert_eq!(op["state"], "succeeded", "{op}");
         op["result"]["pid"].as_i64().unwrap()
     }
+}
+
+fn up_token_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(".draas").join("admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 fn scratch() -> PathBuf {
@@ -165,6 +198,20 @@ fn up_runs_everything_and_ctrl_c_stops_everything_in_order() {
         serde_json::from_slice(&std::fs::read(data.join("context.json")).unwrap()).unwrap();
     assert_eq!(context["redisUrl"], up.redis_url.as_str());
     assert_eq!(context["apiUrl"], up.api.as_str());
+
+    // The API needs a token; up made an administrator token, shown once and kept 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("admin-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "admin-token mode {mode:o}");
+    assert!(
+        up.token_line.contains(&up.token) && up.token.starts_with("draas_"),
+        "the first run shows the token: {}",
+        up.token_line
+    );
+    assert_eq!(status_of(&format!("{}/api/v1/instances", up.api)), 401);
 
     // `draas ops` in the same directory, with no REDIS_URL, uses up's Redis.
     let ops = draas(&dir)
@@ -199,6 +246,7 @@ fn up_runs_everything_and_ctrl_c_stops_everything_in_order() {
     // An instance is running when Ctrl-C comes.
     let created = post(
         &format!("{}/api/v1/instances", up.api),
+        &up.token,
         Some(serde_json::json!({"name": "demo", "platform": "process", "config": {}})),
     );
     let id = created["id"].as_str().expect("created").to_owned();
@@ -228,9 +276,18 @@ fn up_runs_everything_and_ctrl_c_stops_everything_in_order() {
     );
 
     // The next `draas up` on the same directory: the instance is `stopped`, and starts again.
+    let first_token = up_token_of(&dir);
     let up = Up::start(&dir);
-    let instance: serde_json::Value =
-        serde_json::from_str(&get(&format!("{}/api/v1/instances/{id}", up.api)).unwrap()).unwrap();
+    assert_eq!(up.token, first_token, "the next run keeps the token");
+    assert!(
+        !up.token_line.contains(&up.token),
+        "the token is shown only once: {}",
+        up.token_line
+    );
+    let instance: serde_json::Value = serde_json::from_str(
+        &get(&format!("{}/api/v1/instances/{id}", up.api), &up.token).unwrap(),
+    )
+    .unwrap();
     assert_eq!(instance["state"], "stopped", "{instance}");
     let second_pid = up.start_instance(&id);
     assert!(alive(second_pid));

@@ -71,7 +71,9 @@ impl fmt::Display for Scope {
 
 /// A scope name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope `{0}`; scopes: instances:read, instances:write, instances:operate, admin, tokens, data:read, data:write, *")]
+#[error(
+    "unknown scope `{0}`; scopes: instances:read, instances:write, instances:operate, admin, tokens, data:read, data:write, *"
+)]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {
@@ -122,6 +124,49 @@ pub fn is_tenant_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// The prefix of every token secret, so secret scanners recognise a leaked one.
+pub const TOKEN_PREFIX: &str = "draas_";
+
+/// A token as stored and listed: everything but the secret (Redis keeps only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenRecord {
+    pub id: String,
+    pub tenant: String,
+    pub scopes: Scopes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: crate::Timestamp,
+    /// After this instant the token is refused; `None` never expires.
+    #[serde(default)]
+    pub expires_at: Option<crate::Timestamp>,
+    /// Approximate: written at most once a minute per API node.
+    #[serde(default)]
+    pub last_used_at: Option<crate::Timestamp>,
+}
+
+impl TokenRecord {
+    /// Whether the token is past its expiry at `now`.
+    pub fn expired(&self, now: crate::Timestamp) -> bool {
+        self.expires_at
+            .is_some_and(|at| now.millis() >= at.millis())
+    }
+}
+
+/// A lifetime like `30d`, `12h`, `45m` or `90s`, in milliseconds; `None` if it is not one
+/// (or is zero).
+pub fn parse_lifetime(text: &str) -> Option<u64> {
+    let unit = match text.chars().last()? {
+        'd' => 86_400_000,
+        'h' => 3_600_000,
+        'm' => 60_000,
+        's' => 1_000,
+        _ => return None,
+    };
+    let n: u64 = text[..text.len() - 1].parse().ok()?;
+    n.checked_mul(unit).filter(|ms| *ms > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +188,16 @@ mod tests {
         let admin: Scopes = [Scope::All].into_iter().collect();
         assert!(Scope::ALL.into_iter().all(|s| admin.allows(s)));
         assert!(admin.is_cluster_admin());
+    }
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_lifetime("30d"), Some(30 * 86_400_000));
+        assert_eq!(parse_lifetime("2h"), Some(7_200_000));
+        assert_eq!(parse_lifetime("90s"), Some(90_000));
+        for bad in ["", "d", "0d", "5", "5w", "-1d", "1.5h"] {
+            assert_eq!(parse_lifetime(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -73,6 +73,7 @@ mod tests {
             reply_to: Some("draas:{api-n1}:replies".into()),
             origin: crate::command::Origin::Client,
             command,
+            actor: None,
         }
     }
 

@@ -132,6 +132,10 @@ pub struct CommandEnvelope {
     /// Who asked for the command.
     pub origin: Origin,
     pub command: Command,
+    /// The API caller that issued it (a token id, or `anonymous` with authentication off);
+    /// carried into the events the command causes. Absent on older envelopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// Who issued a command.
@@ -170,6 +174,7 @@ impl CommandEnvelope {
             reply_to: None,
             origin: Origin::Client,
             command,
+            actor: None,
         }
     }
 }
@@ -241,6 +246,14 @@ pub struct Event {
     pub command_id: Option<Uuid>,
     /// Who observed it: a worker's consumer name, or `api`.
     pub source: String,
+    /// Who asked for the change: the API caller of the command that caused it, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The tenant of the instance, so event feeds are filtered on the server. Filled in from
+    /// the instance record when the event is appended (`Store::append_event`); absent on
+    /// older events, which only cluster administrators see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     #[serde(flatten)]
     pub kind: EventKind,
 }

@@ -358,6 +358,10 @@ impl ObservedPhase {
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
     pub id: Uuid,
+    /// The tenant of the token that created it; never changes. Records written before
+    /// tenants existed belong to the default tenant.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     #[serde(flatten)]
     pub spec: InstanceSpec,
     pub state: InstanceState,
@@ -367,6 +371,10 @@ pub struct Instance {
     pub updated_at: Timestamp,
     #[serde(default)]
     pub runtime: RuntimeInfo,
+}
+
+fn default_tenant() -> String {
+    crate::auth::DEFAULT_TENANT.to_owned()
 }
 
 impl Instance {

@@ -114,6 +114,73 @@ impl Keyspace {
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
     }
+
+    /// A tenant's quota: hash of `max-instances`, `max-running`, `max-config-bytes` (absent
+    /// fields are unlimited). Shares the tenant's hash tag with [`Keyspace::tenant_usage`], so
+    /// one Lua script checks and counts atomically.
+    pub fn tenant_quota(&self, tenant: &str) -> String {
+        format!("{}:{{tenant-{tenant}}}:quota", self.prefix)
+    }
+
+    /// A tenant's usage: hash with `instances` (records that exist or are being created).
+    pub fn tenant_usage(&self, tenant: &str) -> String {
+        format!("{}:{{tenant-{tenant}}}:usage", self.prefix)
+    }
+
+    /// Set of a tenant's instance ids that are starting or running.
+    pub fn tenant_running(&self, tenant: &str) -> String {
+        format!("{}:{{tenant-{tenant}}}:running", self.prefix)
+    }
+
+    /// Sorted set of every tenant with a quota (score 0, by name), for `draas tenants list`.
+    pub fn tenants(&self) -> String {
+        format!("{}:tenants", self.prefix)
+    }
+
+    /// The audit stream: every mutating or refused request, `MAXLEN ~` capped.
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
+    /// Hash of a tenant's instance names → ids; `HSETNX` makes names unique per tenant.
+    pub fn tenant_names(&self, tenant: &str) -> String {
+        format!("{}:{{tenant-{tenant}}}:names", self.prefix)
+    }
+
+    /// Sorted set of a tenant's instance ids (score 0), paged like [`Keyspace::instance_index`],
+    /// so a tenant's list never reads another tenant's records.
+    pub fn tenant_instances(&self, tenant: &str) -> String {
+        format!("{}:{{tenant-{tenant}}}:instances", self.prefix)
+    }
+
+    /// A token record, keyed by the SHA-256 (hex) of its secret: id, tenant, scopes,
+    /// description, created, expires, last-used. The secret itself is stored nowhere.
+    pub fn token(&self, digest: &str) -> String {
+        format!("{}:token:{digest}", self.prefix)
+    }
+
+    /// A token id → the digest its record is keyed by (revoke and list by id).
+    pub fn token_id(&self, id: &str) -> String {
+        format!("{}:token-id:{id}", self.prefix)
+    }
+
+    /// Sorted set of every token id (score 0; ids are UUIDv7, so time order).
+    pub fn tokens(&self) -> String {
+        format!("{}:tokens", self.prefix)
+    }
+
+    /// Sorted set of one tenant's token ids.
+    pub fn tenant_tokens(&self, tenant: &str) -> String {
+        format!("{}:{{tenant-{tenant}}}:tokens", self.prefix)
+    }
+}
+
+impl Keyspace {
+    /// The key the start-up permission check names in the commands it queues and never runs
+    /// (`bus::acl`); nothing is ever stored under it.
+    pub fn acl_probe(&self) -> String {
+        format!("{}:{{acl-probe}}:key", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -144,6 +211,16 @@ mod tests {
             "draas:inst:00000000-0000-0000-0000-000000000001"
         );
         assert_eq!(k.names(), "draas:names");
+        assert_eq!(k.tenant_quota("acme"), "draas:{tenant-acme}:quota");
+        assert_eq!(k.tenant_usage("acme"), "draas:{tenant-acme}:usage");
+        assert_eq!(k.tenant_running("acme"), "draas:{tenant-acme}:running");
+        assert_eq!(k.audit(), "draas:audit");
+        assert_eq!(k.tenant_names("acme"), "draas:{tenant-acme}:names");
+        assert_eq!(k.tenant_instances("acme"), "draas:{tenant-acme}:instances");
+        assert_eq!(k.token("ab12"), "draas:token:ab12");
+        assert_eq!(k.token_id("t1"), "draas:token-id:t1");
+        assert_eq!(k.tokens(), "draas:tokens");
+        assert_eq!(k.tenant_tokens("acme"), "draas:{tenant-acme}:tokens");
     }
 
     /// The tag is what Redis Cluster hashes: a platform's streams must share it.

@@ -11,6 +11,7 @@
 //! - [`auth`]: tenants and scopes.
 //! - [`env`]: an instance's explicit environment (plain and secret variables, redaction).
 //! - [`egress`]: the operator's egress policy for instances.
+//! - [`image`]: the operator's allow list of the images tenants may name.
 //! - [`time`]: the millisecond `Timestamp` used on the wire and in JSON.
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod command;
 pub mod drasi;
 pub mod egress;
 pub mod env;
+pub mod image;
 pub mod instance;
 pub mod keys;
 pub mod operation;

@@ -62,6 +62,11 @@ pub struct Operation {
     pub attempts: u32,
     /// The consumer that last executed it.
     pub worker: Option<String>,
+    /// The tenant of the instance it acts on, set by the API when it issues the command.
+    /// Absent on records written by workers (restart policies) or before tenants existed:
+    /// then the instance's tenant decides who sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A hash that does not hold a valid operation.
@@ -92,6 +97,7 @@ impl Operation {
             completed_at: None,
             attempts: 0,
             worker: None,
+            tenant: None,
         }
     }
 
@@ -119,6 +125,9 @@ impl Operation {
         }
         if let Some(w) = &self.worker {
             fields.push(("worker", w.clone()));
+        }
+        if let Some(t) = &self.tenant {
+            fields.push(("tenant", t.clone()));
         }
         fields
     }
@@ -169,6 +178,7 @@ impl Operation {
             },
             attempts: parse(fields, "attempts")?,
             worker: fields.get("worker").cloned(),
+            tenant: fields.get("tenant").cloned(),
         })
     }
 }
@@ -201,6 +211,7 @@ mod tests {
         op.completed_at = Some(Timestamp(20));
         op.worker = Some("w".into());
         op.attempts = 2;
+        op.tenant = Some("acme".into());
         assert_eq!(back(&op), op);
     }
 

@@ -48,6 +48,8 @@ pub async fn run(
         config.keys.clone(),
     );
     let version = store.detect_features().await?;
+    // A user without the least-privilege rule is refused here, in one line.
+    draas_bus::acl::check(&config.redis_url, &config.keys, false).await?;
     tracing::info!(message = "redis server", version = ?version);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let who = Who {

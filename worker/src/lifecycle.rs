@@ -45,6 +45,8 @@ pub(crate) struct Exec {
     pub token: u64,
     pub cmd: Option<Uuid>,
     pub origin: Origin,
+    /// The API caller that issued the command, named by the events it causes.
+    pub actor: Option<String>,
 }
 
 /// The states an instance is in once `command` has done its work.
@@ -155,6 +157,7 @@ impl<D: Driver> Ctx<D> {
             token,
             cmd: Some(env.command_id),
             origin: env.origin,
+            actor: env.actor.clone(),
         };
         Dispatch::Done(self.run(inst, &ex, &env.command).await)
     }
@@ -541,9 +544,10 @@ impl<D: Driver> Ctx<D> {
                 ));
             }
         }
-        self.emit(
+        self.emit_by(
             id,
             ex.cmd,
+            ex.actor.clone(),
             EventKind::StateChanged {
                 from,
                 to,
@@ -555,6 +559,11 @@ impl<D: Driver> Ctx<D> {
     }
 
     pub(crate) async fn emit(&self, id: Uuid, cmd: Option<Uuid>, kind: EventKind) {
+        self.emit_by(id, cmd, None, kind).await;
+    }
+
+    /// An event caused by a command `actor` asked for.
+    async fn emit_by(&self, id: Uuid, cmd: Option<Uuid>, actor: Option<String>, kind: EventKind) {
         let event = Event {
             v: draas_protocol::SCHEMA_VERSION,
             instance_id: id,
@@ -562,6 +571,8 @@ impl<D: Driver> Ctx<D> {
             at: now(),
             command_id: cmd,
             source: self.consumer.clone(),
+            actor,
+            tenant: None,
             kind,
         };
         if let Err(error) = self.store.append_event(&event).await {

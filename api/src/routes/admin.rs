@@ -18,6 +18,7 @@
 //! | GET | `consumers` | `?platform=` |
 //! | POST | `prune` | `{platform, minIdleMs?, dryRun?}` |
 //! | POST | `trim` | `{platform, target: "dlq" \| "commands", maxlen?, olderThanMs?, dryRun?}` |
+//! | GET | `audit` | `?limit=&cursor=` (newest first; `nextCursor` pages to older entries) |
 
 use std::collections::HashMap;
 
@@ -342,4 +343,17 @@ pub async fn trim(State(app): State<App>, Body(b): Body<TrimBody>) -> ApiResult<
         .trim(b.platform, &target, b.dry_run, &NoProgress)
         .await?;
     Ok(Json(json!({ "reports": reports })))
+}
+
+/// `GET /api/v1/admin/audit?limit=&cursor=`: a page of the audit stream, newest first.
+pub async fn audit(
+    State(app): State<App>,
+    Query(q): Params,
+) -> ApiResult<Json<draas_bus::store::AuditPage>> {
+    only(&q, &["limit", "cursor"])?;
+    let limit = number(&q, "limit", 50)? as usize;
+    let page = admin(&app)
+        .audit(q.get("cursor").map(String::as_str), limit)
+        .await?;
+    Ok(Json(page))
 }

@@ -1,5 +1,6 @@
 //! Server-Sent Events of state changes: an `open` comment (so headers go out at once), recent
-//! history, then live from the node's feed. An unknown instance is a 404 before any stream.
+//! history, then live from the node's feed, only the caller's tenant's (filtered on the
+//! server). An unknown instance is a 404 before any stream.
 
 use std::convert::Infallible;
 
@@ -12,38 +13,46 @@ use uuid::Uuid;
 
 use super::parse_id;
 use crate::App;
-use crate::error::{ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::error::ApiResult;
 
 /// How many past events a new subscriber is sent before live ones.
 const HISTORY: usize = 200;
 
 pub async fn all(
     State(app): State<App>,
+    caller: Caller,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    stream_events(app, None).await
+    stream_events(app, caller, None).await
 }
 
 pub async fn instance(
     State(app): State<App>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let id = parse_id(&id, "instance")?;
-    // An unknown instance is a 404 at once, not a stream that never says anything.
-    if app.store.instance(id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("instance {id} does not exist")));
-    }
-    stream_events(app, Some(id)).await
+    // An unknown (or unseen) instance is a 404 at once, not a stream that never says anything.
+    super::instances::load(&app, &caller, id).await?;
+    stream_events(app, caller, Some(id)).await
 }
 
 async fn stream_events(
     app: App,
+    caller: Caller,
     instance: Option<Uuid>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     // Subscribe before reading history, so nothing falls between the two.
     let live = BroadcastStream::new(app.events.subscribe()).filter_map(|e| async move { e.ok() });
     let history = app.store.recent_events(HISTORY).await?;
     let last_seen = history.last().map(|e| e.id.clone());
-    let wanted = move |e: &EventEntry| instance.is_none_or(|id| e.event.instance_id == id);
+    // Filtered here, on the server: a tenant's feed carries only its own instances' events;
+    // events without a tenant (older than tenants) only reach cluster administrators.
+    let wanted = move |e: &EventEntry| {
+        instance.is_none_or(|id| e.event.instance_id == id)
+            && (caller.is_cluster_admin()
+                || e.event.tenant.as_deref().is_some_and(|t| caller.sees(t)))
+    };
     let live = live.filter(move |e| {
         let newer = last_seen
             .as_ref()

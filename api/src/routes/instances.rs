@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::lifecycle::{submit_and_wait, wait_param};
 use super::parse_id;
 use crate::App;
+use crate::auth::Caller;
 use crate::body::{Body, content_type, parse};
 use crate::dispatch::Request as DispatchRequest;
 use crate::error::{ApiError, ApiResult};
@@ -70,6 +71,7 @@ struct Patchable {
 
 pub async fn create(
     State(app): State<App>,
+    caller: Caller,
     Body(body): Body<CreateInstance>,
 ) -> ApiResult<Response> {
     let spec = InstanceSpec {
@@ -87,6 +89,7 @@ pub async fn create(
     let now = now();
     let inst = Instance {
         id: Uuid::now_v7(),
+        tenant: caller.tenant.clone(),
         spec,
         state: InstanceState::Created,
         generation: 1,
@@ -94,7 +97,14 @@ pub async fn create(
         updated_at: now,
         runtime: RuntimeInfo::default(),
     };
-    match app.store.create_instance(&inst).await? {
+    // The tenant's quota unit is taken first (atomically; a refusal writes nothing) and
+    // given back when the record is not written after all.
+    crate::quota::reserve_instance(&app, &caller.tenant, &inst.spec.config).await?;
+    let created = app.store.create_instance(&inst).await;
+    if !matches!(created, Ok(CreateOutcome::Created)) {
+        app.store.release_instance(&caller.tenant).await?;
+    }
+    match created? {
         CreateOutcome::Created => {
             let location = format!("/api/v1/instances/{}", inst.id);
             Ok((
@@ -108,13 +118,20 @@ pub async fn create(
     }
 }
 
-pub async fn get(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Instance>> {
+pub async fn get(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Instance>> {
     let id = parse_id(&id, "instance")?;
-    Ok(Json(load(&app, id).await?.redacted()))
+    Ok(Json(load(&app, &caller, id).await?.redacted()))
 }
 
+/// Lists the caller's tenant's instances from its own index (a cluster administrator: every
+/// instance, from the global index).
 pub async fn list(
     State(app): State<App>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let limit = match q.get("limit") {
@@ -187,7 +204,14 @@ pub async fn list(
     let mut items = Vec::new();
     let mut exhausted = false;
     for _ in 0..20 {
-        let (page, last) = app.store.instances_page(cursor, limit.max(100)).await?;
+        let (page, last) = match caller.is_cluster_admin() {
+            true => app.store.instances_page(cursor, limit.max(100)).await?,
+            false => {
+                app.store
+                    .tenant_instances_page(&caller.tenant, cursor, limit.max(100))
+                    .await?
+            }
+        };
         let Some(last) = last else {
             exhausted = true;
             break;
@@ -212,6 +236,7 @@ pub async fn list(
 
 pub async fn patch(
     State(app): State<App>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     req: Request,
@@ -220,7 +245,7 @@ pub async fn patch(
     let wait = wait_param(&app, &q)?;
     let media = content_type(&req).unwrap_or_default();
     let bytes = Bytes::from_request_body(req).await?;
-    let current = load(&app, id).await?;
+    let current = load(&app, &caller, id).await?;
     let mut doc = serde_json::to_value(Patchable {
         name: current.spec.name.clone(),
         description: current.spec.description.clone(),
@@ -260,10 +285,13 @@ pub async fn patch(
     if spec == current.spec {
         return Ok(Json(current.redacted()).into_response());
     }
+    if spec.config != current.spec.config {
+        crate::quota::check_config(&app, &current.tenant, &spec.config).await?;
+    }
     if spec.name != current.spec.name
         && let Some(by) = app
             .store
-            .instance_id_by_name(&spec.name)
+            .instance_id_by_name(&current.tenant, &spec.name)
             .await?
             .filter(|by| *by != id)
     {
@@ -283,7 +311,13 @@ pub async fn patch(
     };
     let Some(generation) = app
         .store
-        .update_spec(id, current.generation, &spec, &current.spec.name)
+        .update_spec(
+            id,
+            &current.tenant,
+            current.generation,
+            &spec,
+            &current.spec.name,
+        )
         .await?
     else {
         return Err(ApiError::Conflict {
@@ -296,15 +330,16 @@ pub async fn patch(
     let mut headers = Vec::new();
     if let Some(stream) = route {
         let command = Command::ApplyConfig { generation };
-        let request =
+        let mut request =
             DispatchRequest::new(stream, current.spec.platform, Some(&current), command, wait);
+        request.actor = Some(caller.actor());
         let op = submit_and_wait(&app, request, wait).await?;
         headers.push((
             "operation-location",
             format!("/api/v1/operations/{}", op.id),
         ));
     }
-    let inst = load(&app, id).await?;
+    let inst = load(&app, &caller, id).await?;
     let mut response = Json(inst.redacted()).into_response();
     for (name, value) in headers {
         if let Ok(value) = value.parse() {
@@ -314,10 +349,13 @@ pub async fn patch(
     Ok(response)
 }
 
-async fn load(app: &App, id: Uuid) -> ApiResult<Instance> {
+/// Loads an instance the caller may see: another tenant's answers 404 exactly as an
+/// unknown id does.
+pub(crate) async fn load(app: &App, caller: &Caller, id: Uuid) -> ApiResult<Instance> {
     let stored = app.store.instance(id).await?;
     stored
         .map(|s| s.instance)
+        .filter(|i| caller.sees(&i.tenant))
         .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))
 }
 
@@ -358,6 +396,11 @@ fn validate_spec(app: &App, spec: &InstanceSpec) -> ApiResult<()> {
         .config
         .resolve(&env::lookup(&spec.env))
         .map_err(|e| config_error("unresolved_variable", e))?;
+    // File paths again as the workload reads them: a variable may hold one.
+    resolved.check_paths().map_err(|e| {
+        let message = env::scrub(&e.message, &spec.env);
+        config_error("invalid_config", ConfigError { message, ..e })
+    })?;
     resolved.check_egress(&app.config.egress).map_err(|e| {
         // The resolved URL may carry a secret value.
         let message = env::scrub(&e.message, &spec.env);
@@ -401,6 +444,18 @@ fn validate_spec(app: &App, spec: &InstanceSpec) -> ApiResult<()> {
         return Err(ApiError::unprocessable(
             "invalid_field",
             "image must be a non-empty reference without spaces",
+            Some("image".into()),
+        ));
+    }
+    if let Some(image) = &spec.image
+        && !app.config.allowed_images.allows(image)
+    {
+        return Err(ApiError::unprocessable(
+            "image_not_allowed",
+            format!(
+                "image `{image}` is not allowed by the operator (draas api --allowed-image); \
+                 omit it to run the platform's image"
+            ),
             Some("image".into()),
         ));
     }

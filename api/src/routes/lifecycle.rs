@@ -14,53 +14,59 @@ use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use draas_protocol::{Command, Instance, Operation};
+use draas_protocol::{Command, Instance, InstanceState, Operation};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::parse_id;
 use crate::App;
+use crate::auth::Caller;
 use crate::dispatch::Request;
 use crate::error::{ApiError, ApiResult};
 
 pub async fn start(
     s: State<App>,
+    caller: Caller,
     id: Path<String>,
     q: Query<HashMap<String, String>>,
     h: HeaderMap,
 ) -> ApiResult<Response> {
-    request(s, id, q, h, Command::Start).await
+    request(s, caller, id, q, h, Command::Start).await
 }
 
 pub async fn stop(
     s: State<App>,
+    caller: Caller,
     id: Path<String>,
     q: Query<HashMap<String, String>>,
     h: HeaderMap,
 ) -> ApiResult<Response> {
-    request(s, id, q, h, Command::Stop).await
+    request(s, caller, id, q, h, Command::Stop).await
 }
 
 pub async fn restart(
     s: State<App>,
+    caller: Caller,
     id: Path<String>,
     q: Query<HashMap<String, String>>,
     h: HeaderMap,
 ) -> ApiResult<Response> {
-    request(s, id, q, h, Command::Restart).await
+    request(s, caller, id, q, h, Command::Restart).await
 }
 
 pub async fn delete(
     s: State<App>,
+    caller: Caller,
     id: Path<String>,
     q: Query<HashMap<String, String>>,
     h: HeaderMap,
 ) -> ApiResult<Response> {
-    request(s, id, q, h, Command::Delete).await
+    request(s, caller, id, q, h, Command::Delete).await
 }
 
 async fn request(
     State(app): State<App>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -71,7 +77,9 @@ async fn request(
     let key = idempotency_key(&headers)?;
     let operation_id = Uuid::now_v7();
     if let Some(key) = &key {
-        let fingerprint = fingerprint(&[command.kind().as_str(), &id.to_string()]);
+        // The tenant is part of the request: another tenant's reuse of a key is a 422 and
+        // never answers with this tenant's operation.
+        let fingerprint = fingerprint(&[command.kind().as_str(), &id.to_string(), &caller.tenant]);
         if let Some(prev) = app
             .store
             .remember_idempotency(key, operation_id, &fingerprint)
@@ -96,7 +104,7 @@ async fn request(
     }
     // Everything that can refuse the request happens before the command is appended; only
     // such a refusal releases the key. After the append, a retry must find the operation.
-    let prepared = prepare(&app, id, &command).await;
+    let prepared = prepare(&app, &caller, id, &command).await;
     let (inst, stream) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -114,15 +122,18 @@ async fn request(
     request.idempotency_key = key;
     request.trace = trace;
     request.operation_id = operation_id;
+    request.actor = Some(caller.actor());
     submit_and_wait(&app, request, wait).await.map(respond)
 }
 
 /// Loads the instance, checks the command may enter from its state, and routes it.
-async fn prepare(app: &App, id: Uuid, command: &Command) -> ApiResult<(Instance, String)> {
-    let stored = app.store.instance(id).await?;
-    let inst = stored
-        .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))?
-        .instance;
+async fn prepare(
+    app: &App,
+    caller: &Caller,
+    id: Uuid,
+    command: &Command,
+) -> ApiResult<(Instance, String)> {
+    let inst = super::instances::load(app, caller, id).await?;
     if let Some(Err(illegal)) = command.entry_state(inst.state) {
         return Err(ApiError::Conflict {
             code: "illegal_transition",
@@ -134,6 +145,11 @@ async fn prepare(app: &App, id: Uuid, command: &Command) -> ApiResult<(Instance,
         .dispatcher
         .route(inst.spec.platform, Some(&inst))
         .await?;
+    // A command that starts the instance takes a slot of the tenant's max-running, last, so
+    // no refusal above leaves a slot taken.
+    if let Some(Ok(InstanceState::Starting)) = command.entry_state(inst.state) {
+        crate::quota::reserve_start(app, &inst.tenant, id).await?;
+    }
     Ok((inst, stream))
 }
 
@@ -230,6 +246,7 @@ fn fingerprint(parts: &[&str]) -> String {
 /// that runs it (through the bus, like every platform access).
 pub async fn logs(
     State(app): State<App>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
@@ -249,10 +266,7 @@ pub async fn logs(
             })?,
     };
     let wait = wait_param(&app, &query)?;
-    let stored = app.store.instance(id).await?;
-    let inst = stored
-        .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))?
-        .instance;
+    let inst = super::instances::load(&app, &caller, id).await?;
     let op = run_command(&app, &inst, Command::Logs { tail }, wait).await?;
     match (op.state, op.result, op.error) {
         (draas_protocol::OperationState::Succeeded, Some(result), _) => {

@@ -15,60 +15,129 @@ mod operations;
 mod system;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::Method;
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use axum::{Router, middleware};
 
 use crate::error::ApiError;
-use crate::{App, auth, guard};
+use crate::{App, audit, auth, guard, limits};
+
+/// Every route, registered through [`Routes::add`] so the table of (method, template) is
+/// known to the code: [`table`] lists it, and each must have a policy in
+/// `auth/policy.rs` (the authorisation-matrix test checks both).
+fn routes() -> Routes {
+    let mut r = Routes::default();
+    r.add("GET", "/healthz", get(system::healthz));
+    r.add("GET", "/readyz", get(system::readyz));
+    r.add("GET", "/api/v1/platforms", get(system::platforms));
+    r.add("GET", "/api/v1/workers", get(system::workers));
+    r.add(
+        "POST",
+        "/api/v1/platforms/{platform}/ping",
+        post(system::ping),
+    );
+    r.add("POST", "/api/v1/instances", post(instances::create));
+    r.add("GET", "/api/v1/instances", get(instances::list));
+    r.add("GET", "/api/v1/instances/{id}", get(instances::get));
+    r.add("PATCH", "/api/v1/instances/{id}", patch(instances::patch));
+    r.add(
+        "DELETE",
+        "/api/v1/instances/{id}",
+        delete(lifecycle::delete),
+    );
+    r.add(
+        "POST",
+        "/api/v1/instances/{id}/start",
+        post(lifecycle::start),
+    );
+    r.add("POST", "/api/v1/instances/{id}/stop", post(lifecycle::stop));
+    r.add(
+        "POST",
+        "/api/v1/instances/{id}/restart",
+        post(lifecycle::restart),
+    );
+    r.add(
+        "GET",
+        "/api/v1/instances/{id}/events",
+        get(events::instance),
+    );
+    r.add("GET", "/api/v1/instances/{id}/logs", get(lifecycle::logs));
+    r.add("GET", "/api/v1/events", get(events::all));
+    r.add("GET", "/api/v1/operations/{id}", get(operations::get));
+    r.add("GET", "/api/v1/admin/streams", get(admin::streams));
+    r.add("GET", "/api/v1/admin/pending", get(admin::pending));
+    r.add("POST", "/api/v1/admin/claim", post(admin::claim));
+    r.add("POST", "/api/v1/admin/retry", post(admin::retry));
+    r.add("POST", "/api/v1/admin/drop", post(admin::drop));
+    r.add("GET", "/api/v1/admin/dlq", get(admin::dlq_list));
+    r.add("POST", "/api/v1/admin/dlq/replay", post(admin::dlq_replay));
+    r.add("POST", "/api/v1/admin/dlq/purge", post(admin::dlq_purge));
+    r.add("GET", "/api/v1/admin/dlq/{id}", get(admin::dlq_show));
+    r.add("GET", "/api/v1/admin/consumers", get(admin::consumers));
+    r.add("POST", "/api/v1/admin/prune", post(admin::prune));
+    r.add("POST", "/api/v1/admin/trim", post(admin::trim));
+    r.add("GET", "/api/v1/admin/audit", get(admin::audit));
+    r.add("POST", "/api/v1/tokens", post(auth::tokens::create));
+    r.add("GET", "/api/v1/tokens", get(auth::tokens::list));
+    r.add(
+        "DELETE",
+        "/api/v1/tokens/{id}",
+        delete(auth::tokens::revoke),
+    );
+    r
+}
+
+/// The router's own table: every (method, route template) it serves.
+pub fn table() -> Vec<(Method, &'static str)> {
+    routes().table
+}
+
+/// Routes being registered: the table, and one method router per path.
+#[derive(Default)]
+struct Routes {
+    table: Vec<(Method, &'static str)>,
+    paths: Vec<(&'static str, MethodRouter<App>)>,
+}
+
+impl Routes {
+    fn add(&mut self, method: &'static str, path: &'static str, handler: MethodRouter<App>) {
+        let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+        self.table.push((method, path));
+        match self.paths.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
+            None => self.paths.push((path, handler)),
+        }
+    }
+}
 
 /// Builds the full router. Every route and the fallback sit behind [`guard`], which also
-/// reshapes the framework's own error responses (405, rejections) into the error body.
+/// reshapes the framework's own error responses (405, rejections) into the error body; every
+/// route sits behind [`auth::authorize`] (its policy, the bearer token, the scope).
 pub fn router(app: App) -> Router {
     let policy = guard::Policy::new(&app.config);
+    let recorder = app.audit.clone();
     let max_body = app.config.max_body_bytes;
-    let routes = Router::new()
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/api/v1/platforms", get(system::platforms))
-        .route("/api/v1/workers", get(system::workers))
-        .route("/api/v1/platforms/{platform}/ping", post(system::ping))
-        .route(
-            "/api/v1/instances",
-            post(instances::create).get(instances::list),
-        )
-        .route(
-            "/api/v1/instances/{id}",
-            get(instances::get)
-                .patch(instances::patch)
-                .delete(lifecycle::delete),
-        )
-        .route("/api/v1/instances/{id}/start", post(lifecycle::start))
-        .route("/api/v1/instances/{id}/stop", post(lifecycle::stop))
-        .route("/api/v1/instances/{id}/restart", post(lifecycle::restart))
-        .route("/api/v1/instances/{id}/events", get(events::instance))
-        .route("/api/v1/instances/{id}/logs", get(lifecycle::logs))
-        .route("/api/v1/events", get(events::all))
-        .route("/api/v1/operations/{id}", get(operations::get))
-        .route("/api/v1/admin/streams", get(admin::streams))
-        .route("/api/v1/admin/pending", get(admin::pending))
-        .route("/api/v1/admin/claim", post(admin::claim))
-        .route("/api/v1/admin/retry", post(admin::retry))
-        .route("/api/v1/admin/drop", post(admin::drop))
-        .route("/api/v1/admin/dlq", get(admin::dlq_list))
-        .route("/api/v1/admin/dlq/replay", post(admin::dlq_replay))
-        .route("/api/v1/admin/dlq/purge", post(admin::dlq_purge))
-        .route("/api/v1/admin/dlq/{id}", get(admin::dlq_show))
-        .route("/api/v1/admin/consumers", get(admin::consumers))
-        .route("/api/v1/admin/prune", post(admin::prune))
-        .route("/api/v1/admin/trim", post(admin::trim))
+    let mut router = Router::new();
+    for (path, handler) in routes().paths {
+        router = router.route(path, handler);
+    }
+    let routes = router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn(auth::attach_unauthenticated))
+        .layer(middleware::from_fn_with_state(
+            app.limiter.clone(),
+            limits::rate::limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            app.auth.clone(),
+            auth::authorize,
+        ))
         .layer(middleware::from_fn_with_state(policy, guard::guard))
         .with_state(app);
     Router::new()
         .fallback_service(routes)
         .layer(middleware::from_fn(guard::reshape))
+        .layer(middleware::from_fn_with_state(recorder, audit::record))
 }
 
 /// Parses a path id, naming it on failure.

@@ -1,6 +1,7 @@
 //! The events stream: one entry per state change or note, MessagePack-encoded.
 
 use draas_protocol::Event;
+use draas_protocol::auth::DEFAULT_TENANT;
 use draas_protocol::codec::{self, PAYLOAD_FIELD};
 use redis::streams::StreamRangeReply;
 
@@ -16,8 +17,23 @@ pub struct EventEntry {
 }
 
 impl Store {
-    /// Appends an event (bounded with `MAXLEN ~`).
+    /// Appends an event (bounded with `MAXLEN ~`). An event without a tenant gets its
+    /// instance's (read from the record; a record older than tenants is the default
+    /// tenant's), so the event feeds can be filtered per tenant.
     pub async fn append_event(&self, event: &Event) -> Result<(), BusError> {
+        let mut filled;
+        let mut event = event;
+        if event.tenant.is_none() {
+            let (tenant, state): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(self.keys.instance(event.instance_id))
+                .arg("tenant")
+                .arg("state")
+                .query_async(&mut self.conn())
+                .await?;
+            filled = event.clone();
+            filled.tenant = tenant.or(state.map(|_| DEFAULT_TENANT.to_owned()));
+            event = &filled;
+        }
         let _: String = redis::cmd("XADD")
             .arg(self.keys.events())
             .arg("MAXLEN")

@@ -1,6 +1,7 @@
-//! Instance records: `inst:<id>` hashes, the name → id map and the id index.
+//! Instance records: `inst:<id>` hashes, each tenant's name → id map, the id index of all
+//! instances and one per tenant (a tenant's list reads only its own).
 //!
-//! Hash fields: `spec` (JSON `InstanceSpec`), `state`, `generation`, `created`, `updated`,
+//! Hash fields: `tenant` (absent on records older than tenants: the default one), `spec` (JSON `InstanceSpec`), `state`, `generation`, `created`, `updated`,
 //! `fence` (the newest fencing token handed out), `runtime` (JSON `RuntimeInfo`, written by
 //! commands under their fencing token) and `observed` (JSON `Observed`, the platform's own
 //! view written by watchers, never replaced by an older one: `observed-at`; shown as
@@ -9,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use draas_protocol::auth::DEFAULT_TENANT;
 use draas_protocol::{
     Instance, InstanceSpec, InstanceState, Observed, Platform, RuntimeInfo, Timestamp,
 };
@@ -49,10 +51,10 @@ pub enum Transition {
 }
 
 impl Store {
-    /// Creates an instance record if its name is free.
+    /// Creates an instance record if its name is free in its tenant.
     pub async fn create_instance(&self, inst: &Instance) -> Result<CreateOutcome, BusError> {
         let mut conn = self.conn();
-        let names = self.keys.names();
+        let names = self.keys.tenant_names(&inst.tenant);
         let id = inst.id.to_string();
         let claimed: bool = conn.hset_nx(&names, &inst.spec.name, &id).await?;
         if !claimed {
@@ -76,6 +78,8 @@ impl Store {
             .ignore()
             .zadd(self.keys.instance_index(), &id, 0)
             .ignore()
+            .zadd(self.keys.tenant_instances(&inst.tenant), &id, 0)
+            .ignore()
             .hincr(self.keys.platform_counts(), inst.spec.platform.as_str(), 1)
             .ignore()
             .exec_async(&mut conn)
@@ -93,9 +97,16 @@ impl Store {
         parse_instance(&key, id, &fields).map(Some)
     }
 
-    /// The id a name maps to, if any.
-    pub async fn instance_id_by_name(&self, name: &str) -> Result<Option<Uuid>, BusError> {
-        let id: Option<String> = self.conn().hget(self.keys.names(), name).await?;
+    /// The id a name maps to in `tenant`, if any.
+    pub async fn instance_id_by_name(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Uuid>, BusError> {
+        let id: Option<String> = self
+            .conn()
+            .hget(self.keys.tenant_names(tenant), name)
+            .await?;
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
@@ -106,13 +117,34 @@ impl Store {
         after: Option<Uuid>,
         count: usize,
     ) -> Result<(Vec<Instance>, Option<Uuid>), BusError> {
+        self.page_of(self.keys.instance_index(), after, count).await
+    }
+
+    /// [`Store::instances_page`] over one tenant's own index: other tenants' records are
+    /// never read.
+    pub async fn tenant_instances_page(
+        &self,
+        tenant: &str,
+        after: Option<Uuid>,
+        count: usize,
+    ) -> Result<(Vec<Instance>, Option<Uuid>), BusError> {
+        self.page_of(self.keys.tenant_instances(tenant), after, count)
+            .await
+    }
+
+    async fn page_of(
+        &self,
+        index: String,
+        after: Option<Uuid>,
+        count: usize,
+    ) -> Result<(Vec<Instance>, Option<Uuid>), BusError> {
         let mut conn = self.conn();
         let min = match after {
             Some(id) => format!("({id}"),
             None => "-".to_owned(),
         };
         let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.instance_index())
+            .arg(index)
             .arg(min)
             .arg("+")
             .arg("BYLEX")
@@ -144,12 +176,13 @@ impl Store {
     pub async fn update_spec(
         &self,
         id: Uuid,
+        tenant: &str,
         expected: u64,
         spec: &InstanceSpec,
         old_name: &str,
     ) -> Result<Option<u64>, BusError> {
         let mut conn = self.conn();
-        let names = self.keys.names();
+        let names = self.keys.tenant_names(tenant);
         if spec.name != old_name {
             let claimed: bool = conn.hset_nx(&names, &spec.name, id.to_string()).await?;
             if !claimed {
@@ -166,12 +199,12 @@ impl Store {
             .await?;
         if result < 0 {
             if spec.name != old_name {
-                self.release_name(&spec.name, id).await?;
+                self.release_name(tenant, &spec.name, id).await?;
             }
             return Ok(None);
         }
         if spec.name != old_name {
-            self.release_name(old_name, id).await?;
+            self.release_name(tenant, old_name, id).await?;
         }
         Ok(Some(result as u64))
     }
@@ -232,6 +265,14 @@ impl Store {
         let key = || self.keys.instance(id);
         let state =
             |s: &str| InstanceState::parse(s).ok_or_else(|| BusError::corrupt(key(), "state"));
+        if status == "ok" {
+            // The tenant's running set follows the state (max-running is checked against it).
+            // Bookkeeping only: the state change stands even if this write fails; the next
+            // change of the instance (or its delete) puts the set right.
+            if let Err(error) = self.track_running(id, state(&detail)?, to).await {
+                tracing::warn!(message = "running set not updated", instance = %id, %error);
+            }
+        }
         Ok(match status.as_str() {
             "ok" => Transition::Done(state(&detail)?),
             "state" => Transition::WrongState(state(&detail)?),
@@ -279,22 +320,29 @@ impl Store {
         platform: Platform,
     ) -> Result<(), BusError> {
         let mut conn = self.conn();
+        let tenant = self.instance_tenant(id).await?;
         let (removed,): (i64,) = redis::pipe()
             .del(self.keys.instance(id))
             .zrem(self.keys.instance_index(), id.to_string())
+            .ignore()
+            .zrem(self.keys.tenant_instances(&tenant), id.to_string())
             .ignore()
             .query_async(&mut conn)
             .await?;
         if removed == 1 {
             conn.hincr::<_, _, _, ()>(self.keys.platform_counts(), platform.as_str(), -1)
                 .await?;
+            // The tenant's instance quota unit goes with the record, and so does any running
+            // mark a failed bookkeeping write may have left.
+            self.release_instance(&tenant).await?;
+            self.untrack_running(&tenant, id).await?;
         }
-        self.release_name(name, id).await
+        self.release_name(&tenant, name, id).await
     }
 
-    async fn release_name(&self, name: &str, id: Uuid) -> Result<(), BusError> {
+    async fn release_name(&self, tenant: &str, name: &str, id: Uuid) -> Result<(), BusError> {
         let _: i64 = scripts::RELEASE_NAME
-            .key(self.keys.names())
+            .key(self.keys.tenant_names(tenant))
             .arg(name)
             .arg(id.to_string())
             .invoke_async(&mut self.conn())
@@ -309,6 +357,7 @@ fn instance_fields(inst: &Instance) -> Result<Vec<(&'static str, String)>, BusEr
         serde_json::to_string(&inst.runtime).map_err(|e| BusError::corrupt("runtime", e))?;
     Ok(vec![
         ("id", inst.id.to_string()),
+        ("tenant", inst.tenant.clone()),
         ("spec", spec),
         ("state", inst.state.as_str().to_owned()),
         ("generation", inst.generation.to_string()),
@@ -362,6 +411,10 @@ fn parse_instance(
     Ok(StoredInstance {
         instance: Instance {
             id,
+            tenant: f
+                .get("tenant")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
             spec,
             state,
             generation: num("generation")?,

@@ -4,15 +4,23 @@
 //! - [`operations`]: operation records (client view and execution record) and idempotency keys.
 //! - [`workers`]: worker heartbeats and liveness.
 //! - [`events`]: the events stream.
+//! - [`audit`]: the audit stream of API requests.
+//! - [`quotas`]: tenant quotas, usage counters and the running set.
+//! - [`tokens`]: API tokens (records keyed by the secret's SHA-256).
 
+mod audit;
 mod events;
 mod instances;
 mod operations;
+mod quotas;
+pub mod tokens;
 mod workers;
 
+pub use audit::{AuditEntry, AuditPage};
 pub use events::EventEntry;
 pub use instances::{CreateOutcome, StoredInstance, Transition};
 pub use operations::{Claim, Remembered};
+pub use quotas::{Limit, LimitChange, Quota, QuotaExceeded, TENANT_FIELD, Usage, is_active};
 pub use workers::{Registration, TTL_FIELD, TtlSource, WorkerInfo};
 
 use std::sync::Arc;

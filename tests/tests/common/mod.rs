@@ -148,6 +148,22 @@ pub fn draas_binary() -> PathBuf {
     workspace_binary("draas")
 }
 
+/// Runs `draas <command> --redis-url … --prefix … <args>` (stdin closed); returns whether it
+/// succeeded and its stdout (with its stderr when it failed).
+pub fn draas_cli(command: &str, redis_url: &str, keys: &Keyspace, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(draas_binary())
+        .args([command, "--redis-url", redis_url, "--prefix", keys.prefix()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run draas");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    match out.status.success() {
+        true => (true, stdout),
+        false => (false, stdout + &String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
 fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
@@ -181,6 +197,8 @@ impl ApiNode {
         let mut config = draas_api::ApiConfig::new(redis_url);
         config.keys = keys.clone();
         config.default_wait = Duration::from_secs(30);
+        // Tests poll quickly through one anonymous caller: no rate limit unless a test sets one.
+        config.rate_limit = None;
         tune(&mut config);
         let app = draas_api::App::connect(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

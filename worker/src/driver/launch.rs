@@ -6,8 +6,9 @@
 //!   proxy settings and (process platform only) the variables the operator passes through;
 //!   never the worker's environment;
 //! - [`render`] checks the config *as the workload will read it*, after `${NAME}`
-//!   interpolation with that environment: listeners must still be the assigned ones and
-//!   literal outbound URLs within the egress policy, whatever a variable's value did.
+//!   interpolation with that environment: listeners must still be the assigned ones, literal
+//!   outbound URLs within the egress policy and file paths inside the instance's directory,
+//!   whatever a variable's value did.
 
 use draas_protocol::drasi::{DrasiConfig, interpolate};
 use draas_protocol::env::{self, InstanceEnv};
@@ -42,6 +43,7 @@ pub fn render(
         ));
     }
     seen.check_egress(egress)
+        .and_then(|()| seen.check_paths())
         .map_err(|e| refuse(format!("config.{}: {}", e.path, e.message)))?;
     Ok(yaml)
 }
@@ -82,6 +84,7 @@ mod tests {
     fn instance(config: serde_json::Value, env: serde_json::Value) -> Instance {
         Instance {
             id: uuid::Uuid::from_u128(42),
+            tenant: "default".into(),
             spec: InstanceSpec {
                 name: "x".into(),
                 description: None,
