@@ -36,6 +36,9 @@ pub struct ApiConfig {
     pub allowed_images: ImagePolicy,
     /// Per-caller request rate limit of this node (`None`: off).
     pub rate_limit: Option<crate::limits::RateLimit>,
+    /// Failed authentications (401) one peer address may have before it is answered 429
+    /// without further work (`None`: off). With `--no-rate-limit` it is off too.
+    pub failed_auth_limit: Option<crate::limits::RateLimit>,
     /// A client must send a whole request head within this, or is disconnected.
     pub header_read_timeout: Duration,
     /// A client must send a whole request body within this, or gets a 408 and is
@@ -63,6 +66,7 @@ impl ApiConfig {
             egress: EgressPolicy::default(),
             allowed_images: ImagePolicy::default(),
             rate_limit: Some(crate::limits::RateLimit::DEFAULT),
+            failed_auth_limit: Some(crate::limits::RateLimit::FAILED_AUTH),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             audit_maxlen: 100_000,

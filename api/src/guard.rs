@@ -213,7 +213,10 @@ fn check_origin(
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| uri.authority().map(|a| a.as_str()));
-        if host.is_some_and(|host| same_origin(origin, host)) {
+        // Same-origin by name is not trusted: a DNS-rebinding page's origin and Host are both
+        // the attacker's name. Same-origin holds only for an address or `localhost`; a named
+        // origin must be listed with --allow-origin.
+        if host.is_some_and(|host| same_origin(origin, host) && literal_host(host)) {
             return Ok(());
         }
     }
@@ -224,6 +227,20 @@ fn check_origin(
         ),
         field: "Origin",
     })
+}
+
+/// Whether a `Host` header names an IP address or `localhost` (not a name DNS could rebind).
+fn literal_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// `scheme://host[:port]` in canonical form: lower case, no trailing `/`, no default port.
@@ -406,6 +423,27 @@ mod tests {
         assert!(same_origin("http://example.com", "example.com:80"));
         assert!(!same_origin("http://evil.example", "127.0.0.1:8080"));
         assert!(!same_origin("https://example.com", "example.com:80"));
+    }
+
+    #[test]
+    fn only_address_or_localhost_hosts_count_as_same_origin() {
+        for host in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST",
+            "[::1]:8080",
+            "10.0.0.5",
+        ] {
+            assert!(literal_host(host), "{host}");
+        }
+        // A rebinding page's Host is its own name.
+        for host in [
+            "evil.example:8080",
+            "rebind.127.0.0.1.nip.io:8080",
+            "[evil]:1",
+        ] {
+            assert!(!literal_host(host), "{host}");
+        }
     }
 
     #[test]

@@ -80,6 +80,7 @@ const NEEDS: &[Need] = &[
     need("zrange", &["ZRANGE", "K", "0", "-1"]),
     need("zrangebyscore", &["ZRANGEBYSCORE", "K", "0", "1"]),
     need("zcount", &["ZCOUNT", "K", "0", "1"]),
+    need("zcard", &["ZCARD", "K"]),
     need("zremrangebyscore", &["ZREMRANGEBYSCORE", "K", "0", "1"]),
     // Streams.
     need("xadd", &["XADD", "K", "MAXLEN", "~", "10", "*", "m", "x"]),

@@ -416,6 +416,9 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
         per_second: args.rate_limit.0,
         burst: args.rate_burst,
     });
+    if args.no_rate_limit {
+        config.failed_auth_limit = None;
+    }
     config.header_read_timeout = Duration::from_secs_f64(args.header_read_timeout.max(0.1));
     config.body_read_timeout = Duration::from_secs_f64(args.body_read_timeout.max(0.1));
     config.audit_maxlen = args.audit_maxlen.max(1);

@@ -190,8 +190,18 @@ async fn revocation_is_seen_by_a_second_api_node_within_a_second() {
     // Both nodes have it cached as valid.
     assert_eq!(status(a.url.clone()).await, 200);
     assert_eq!(status(b.url.clone()).await, 200);
-    // Revoked through node A's API by a token manager of the tenant.
-    let manager = token(&store, "acme", &[Scope::Tokens], None).await;
+    // A token manager of the tenant that lacks a scope of the token cannot revoke it (it may
+    // revoke only tokens no stronger than itself)...
+    let weak = token(&store, "acme", &[Scope::Tokens], None).await;
+    let resp = http
+        .delete(format!("{}/api/v1/tokens/{}", a.url, made.record.id))
+        .bearer_auth(&weak)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // ...one that holds them revokes it through node A's API.
+    let manager = token(&store, "acme", &[Scope::Tokens, Scope::InstancesRead], None).await;
     let resp = http
         .delete(format!("{}/api/v1/tokens/{}", a.url, made.record.id))
         .bearer_auth(&manager)
@@ -213,4 +223,68 @@ async fn revocation_is_seen_by_a_second_api_node_within_a_second() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Token management short of a cluster administrator: no `admin` grants, and a made token
+/// never outlives the token that made it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_cannot_escalate() {
+    let redis = RedisServer::start().unwrap();
+    let keys = fresh_keys("authe");
+    let api = ApiNode::start_tuned(&redis.url, &keys, |c| c.auth = AuthMode::Tokens)
+        .await
+        .unwrap();
+    let store = Store::new(connect::shared(&redis.url).await.unwrap(), keys.clone());
+    let in_an_hour = Timestamp(draas_bus::clock::now().millis() + 3_600_000);
+    let manager = token(
+        &store,
+        "acme",
+        &[Scope::Tokens, Scope::Admin, Scope::InstancesRead],
+        Some(in_an_hour),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let create = |body: Value| {
+        let (http, url, manager) = (
+            http.clone(),
+            format!("{}/api/v1/tokens", api.url),
+            manager.clone(),
+        );
+        async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(manager)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = create(json!({"scopes": ["admin"]})).await;
+    assert_eq!(status, 403, "only `*` grants admin: {body}");
+    let (status, body) = create(json!({"scopes": ["*"]})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = create(json!({"scopes": ["instances:read"], "expires": "30d"})).await;
+    assert_eq!(status, 201, "{body}");
+    let made = store
+        .token(body["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        made.expires_at.is_some_and(|at| at <= in_an_hour),
+        "capped at the maker's expiry: {made:?}"
+    );
+    let (status, body) = create(json!({"scopes": ["instances:read"]})).await;
+    assert_eq!(status, 201, "{body}");
+    let made = store
+        .token(body["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        made.expires_at.is_some_and(|at| at <= in_an_hour),
+        "{made:?}"
+    );
 }

@@ -66,8 +66,9 @@ impl Client {
         }
     }
 
-    /// The instance ids of the event feed's entries received within `window`.
-    async fn events_seen(&self, path: &str, window: Duration) -> BTreeSet<String> {
+    /// The instance ids of the event feed's entries received until instance `until` is seen
+    /// reaching `running` (or `window` passes).
+    async fn events_seen(&self, path: &str, until: &str, window: Duration) -> BTreeSet<String> {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -81,6 +82,14 @@ impl Client {
         let _ = tokio::time::timeout(window, async {
             while let Ok(Some(chunk)) = resp.chunk().await {
                 text.push_str(&String::from_utf8_lossy(&chunk));
+                // An event of `until` reaching `running`: one that happens only after the
+                // start below.
+                let reached = text
+                    .lines()
+                    .any(|l| l.contains(until) && l.contains(r#""to":"running""#));
+                if reached {
+                    break;
+                }
             }
         })
         .await;
@@ -175,6 +184,9 @@ async fn tenants_see_only_their_own() -> anyhow::Result<()> {
     // Operations and events of globex's first instance, made while acme's feeds are open.
     let acme_id = ids[0].1.clone();
     let globex_id = ids[3].1.clone();
+    // acme's own start comes after globex's: once acme's event is in, a leaked globex event
+    // would have arrived before it.
+    let until = acme_id.clone();
     let all_feed = {
         let acme = Client {
             http: http.clone(),
@@ -182,7 +194,7 @@ async fn tenants_see_only_their_own() -> anyhow::Result<()> {
             token: acme.token.clone(),
         };
         tokio::spawn(async move {
-            acme.events_seen("/api/v1/events", Duration::from_secs(4))
+            acme.events_seen("/api/v1/events", &until, Duration::from_secs(60))
                 .await
         })
     };

@@ -5,6 +5,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use draas_protocol::Timestamp;
 use draas_protocol::auth::{DEFAULT_TENANT, Scope, Scopes};
 
 use crate::error::ApiError;
@@ -18,6 +19,8 @@ pub struct Caller {
     /// unless it is a cluster administrator.
     pub tenant: String,
     pub scopes: Scopes,
+    /// When the caller's token expires; tokens it makes never outlive it.
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Caller {
@@ -28,6 +31,7 @@ impl Caller {
             token_id: None,
             tenant: DEFAULT_TENANT.to_owned(),
             scopes: [Scope::All].into_iter().collect(),
+            expires_at: None,
         }
     }
 

@@ -91,12 +91,23 @@ pub async fn authorize(State(auth): State<Authenticator>, req: Request, next: Ne
     if let Some(Access::Scope(scope)) = access
         && !caller.scopes.allows(scope)
     {
-        return refusal(
+        let mut response = refusal(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
             format!("this token lacks the `{scope}` scope"),
             json!({ "field": "Authorization", "scope": scope }),
         );
+        // The audit trail names who was refused (the rate layer, which does so for answered
+        // requests, is not reached).
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|m| m.as_str().to_owned());
+        response.extensions_mut().insert(crate::limits::rate::Seen {
+            caller: Some(caller),
+            route,
+        });
+        return response;
     }
     let mut req = req;
     req.extensions_mut().insert(caller);

@@ -70,6 +70,14 @@ pub async fn create(
             format!("this token cannot grant `{scope}`, which it does not hold"),
         ));
     }
+    // `admin` reaches every tenant's commands and audit trail: only a cluster administrator
+    // hands it out.
+    if !caller.is_cluster_admin() && body.scopes.contains(&Scope::Admin) {
+        return Err(forbidden(
+            "scopes",
+            "only a cluster administrator (`*`) can grant `admin`".to_owned(),
+        ));
+    }
     if body.description.as_ref().is_some_and(|d| d.len() > 256) {
         return Err(ApiError::unprocessable(
             "invalid_field",
@@ -91,6 +99,12 @@ pub async fn create(
                 })?,
         ),
     };
+    // A token never outlives the token that made it.
+    let expires_at = match (expires_at, caller.expires_at) {
+        (Some(asked), Some(limit)) => Some(asked.min(limit)),
+        (None, limit) => limit,
+        (asked, None) => asked,
+    };
     let scopes: Scopes = body.scopes.into_iter().collect();
     let made = app
         .store
@@ -111,20 +125,7 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("limit=`{text}` must be 1 to 500"),
-                    Some("limit".into()),
-                )
-            })?,
-    };
+    let limit = crate::routes::count_param(&q, "limit", 100, 1..=500)?;
     let tenant = match (caller.is_cluster_admin(), q.get("tenant")) {
         (true, t) => t.cloned(),
         (false, _) => Some(caller.tenant.clone()),
@@ -149,6 +150,16 @@ pub async fn revoke(
     let record = app.store.token(&id).await?.ok_or_else(not_found)?;
     if !caller.sees(&record.tenant) {
         return Err(not_found());
+    }
+    // Short of a cluster administrator, a token revokes only tokens no stronger than itself.
+    if !caller.is_cluster_admin()
+        && (record.scopes.is_cluster_admin()
+            || record.scopes.0.iter().any(|s| !caller.scopes.allows(*s)))
+    {
+        return Err(forbidden(
+            "id",
+            format!("token {id} holds scopes this token does not; it cannot revoke it"),
+        ));
     }
     app.store.revoke_token(&id).await?;
     Ok(StatusCode::NO_CONTENT)

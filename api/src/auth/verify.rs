@@ -18,7 +18,10 @@ use super::Caller;
 
 /// How long a verified token is trusted without asking Redis again; revocation takes effect
 /// on every node within this (plus one Redis round trip).
-pub const CACHE_TTL: Duration = Duration::from_millis(500);
+pub const CACHE_TTL: Duration = Duration::from_millis(250);
+
+/// How often an open event stream re-checks its token.
+const LAPSE_CHECK: Duration = Duration::from_millis(500);
 
 /// How often `lastUsedAt` is written per token (per API node).
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -101,6 +104,7 @@ impl Verifier {
             token_id: Some(record.id),
             tenant: record.tenant,
             scopes: record.scopes,
+            expires_at: record.expires_at,
         })
     }
 
@@ -122,5 +126,23 @@ impl Verifier {
                 tracing::debug!(message = "lastUsedAt not recorded", %error);
             }
         });
+    }
+}
+
+/// Resolves once `caller`'s token is revoked or expired (checked every [`LAPSE_CHECK`]); never
+/// without a token (`--auth none`). Long-lived responses (event streams) end with it, so a
+/// revoked token stops receiving within a second too.
+pub async fn lapsed(store: Store, caller: Caller) {
+    let Some(id) = caller.token_id else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(LAPSE_CHECK).await;
+        match store.token(&id).await {
+            Ok(Some(record)) if !record.expired(now()) => {}
+            // Redis unreachable: keep the stream; the next check decides.
+            Err(_) => {}
+            _ => return,
+        }
     }
 }

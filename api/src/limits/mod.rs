@@ -4,8 +4,11 @@
 //! - [`rate`]: the keyed rate limiter (governor) and its middleware: 429 `rate_limited` with
 //!   `Retry-After`. Per API node: N nodes together allow up to N times the rate.
 //! - [`conn`]: accepting connections with hyper's header read timeout, graceful shutdown.
+//! - [`failures`]: a per-peer bound on failed authentications, so unauthenticated floods
+//!   cost no Redis lookups and no audit entries.
 
 pub mod conn;
+pub mod failures;
 pub mod rate;
 
 use std::num::NonZeroU32;
@@ -23,6 +26,13 @@ impl RateLimit {
     pub const DEFAULT: RateLimit = RateLimit {
         per_second: NonZeroU32::new(50).unwrap(),
         burst: NonZeroU32::new(100).unwrap(),
+    };
+
+    /// Failed authentications per peer address: plenty for a person mistyping a token, far
+    /// below a flood.
+    pub const FAILED_AUTH: RateLimit = RateLimit {
+        per_second: NonZeroU32::new(10).unwrap(),
+        burst: NonZeroU32::new(50).unwrap(),
     };
 }
 

@@ -42,6 +42,7 @@ async fn stream_events(
     caller: Caller,
     instance: Option<Uuid>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    let caller_for_lapse = caller.clone();
     // Subscribe before reading history, so nothing falls between the two.
     let live = BroadcastStream::new(app.events.subscribe()).filter_map(|e| async move { e.ok() });
     let history = app.store.recent_events(HISTORY).await?;
@@ -70,9 +71,11 @@ async fn stream_events(
             let data = serde_json::to_string(&e.event).unwrap_or_default();
             Ok(SseEvent::default().id(e.id).event("instance").data(data))
         });
+    let lapsed = crate::auth::verify::lapsed(app.store.clone(), caller_for_lapse);
     let events = opened
         .chain(events)
-        .take_until(app.stop.clone().cancelled_owned());
+        .take_until(app.stop.clone().cancelled_owned())
+        .take_until(lapsed);
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 

@@ -134,20 +134,7 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = match q.get("limit") {
-        None => 50,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("limit=`{text}` must be 1 to 500"),
-                    Some("limit".into()),
-                )
-            })?,
-    };
+    let limit = super::count_param(&q, "limit", 50, 1..=500)?;
     let platform = match q.get("platform") {
         None => None,
         Some(p) => Some(Platform::parse(p).ok_or_else(|| {

@@ -80,6 +80,8 @@ async fn request(
         // The tenant is part of the request: another tenant's reuse of a key is a 422 and
         // never answers with this tenant's operation.
         let fingerprint = fingerprint(&[command.kind().as_str(), &id.to_string(), &caller.tenant]);
+        // Keys are per tenant: one tenant's key never blocks or reveals another's.
+        let key = &format!("{}:{key}", caller.tenant);
         if let Some(prev) = app
             .store
             .remember_idempotency(key, operation_id, &fingerprint)
@@ -109,7 +111,9 @@ async fn request(
         Ok(prepared) => prepared,
         Err(error) => {
             if let Some(key) = &key {
-                app.store.forget_idempotency(key).await?;
+                app.store
+                    .forget_idempotency(&format!("{}:{key}", caller.tenant))
+                    .await?;
             }
             return Err(error);
         }
@@ -118,12 +122,25 @@ async fn request(
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let starts = matches!(
+        command.entry_state(inst.state),
+        Some(Ok(InstanceState::Starting))
+    );
     let mut request = Request::new(stream, inst.spec.platform, Some(&inst), command, wait);
     request.idempotency_key = key;
     request.trace = trace;
     request.operation_id = operation_id;
     request.actor = Some(caller.actor());
-    submit_and_wait(&app, request, wait).await.map(respond)
+    let submitted = submit_and_wait(&app, request, wait).await;
+    // A start that could not be appended gives its max-running slot back (one that was
+    // appended is counted by the worker's state changes whatever this answer says).
+    if submitted.is_err()
+        && starts
+        && let Err(error) = app.store.untrack_running(&inst.tenant, id).await
+    {
+        tracing::warn!(message = "max-running slot not given back", instance = %id, %error);
+    }
+    submitted.map(respond)
 }
 
 /// Loads the instance, checks the command may enter from its state, and routes it.
@@ -251,20 +268,7 @@ pub async fn logs(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let id = parse_id(&id, "instance")?;
-    let tail = match query.get("tail") {
-        None => 100,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("tail=`{text}` must be 1 to 10000"),
-                    Some("tail".into()),
-                )
-            })?,
-    };
+    let tail = super::count_param(&query, "tail", 100, 1..=10_000)? as u32;
     let wait = wait_param(&app, &query)?;
     let inst = super::instances::load(&app, &caller, id).await?;
     let op = run_command(&app, &inst, Command::Logs { tail }, wait).await?;

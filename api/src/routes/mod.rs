@@ -116,6 +116,7 @@ impl Routes {
 pub fn router(app: App) -> Router {
     let policy = guard::Policy::new(&app.config);
     let recorder = app.audit.clone();
+    let failures = limits::failures::Failures::new(app.config.failed_auth_limit);
     let max_body = app.config.max_body_bytes;
     let mut router = Router::new();
     for (path, handler) in routes().paths {
@@ -138,6 +139,37 @@ pub fn router(app: App) -> Router {
         .fallback_service(routes)
         .layer(middleware::from_fn(guard::reshape))
         .layer(middleware::from_fn_with_state(recorder, audit::record))
+        .layer(middleware::from_fn_with_state(
+            failures,
+            limits::failures::bound,
+        ))
+}
+
+/// A numeric query parameter `name` in `range`, `default` when absent; a 400 naming it
+/// otherwise.
+pub(crate) fn count_param(
+    q: &std::collections::HashMap<String, String>,
+    name: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ApiError> {
+    let Some(text) = q.get(name) else {
+        return Ok(default);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "{name}=`{text}` must be {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+                Some(name.into()),
+            )
+        })
 }
 
 /// Parses a path id, naming it on failure.

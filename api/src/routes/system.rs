@@ -8,6 +8,7 @@ use draas_protocol::Platform;
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// The process is up.
@@ -23,19 +24,23 @@ pub async fn readyz(State(app): State<App>) -> impl IntoResponse {
     }
 }
 
-/// Per platform: whether a live worker exists, how many, and how many instances it has.
-pub async fn platforms(State(app): State<App>) -> ApiResult<Json<Value>> {
+/// Per platform: whether a live worker exists, how many, and (to cluster administrators,
+/// whom every tenant's activity concerns) how many instances it has.
+pub async fn platforms(State(app): State<App>, caller: Caller) -> ApiResult<Json<Value>> {
     let ttl = app.config.worker_ttl.as_millis() as u64;
     let counts = app.store.instance_counts().await?;
     let mut items = Vec::new();
     for platform in Platform::ALL {
         let workers = app.store.live_worker_count(platform, ttl).await?;
-        items.push(json!({
+        let mut item = json!({
             "platform": platform,
             "available": workers > 0,
             "workers": workers,
-            "instances": counts.get(platform.as_str()).copied().unwrap_or(0).max(0),
-        }));
+        });
+        if caller.is_cluster_admin() {
+            item["instances"] = json!(counts.get(platform.as_str()).copied().unwrap_or(0).max(0));
+        }
+        items.push(item);
     }
     Ok(Json(json!({ "items": items })))
 }

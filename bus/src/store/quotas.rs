@@ -292,8 +292,9 @@ impl Store {
         Ok(tenant.unwrap_or_else(|| DEFAULT_TENANT.to_owned()))
     }
 
-    /// Drops `id` from the tenant's running set (a dropped record).
-    pub(crate) async fn untrack_running(&self, tenant: &str, id: Uuid) -> Result<(), BusError> {
+    /// Drops `id` from the tenant's running set (a dropped record, or a start whose command
+    /// was never appended).
+    pub async fn untrack_running(&self, tenant: &str, id: Uuid) -> Result<(), BusError> {
         self.conn()
             .srem::<_, _, ()>(self.keys.tenant_running(tenant), id.to_string())
             .await?;

@@ -199,6 +199,7 @@ impl ApiNode {
         config.default_wait = Duration::from_secs(30);
         // Tests poll quickly through one anonymous caller: no rate limit unless a test sets one.
         config.rate_limit = None;
+        config.failed_auth_limit = None;
         tune(&mut config);
         let app = draas_api::App::connect(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -137,7 +137,22 @@ impl Reaping {
     }
 }
 
-/// Whether a process with this pid exists.
+/// Whether a process with this pid exists and has not ended. A zombie (ended, not yet reaped:
+/// an orphan whose new parent does not reap, as PID 1 of some containers) counts as ended.
 pub(super) fn alive(pid: u32) -> bool {
-    i32::try_from(pid).is_ok_and(|pid| kill(Pid::from_raw(pid), None).is_ok())
+    i32::try_from(pid).is_ok_and(|pid| kill(Pid::from_raw(pid), None).is_ok()) && !zombie(pid)
+}
+
+/// Whether `/proc/<pid>/stat` says the process is a zombie (state `Z`) or dead (`X`).
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after = stat.get(stat.rfind(')')? + 1..)?;
+            after
+                .split_whitespace()
+                .next()
+                .map(|s| s == "Z" || s == "X")
+        })
+        .unwrap_or(false)
 }

@@ -128,10 +128,8 @@ impl ProcessDriver {
         // the worker that launched it. A lock held by someone else means a copy runs: adopt
         // it, never launch a second.
         let log = logs::open(&dir)?;
-        match log.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return self.adopt_running(id).await,
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        if let Some(running) = self.lock_or_adopt(&log, id).await? {
+            return Ok(running);
         }
         let host = &self.config.host;
         let mut config = instance.spec.config.clone();
@@ -173,13 +171,23 @@ impl ProcessDriver {
         Ok(tracked)
     }
 
-    /// A copy of the instance holds its lock but this worker does not track it: launched by
-    /// a worker that died, possibly not yet exec'd. Waits (bounded) until it shows in the
-    /// process table, then watches it as an adopted process.
-    async fn adopt_running(&self, id: Uuid) -> Result<Tracked, DriverError> {
+    /// Takes the instance's log lock (`None`: no copy lives, launch one), or, while a copy
+    /// this worker does not track holds it (launched by a worker that died, possibly not yet
+    /// exec'd), waits (bounded) until that copy shows in the process table and watches it as
+    /// adopted. A copy that exits meanwhile frees the lock, and the launch goes ahead.
+    async fn lock_or_adopt(
+        &self,
+        log: &std::fs::File,
+        id: Uuid,
+    ) -> Result<Option<Tracked>, DriverError> {
         let dir = self.dir(id);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
+            match log.try_lock() {
+                Ok(()) => return Ok(None),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
             let (d, host) = (dir.clone(), self.config.host.clone());
             let found = tokio::task::spawn_blocking(move || adopt::inspect(&d, &host))
                 .await
@@ -188,7 +196,7 @@ impl ProcessDriver {
                 tracing::info!(message = "adopted a running copy instead of launching another", instance = %id, pid = found.pid);
                 let (tracked, tx) = self.reaping.track(id, found.pid, found.endpoints, true);
                 self.reaping.watch_adopted(id, &tracked, tx);
-                return Ok(tracked);
+                return Ok(Some(tracked));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(DriverError::Config(format!(
@@ -273,7 +281,17 @@ impl Driver for ProcessDriver {
         if !graceful {
             tracing::warn!(message = "instance ignored SIGINT; killing", instance = %id, pid = tracked.pid);
             Self::signal(tracked.pid, Signal::SIGKILL);
-            let _ = tracked.exited.wait_for(Option::is_some).await;
+            let killed = tokio::time::timeout(
+                Duration::from_secs(10),
+                tracked.exited.wait_for(Option::is_some),
+            )
+            .await;
+            if killed.is_err() {
+                return Err(DriverError::Config(format!(
+                    "process {} of instance {id} did not end within 10 s of SIGKILL",
+                    tracked.pid
+                )));
+            }
         }
         let code =
             (*tracked.exited.borrow()).and_then(|(code, signal)| code.or(signal.map(|s| 128 + s)));
