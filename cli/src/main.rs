@@ -110,6 +110,15 @@ impl Common {
             },
         )
     }
+
+    /// A store on that Redis under the settled key prefix (the commands that work straight
+    /// on Redis: tokens, tenants).
+    pub async fn store(&self) -> anyhow::Result<draas_bus::Store> {
+        let conn = draas_bus::connect::shared(self.redis())
+            .await
+            .with_context(|| format!("connecting to {}", self.redis()))?;
+        Ok(draas_bus::Store::new(conn, Keyspace::new(&self.prefix)))
+    }
 }
 
 #[derive(Args)]

@@ -5,11 +5,10 @@
 //! running), `--max-config-bytes` (the config JSON at create and patch). A value of `none`
 //! removes the limit. Exceeding one is the API's 409 `quota_exceeded`.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use draas_bus::Store;
 use draas_bus::store::{Limit, LimitChange, Quota, Usage};
-use draas_protocol::Keyspace;
 use draas_protocol::auth::is_tenant_name;
 use serde::Serialize;
 
@@ -68,12 +67,7 @@ struct TenantView {
 }
 
 pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
-    let store = Store::new(
-        draas_bus::connect::shared(args.common.redis())
-            .await
-            .with_context(|| format!("connecting to {}", args.common.redis()))?,
-        Keyspace::new(&args.common.prefix),
-    );
+    let store = args.common.store().await?;
     match args.command {
         TenantsCmd::Set {
             tenant,

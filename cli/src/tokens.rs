@@ -8,8 +8,8 @@ use clap::{Args, Subcommand};
 use draas_api::auth::AuthMode;
 use draas_bus::Store;
 use draas_bus::clock::now;
+use draas_protocol::Timestamp;
 use draas_protocol::auth::{Scope, Scopes, is_tenant_name, parse_lifetime};
-use draas_protocol::{Keyspace, Timestamp};
 
 use crate::Common;
 
@@ -85,12 +85,7 @@ pub async fn check_tokens_exist(store: &Store) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: TokensArgs) -> anyhow::Result<()> {
-    let store = Store::new(
-        draas_bus::connect::shared(args.common.redis())
-            .await
-            .with_context(|| format!("connecting to {}", args.common.redis()))?,
-        Keyspace::new(&args.common.prefix),
-    );
+    let store = args.common.store().await?;
     match args.command {
         TokensCmd::Create {
             tenant,
