@@ -144,7 +144,7 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
             PathKind::Api => {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
                 let listen = format!("127.0.0.1:{port}");
-                children.push(spawn_self(&["api", "--redis-url", &args.redis_url, "--prefix", &prefix, "--listen", &listen, "--no-rate-limit"], None, &scratch, "api")?);
+                children.push(spawn_self(&["api", "--redis-url", &args.redis_url, "--prefix", &prefix, "--listen", &listen, "--no-rate-limit", "--auth", "none"], None, &scratch, "api")?);
                 let url = format!("http://{listen}");
                 let http = reqwest::Client::builder().pool_max_idle_per_host(args.in_flight.max(1)).build()?;
                 wait_for_api(&http, &url).await?;
