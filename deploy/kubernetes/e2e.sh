@@ -126,7 +126,7 @@ wait_for() {
 
 # call METHOD URL [JSON]: sets $status and $body.
 call() {
-  local args=(-sS -X "$1" -o "$tmp/body" -w '%{http_code}' "$2")
+  local args=(-sS -X "$1" -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$2")
   if [ $# -ge 3 ]; then args+=(-H 'content-type: application/json' --data-binary "$3"); fi
   status=$(curl "${args[@]}") || die "$1 $2: no answer"
   body=$(cat "$tmp/body")
@@ -208,7 +208,14 @@ k -n "$CP" set env deployment/draas-worker-kubernetes "DRAAS_IMAGE=$RUNTIME_IMAG
 
 log "waiting for the rollouts"
 k -n "$CP" rollout status statefulset/redis --timeout="${TIMEOUT}s"
-for d in draas-api draas-worker-kubernetes draas-worker-process; do
+k -n "$CP" rollout status deployment/draas-worker-process --timeout="${TIMEOUT}s"
+# The API refuses to start while Redis holds no token: make one for this walk-through with
+# the draas binary of a worker pod (it reaches the same Redis).
+log "creating an API token"
+TOKEN=$(k -n "$CP" exec deploy/draas-worker-process -- \
+  draas tokens create --tenant default --scope '*' --description e2e --quiet) ||
+  die "cannot create an API token"
+for d in draas-api draas-worker-kubernetes; do
   k -n "$CP" rollout status "deployment/$d" --timeout="${TIMEOUT}s"
 done
 
@@ -217,7 +224,7 @@ forward api -n "$CP" svc/draas-api "$API_PORT:80"
 wait_for 30 "the API at $API/readyz" curl -fsS "$API/readyz"
 # The workers heartbeat into Redis; the platform is available once one of them has.
 wait_for 60 "a live kubernetes worker" \
-  sh -c "curl -fsS '$API/api/v1/platforms' | jq -e '.items[] | select(.platform == \"kubernetes\") | .available' | grep -qx true"
+  sh -c "curl -fsS -H 'Authorization: Bearer $TOKEN' '$API/api/v1/platforms' | jq -e '.items[] | select(.platform == \"kubernetes\") | .available' | grep -qx true"
 call GET "$API/api/v1/workers"
 echo "workers: $(jq -c '[.items[]? | {platform, node}]' <<<"$body" 2>/dev/null || echo "$body")"
 
