@@ -54,11 +54,16 @@ pub fn config_bytes(config: &DrasiConfig) -> ApiResult<u64> {
         .map_err(|e| ApiError::Internal(format!("config does not serialize: {e}")))
 }
 
-/// Takes one instance unit for a new instance of `tenant`, or refuses with nothing written.
-pub async fn reserve_instance(app: &App, tenant: &str, config: &DrasiConfig) -> ApiResult<()> {
+/// Counts new instance `id` against `tenant`'s quota, or refuses with nothing written.
+pub async fn reserve_instance(
+    app: &App,
+    tenant: &str,
+    id: Uuid,
+    config: &DrasiConfig,
+) -> ApiResult<()> {
     let bytes = config_bytes(config)?;
     app.store
-        .reserve_instance(tenant, bytes)
+        .reserve_instance(tenant, id, bytes)
         .await?
         .map_err(|refusal| exceeded(tenant, refusal))
 }

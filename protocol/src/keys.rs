@@ -122,9 +122,11 @@ impl Keyspace {
         format!("{}:{{tenant-{tenant}}}:quota", self.prefix)
     }
 
-    /// A tenant's usage: hash with `instances` (records that exist or are being created).
+    /// Set of a tenant's instance ids counted against `max-instances`: records that exist or
+    /// are being created. A set, not a counter, so giving a unit back is idempotent (a delete
+    /// retried after a crash never gives back twice).
     pub fn tenant_usage(&self, tenant: &str) -> String {
-        format!("{}:{{tenant-{tenant}}}:usage", self.prefix)
+        format!("{}:{{tenant-{tenant}}}:counted", self.prefix)
     }
 
     /// Set of a tenant's instance ids that are starting or running.
@@ -212,7 +214,7 @@ mod tests {
         );
         assert_eq!(k.names(), "draas:names");
         assert_eq!(k.tenant_quota("acme"), "draas:{tenant-acme}:quota");
-        assert_eq!(k.tenant_usage("acme"), "draas:{tenant-acme}:usage");
+        assert_eq!(k.tenant_usage("acme"), "draas:{tenant-acme}:counted");
         assert_eq!(k.tenant_running("acme"), "draas:{tenant-acme}:running");
         assert_eq!(k.audit(), "draas:audit");
         assert_eq!(k.tenant_names("acme"), "draas:{tenant-acme}:names");

@@ -97,12 +97,14 @@ pub async fn create(
         updated_at: now,
         runtime: RuntimeInfo::default(),
     };
-    // The tenant's quota unit is taken first (atomically; a refusal writes nothing) and
-    // given back when the record is not written after all.
-    crate::quota::reserve_instance(&app, &caller.tenant, &inst.spec.config).await?;
+    // The instance is counted against the tenant's quota first (atomically; a refusal writes
+    // nothing) and uncounted when the create is refused. A create that failed without an
+    // answer stays counted: its record may exist, and counting one too many is safer than
+    // letting a live record go uncounted.
+    crate::quota::reserve_instance(&app, &caller.tenant, inst.id, &inst.spec.config).await?;
     let created = app.store.create_instance(&inst).await;
-    if !matches!(created, Ok(CreateOutcome::Created)) {
-        app.store.release_instance(&caller.tenant).await?;
+    if matches!(created, Ok(CreateOutcome::NameTaken { .. })) {
+        app.store.release_instance(&caller.tenant, inst.id).await?;
     }
     match created? {
         CreateOutcome::Created => {

@@ -332,11 +332,12 @@ impl Store {
         if removed == 1 {
             conn.hincr::<_, _, _, ()>(self.keys.platform_counts(), platform.as_str(), -1)
                 .await?;
-            // The tenant's instance quota unit goes with the record, and so does any running
-            // mark a failed bookkeeping write may have left.
-            self.release_instance(&tenant).await?;
-            self.untrack_running(&tenant, id).await?;
         }
+        // The tenant's quota count goes with the record, and so does any running mark a failed
+        // bookkeeping write may have left. Both are idempotent, so a delete resumed after a
+        // crash between the DEL and here still gives them back.
+        self.release_instance(&tenant, id).await?;
+        self.untrack_running(&tenant, id).await?;
         self.release_name(&tenant, name, id).await
     }
 

@@ -95,29 +95,20 @@ pub struct QuotaExceeded {
 /// A change to one limit: a new maximum, or `None` to remove it (unlimited).
 pub type LimitChange = (Limit, Option<u64>);
 
-/// Checks `max-config-bytes` and `max-instances`; takes one instance unit when both pass.
-/// KEYS: quota, usage. ARGV: config bytes. Returns {0|1, limit index, maximum, current}.
+/// Checks `max-config-bytes` and `max-instances`; counts instance ARGV[2] when both pass (an
+/// id already counted passes). KEYS: quota, counted set. ARGV: config bytes, instance id.
+/// Returns {0|1, limit index, maximum, current}.
 static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
+if redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return {1, 0, 0, 0} end
 local q = redis.call('HMGET', KEYS[1], 'max-config-bytes', 'max-instances')
 local bytes = tonumber(ARGV[1])
 if q[1] and bytes > tonumber(q[1]) then return {0, 3, tonumber(q[1]), bytes} end
-local cur = tonumber(redis.call('HGET', KEYS[2], 'instances') or '0')
+local cur = redis.call('SCARD', KEYS[2])
 if q[2] and cur >= tonumber(q[2]) then return {0, 1, tonumber(q[2]), cur} end
-redis.call('HINCRBY', KEYS[2], 'instances', 1)
+redis.call('SADD', KEYS[2], ARGV[2])
 return {1, 0, 0, cur + 1}
-",
-    )
-});
-
-/// Gives one instance unit back, never below zero. KEYS: usage.
-static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local cur = tonumber(redis.call('HGET', KEYS[1], 'instances') or '0')
-if cur > 0 then redis.call('HINCRBY', KEYS[1], 'instances', -1) end
-return cur
 ",
     )
 });
@@ -191,29 +182,28 @@ impl Store {
 
     /// What the tenant uses now.
     pub async fn usage(&self, tenant: &str) -> Result<Usage, BusError> {
-        let (instances, running): (Option<u64>, u64) = redis::pipe()
-            .hget(self.keys.tenant_usage(tenant), "instances")
+        let (instances, running): (u64, u64) = redis::pipe()
+            .scard(self.keys.tenant_usage(tenant))
             .scard(self.keys.tenant_running(tenant))
             .query_async(&mut self.conn())
             .await?;
-        Ok(Usage {
-            instances: instances.unwrap_or(0),
-            running,
-        })
+        Ok(Usage { instances, running })
     }
 
-    /// Takes one instance unit of the tenant's quota for a config of `config_bytes`, or says
-    /// which limit refuses it (then nothing is written). Atomic: concurrent creates never
-    /// take more units than `max-instances` allows.
+    /// Counts instance `id` against the tenant's quota for a config of `config_bytes`, or
+    /// says which limit refuses it (then nothing is written). Atomic: concurrent creates never
+    /// count more than `max-instances` allows.
     pub async fn reserve_instance(
         &self,
         tenant: &str,
+        id: Uuid,
         config_bytes: u64,
     ) -> Result<Result<(), QuotaExceeded>, BusError> {
         let (ok, limit, maximum, current): (i64, usize, u64, u64) = RESERVE
             .key(self.keys.tenant_quota(tenant))
             .key(self.keys.tenant_usage(tenant))
             .arg(config_bytes)
+            .arg(id.to_string())
             .invoke_async(&mut self.conn())
             .await?;
         if ok == 1 {
@@ -227,11 +217,11 @@ impl Store {
         }))
     }
 
-    /// Gives back one instance unit (a create that failed, or a dropped record).
-    pub async fn release_instance(&self, tenant: &str) -> Result<(), BusError> {
-        let _: i64 = RELEASE
-            .key(self.keys.tenant_usage(tenant))
-            .invoke_async(&mut self.conn())
+    /// Stops counting instance `id` (a create refused after all, or a dropped record).
+    /// Idempotent.
+    pub async fn release_instance(&self, tenant: &str, id: Uuid) -> Result<(), BusError> {
+        self.conn()
+            .srem::<_, _, ()>(self.keys.tenant_usage(tenant), id.to_string())
             .await?;
         Ok(())
     }
