@@ -312,22 +312,37 @@ fn backoff() -> ExponentialBuilder {
 pub async fn check(target: impl Into<RedisTarget>, within: Duration) -> Result<(), RedisError> {
     let target = target.into();
     let deadline = tokio::time::Instant::now() + within;
+    // The reason to report: a real refusal seen on the way beats the time-out of a last
+    // attempt that the deadline cut short.
+    let mut refusal: Option<RedisError> = None;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let error = match tokio::time::timeout(left, ping(&target, left)).await {
+        let (error, timed_out) = match tokio::time::timeout(left, ping(&target, left)).await {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => error,
-            Err(_) => RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {} s", within.as_secs_f64()),
-            )),
+            Ok(Err(error)) => {
+                let timed_out = error.is_timeout();
+                (error, timed_out)
+            }
+            Err(_) => (
+                RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", within.as_secs_f64()),
+                )),
+                true,
+            ),
         };
         let transient = error.is_io_error()
             || error.is_timeout()
             || error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading);
         let pause = Duration::from_millis(200);
         if !transient || tokio::time::Instant::now() + pause >= deadline {
-            return Err(error);
+            return Err(match (timed_out, refusal) {
+                (true, Some(refusal)) => refusal,
+                _ => error,
+            });
+        }
+        if !timed_out {
+            refusal = Some(error);
         }
         tokio::time::sleep(pause).await;
     }

@@ -232,3 +232,61 @@ async fn concurrent_starts_never_overshoot_max_running() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_restart_is_held_to_max_running_too() -> anyhow::Result<()> {
+    let sys = System::start().await?;
+    let body = json!({"name": "phoenix", "platform": "process", "config": sensor_config(),
+        "restartPolicy": {"mode": "on-failure", "maxAttempts": 1, "initialBackoffMs": 1500}});
+    let (status, inst) = sys.post_json("/api/v1/instances", &body).await;
+    assert_eq!(status, 201, "{inst}");
+    let phoenix = inst["id"].as_str().unwrap().to_owned();
+    let other = sys.create("other").await;
+    set_quota(&sys, &["--max-running", "1"]);
+    let (status, op) = sys
+        .post(&format!("/api/v1/instances/{phoenix}/start?wait=60"))
+        .await;
+    assert_eq!(status, 200, "{op}");
+    let pid = sys.instance(&phoenix).await["runtime"]["pid"]
+        .as_i64()
+        .unwrap();
+    common::sigkill(pid);
+    sys.wait_state(&phoenix, "failed").await;
+    // While phoenix waits for its restart, another instance takes the only slot.
+    let (status, op) = sys
+        .post(&format!("/api/v1/instances/{other}/start?wait=60"))
+        .await;
+    assert_eq!((status, &op["state"]), (200, &json!("succeeded")), "{op}");
+    // The restart the policy schedules is refused by the quota, and says so on the instance.
+    let store = draas_bus::Store::new(
+        draas_bus::connect::shared(&sys.redis.url).await?,
+        sys.keys.clone(),
+    );
+    let note = wait_until(|| async {
+        store
+            .recent_events(1000)
+            .await
+            .ok()?
+            .into_iter()
+            .find_map(|e| {
+                let mine = e.event.instance_id.to_string() == phoenix;
+                match e.event.kind {
+                    draas_protocol::EventKind::Note { message }
+                        if mine && message.contains("max-running") =>
+                    {
+                        Some(message)
+                    }
+                    _ => None,
+                }
+            })
+    })
+    .await?;
+    assert!(note.contains("start refused"), "{note}");
+    assert_eq!(sys.instance(&phoenix).await["state"], "failed");
+    assert_eq!(tenant(&sys)["usage"]["running"], 1);
+    let (status, op) = sys
+        .post(&format!("/api/v1/instances/{other}/stop?wait=60"))
+        .await;
+    assert_eq!(status, 200, "{op}");
+    Ok(())
+}

@@ -307,6 +307,35 @@ impl<D: Driver> Ctx<D> {
                 .map_err(internal)?;
         }
         if from != InstanceState::Starting {
+            // The tenant's max-running, for every start: one a client asked for was counted
+            // when the API accepted it (counting again is a no-op); a restart by the policy
+            // or the start half of a Restart is checked here, atomically.
+            let tenant = &inst.instance.tenant;
+            if let Err(refused) = self
+                .store
+                .reserve_running(tenant, id)
+                .await
+                .map_err(internal)?
+            {
+                let message = format!(
+                    "start refused: tenant `{tenant}` has {} instances starting or running; its quota allows {} ({})",
+                    refused.current,
+                    refused.maximum,
+                    refused.limit.as_str()
+                );
+                // Said on the instance too: a restart the policy asked for has no client.
+                self.emit(
+                    id,
+                    ex.cmd,
+                    EventKind::Note {
+                        message: message.clone(),
+                    },
+                )
+                .await;
+                return Err(ErrorInfo::new("quota_exceeded", message));
+            }
+            // A move refused below (fenced by a newer execution, which runs this start) keeps
+            // the slot: that execution holds it.
             self.move_to(
                 id,
                 from,
