@@ -138,21 +138,8 @@ impl Store {
         after: Option<Uuid>,
         count: usize,
     ) -> Result<(Vec<Instance>, Option<Uuid>), BusError> {
-        let mut conn = self.conn();
-        let min = match after {
-            Some(id) => format!("({id}"),
-            None => "-".to_owned(),
-        };
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(index)
-            .arg(min)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .query_async(&mut conn)
-            .await?;
+        let after = after.map(|id| id.to_string());
+        let ids = self.lex_page(&index, after.as_deref(), count).await?;
         let ids: Vec<Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
         if ids.is_empty() {
             return Ok((Vec::new(), None));
@@ -161,7 +148,7 @@ impl Store {
         for id in &ids {
             pipe.hgetall(self.keys.instance(*id));
         }
-        let records: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let records: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, fields) in ids.iter().zip(records) {
             if !fields.is_empty() {

@@ -93,6 +93,28 @@ impl Store {
     }
 
     /// A clone of the shared connection, for callers composing their own pipelines.
+    /// Up to `count` members of the score-0 sorted set `index` after `after` (from the start
+    /// when `None`), in lexical order: one `ZRANGE … BYLEX LIMIT`, the cursor paging of every
+    /// index.
+    pub(crate) async fn lex_page(
+        &self,
+        index: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>, crate::BusError> {
+        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        Ok(redis::cmd("ZRANGE")
+            .arg(index)
+            .arg(min)
+            .arg("+")
+            .arg("BYLEX")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count)
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
     pub fn conn(&self) -> Conn {
         self.conn.clone()
     }

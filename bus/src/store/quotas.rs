@@ -167,17 +167,7 @@ impl Store {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<String>, BusError> {
-        let min = after.map_or_else(|| "-".to_owned(), |t| format!("({t}"));
-        Ok(redis::cmd("ZRANGE")
-            .arg(self.keys.tenants())
-            .arg(min)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .query_async(&mut self.conn())
-            .await?)
+        self.lex_page(&self.keys.tenants(), after, count).await
     }
 
     /// What the tenant uses now.

@@ -200,17 +200,7 @@ impl Store {
             None => self.keys.tokens(),
         };
         let mut conn = self.conn();
-        let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
-        let ids: Vec<String> = redis::cmd("ZRANGE")
-            .arg(&index)
-            .arg(min)
-            .arg("+")
-            .arg("BYLEX")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(count)
-            .query_async(&mut conn)
-            .await?;
+        let ids = self.lex_page(&index, after, count).await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in &ids {
             match self.token(id).await? {
