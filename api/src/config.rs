@@ -49,6 +49,9 @@ pub struct ApiConfig {
     /// How requests are authenticated. The library's default is `None` (tests and embedding);
     /// `draas api` and `draas up` run with `Tokens`.
     pub auth: crate::auth::AuthMode,
+    /// The secret this node presents to workers' data-plane listeners (the workers' own);
+    /// `None`: data requests are answered 503 `data_plane_disabled`.
+    pub data_secret: Option<draas_protocol::dataplane::DataSecret>,
 }
 
 impl ApiConfig {
@@ -71,6 +74,7 @@ impl ApiConfig {
             body_read_timeout: Duration::from_secs(30),
             audit_maxlen: 100_000,
             auth: crate::auth::AuthMode::None,
+            data_secret: None,
         }
     }
 }

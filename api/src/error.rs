@@ -80,6 +80,15 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// A data-plane request that cannot be served (an unknown query or source, an instance
+    /// not running or unreachable): the status and code say why, the details name it.
+    #[error("{message}")]
+    Data {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
     /// No live worker can take the command: the platform's operators' matter, not a fault here.
     #[error("{0}")]
     NoWorker(String),
@@ -181,6 +190,12 @@ impl ApiError {
                 media(accepted),
             ),
             ApiError::Other { status, code, .. } => (*status, code, Value::Null),
+            ApiError::Data {
+                status,
+                code,
+                details,
+                ..
+            } => (*status, code, details.clone()),
             ApiError::NoWorker(_) | ApiError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Value::Null)
             }
@@ -199,6 +214,9 @@ impl ApiError {
             }
             ApiError::NoWorker(_) => {
                 tracing::info!(message = "request refused", %code, error = %self)
+            }
+            ApiError::Data { status, .. } if status.is_server_error() => {
+                tracing::info!(message = "data request failed", %code, error = %self)
             }
             ApiError::Other { status, .. } if status.is_server_error() => {
                 tracing::error!(message = "request failed", %code, error = %self)

@@ -6,6 +6,7 @@
 //! - [`routes`]: the router and one module per resource.
 //! - [`dispatch`]: request/reply over the bus (one reply reader per node).
 //! - [`feed`]: the live event feed behind the SSE endpoints.
+//! - [`dataplane`]: data requests forwarded to the worker that owns the instance.
 //! - [`body`]: JSON bodies whose errors name the field.
 //! - [`guard`]: the middleware every request passes: URI length, `Origin`, body size and
 //!   media type, path encoding; every error response in the error shape.
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod dataplane;
 pub mod dispatch;
 pub mod error;
 pub mod feed;
@@ -55,6 +57,8 @@ pub struct App {
     pub audit: audit::Recorder,
     /// This node's per-caller rate limiter.
     pub limiter: limits::rate::Limiter,
+    /// This node's way to the workers' data planes.
+    pub data: Arc<dataplane::Forwarder>,
 }
 
 impl App {
@@ -99,9 +103,11 @@ impl App {
         };
         let audit = audit::Recorder::start(store.clone(), config.audit_maxlen, stop.clone());
         let limiter = limits::rate::Limiter::new(config.rate_limit);
+        let data = Arc::new(dataplane::Forwarder::new(config.data_secret.clone()));
         Ok(App {
             audit,
             limiter,
+            data,
             config: Arc::new(config),
             store,
             dispatcher,

@@ -10,6 +10,7 @@
 mod admin_token;
 mod bench;
 mod context;
+mod data_secret;
 mod ops;
 mod signals;
 mod stop_all;
@@ -125,6 +126,9 @@ impl Common {
 struct ApiArgs {
     #[command(flatten)]
     common: Common,
+    /// The data-plane secret of the workers, so this node can forward data requests.
+    #[command(flatten)]
+    data: data_secret::SecretArgs,
     /// Address to listen on.
     #[arg(long, env = "DRAAS_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -193,6 +197,16 @@ fn parse_origin(text: &str) -> Result<String, String> {
 pub struct WorkerArgs {
     #[command(flatten)]
     common: Common,
+    /// Serve the data plane on this address (API nodes forward instances' data requests to
+    /// it); needs the data-plane secret. Off by default.
+    #[arg(long, env = "DRAAS_DATA_LISTEN")]
+    data_listen: Option<SocketAddr>,
+    /// The address API nodes should use for the data plane (http://host:port), when it is not
+    /// the --data-listen address (a wildcard bind, NAT, a Service).
+    #[arg(long, env = "DRAAS_DATA_ADVERTISE", requires = "data_listen")]
+    data_advertise: Option<String>,
+    #[command(flatten)]
+    data: data_secret::SecretArgs,
     /// Platform to serve.
     #[arg(long, value_parser = parse_platform, default_value = "process")]
     platform: Platform,
@@ -317,7 +331,7 @@ fn parse_platform(text: &str) -> Result<Platform, String> {
 }
 
 impl WorkerArgs {
-    fn config(&self) -> draas_worker::WorkerConfig {
+    fn config(&self) -> anyhow::Result<draas_worker::WorkerConfig> {
         let mut config =
             draas_worker::WorkerConfig::new(self.common.redis(), self.platform, &self.data_dir);
         config.keys = Keyspace::new(&self.common.prefix);
@@ -347,7 +361,20 @@ impl WorkerArgs {
         config.kubernetes.storage_class = self.storage_class.clone();
         config.process.egress = self.egress.clone();
         config.process.pass_env = self.pass_env.clone();
-        config
+        if let Some(listen) = self.data_listen {
+            let secret = self.data.secret()?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--data-listen needs the data-plane secret (--data-secret-file or \
+                     DRAAS_DATA_SECRET): the data plane serves API nodes only"
+                )
+            })?;
+            config.data_plane = Some(draas_worker::dataplane::DataPlaneConfig {
+                listen,
+                advertise: self.data_advertise.clone(),
+                secret,
+            });
+        }
+        Ok(config)
     }
 }
 
@@ -421,6 +448,7 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
     config.egress = args.egress;
     config.allowed_images = ImagePolicy::new(args.allowed_images);
     config.auth = args.auth;
+    config.data_secret = args.data.secret()?;
     config.rate_limit = (!args.no_rate_limit).then_some(draas_api::limits::RateLimit {
         per_second: args.rate_limit.0,
         burst: args.rate_burst,
@@ -449,7 +477,7 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
 
 async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let (first, second) = signals::two_stage();
-    draas_worker::run(args.config(), first, second).await?;
+    draas_worker::run(args.config()?, first, second).await?;
     Ok(())
 }
 

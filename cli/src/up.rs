@@ -21,7 +21,7 @@ use draas_protocol::{Keyspace, Platform};
 use tokio::process::{Child, Command};
 
 use crate::context::{self, Context as UpContext};
-use crate::{admin_token, signals, stop_all};
+use crate::{admin_token, data_secret, signals, stop_all};
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -62,6 +62,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut api_config = draas_api::ApiConfig::new(&redis_url);
     api_config.keys = keys.clone();
     api_config.auth = draas_api::auth::AuthMode::Tokens;
+    let data_secret = data_secret::ensure(&data_dir)?;
+    api_config.data_secret = Some(data_secret.clone());
     let app = draas_api::App::connect(api_config)
         .await
         .context("connecting the API to Redis")?;
@@ -83,6 +85,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // A backstop: instances the orderly stop below did not reach are not left running.
     worker_config.stop_instances_on_exit = true;
     worker_config.process.executable = args.runtime.clone().unwrap_or_else(crate::default_runtime);
+    // Its data plane on loopback: the API forwards instances' data requests to it.
+    worker_config.data_plane = Some(draas_worker::dataplane::DataPlaneConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        advertise: None,
+        secret: data_secret,
+    });
 
     let context_path = UpContext {
         redis_url: redis_url.clone(),

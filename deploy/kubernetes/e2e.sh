@@ -18,7 +18,8 @@
 #   SKIP_BUILD=1        use the images as they are
 #   PUSH=1              docker push both images after building them (not on kind)
 #   TIMEOUT             seconds for rollouts              (default 300)
-#   API_PORT, INSTANCE_PORT, SOURCE_PORT   local ports of the port-forwards (18080-18082)
+#   API_PORT            local port of the API's port-forward (default 18080); the instance's
+#                       data goes through the API, never a port-forward of its own
 #   TEARDOWN=1          kubectl delete -k deploy/kubernetes at the end (and the kind cluster
 #                       if this script created it); by default everything is left running
 set -euo pipefail
@@ -28,13 +29,9 @@ CONTROL_IMAGE=${CONTROL_IMAGE:-draas:latest}
 RUNTIME_IMAGE=${RUNTIME_IMAGE:-draas-runtime:latest}
 TIMEOUT=${TIMEOUT:-300}
 API_PORT=${API_PORT:-18080}
-INSTANCE_PORT=${INSTANCE_PORT:-18081}
-SOURCE_PORT=${SOURCE_PORT:-18082}
 CP=draas              # the control plane's namespace
 NS=draas-instances    # the instances' namespace
 API=http://127.0.0.1:$API_PORT
-INSTANCE=http://127.0.0.1:$INSTANCE_PORT
-SOURCE=http://127.0.0.1:$SOURCE_PORT
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nFAIL: %s\n' "$*" >&2; exit 1; }
@@ -75,7 +72,6 @@ log "cluster: context $CONTEXT (kind: $on_kind)"
 # Port-forwards and cleanup.
 tmp=$(mktemp -d)
 forwards=()         # pids of the port-forwards this script started
-instance_forward="" # pid of the instance's port-forward, while there is one
 
 # forward NAME ARGS...: `kubectl port-forward ARGS` in the background, logged to $tmp/NAME.log.
 forward() {
@@ -163,13 +159,6 @@ no_pods() { # NAME: the Deployment runs no pod
     [ "${running:-0}" = 0 ]
 }
 
-port_of() { # URL: its port
-  local url=${1%/}
-  url=${url##*:}
-  [[ $url =~ ^[0-9]+$ ]] || return 1
-  echo "$url"
-}
-
 # ---------------------------------------------------------------------------------------------
 # Images.
 if [ -z "${SKIP_BUILD:-}" ]; then
@@ -193,6 +182,11 @@ fi
 log "kubectl apply -k deploy/kubernetes"
 existed=false
 k -n "$CP" get deployment draas-api >/dev/null 2>&1 && existed=true
+# The data-plane secret the API and the workers share: made once, never in the manifests.
+k apply -f deploy/kubernetes/namespaces.yaml
+if ! k -n "$CP" get secret draas-data-plane >/dev/null 2>&1; then
+  k -n "$CP" create secret generic draas-data-plane --from-literal=secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+fi
 k apply -k deploy/kubernetes
 if [ "$CONTROL_IMAGE" != draas:latest ]; then
   for d in draas-api draas-worker-kubernetes draas-worker-process; do
@@ -267,34 +261,23 @@ echo "ok   deployment, service, configmap $NAME and claim $NAME-data exist"
 [ "$(replicas "$NAME")" = 1 ] || die "deployment $NAME wants $(replicas "$NAME") replicas, expected 1"
 k -n "$NS" rollout status "deployment/$NAME" --timeout=120s
 
-# The instance's API and its HTTP source, as the worker reports them.
-api_port=$(port_of "$(jq -r '.runtime.endpoint // "http://x:8080"' <<<"$INST")") ||
-  die "no port in the instance's endpoint: $INST"
-source_port=$(port_of "$(jq -r '.runtime.endpoints[]? | select(.name == "source:readings") | .url' <<<"$INST")") ||
-  die "no source:readings endpoint: $INST"
-echo "instance API on port $api_port, source readings on port $source_port"
-
-log "port-forward svc/$NAME to $INSTANCE (api) and $SOURCE (source)"
-forward instance -n "$NS" "svc/$NAME" "$INSTANCE_PORT:$api_port" "$SOURCE_PORT:$source_port"
-instance_forward=$last_forward
-wait_for 30 "the instance at $INSTANCE/health" curl -fsS "$INSTANCE/health"
-
-log "posting an event to the source, reading the query's results"
-call POST "$SOURCE/sources/readings/events" '{
+# The data plane goes through the API: API → a kubernetes worker → the instance's Service.
+log "posting an event through the API, reading the query's results through the API"
+call POST "$API/api/v1/instances/$ID/sources/readings/events" '{
   "operation": "insert",
   "element": {"type": "node", "id": "s1", "labels": ["Sensor"], "properties": {"id": "s1", "temperature": 80}}}'
 [[ $status == 2* ]] || die "posting the event: HTTP $status: $body"
 echo "ok   event accepted (HTTP $status)"
 wait_for 30 "s1 in the results of query hot" \
-  sh -c "curl -fsS '$INSTANCE/api/v1/queries/hot/results' | jq -e '[.data[]? | select(.id == \"s1\" and .temperature == 80)] | length == 1'"
-echo "ok   query hot returns $(curl -fsS "$INSTANCE/api/v1/queries/hot/results" | jq -c .data)"
+  sh -c "curl -fsS -H 'Authorization: Bearer $TOKEN' '$API/api/v1/instances/$ID/queries/hot/results' | jq -e '[.items[]? | select(.id == \"s1\" and .temperature == 80)] | length == 1'"
+call GET "$API/api/v1/instances/$ID/queries/hot/results"
+echo "ok   query hot returns $(jq -c .items <<<"$body")"
 
 call GET "$API/api/v1/instances/$ID/logs?tail=5"
 [ "$status" = 200 ] || die "logs: HTTP $status: $body"
 echo "ok   logs: $(jq -c . <<<"$body" | cut -c1-300)"
 
 log "stopping $ID"
-unforward "$instance_forward"
 call POST "$API/api/v1/instances/$ID/stop?wait=120"
 expect 200 '.state == "succeeded"' "stop operation succeeded"
 instance_state "$ID" stopped
@@ -309,15 +292,13 @@ expect 200 '.state == "succeeded"' "second start operation succeeded"
 instance_state "$ID" running
 [ "$(replicas "$NAME")" = 1 ] || die "deployment $NAME wants $(replicas "$NAME") replicas, expected 1"
 k -n "$NS" rollout status "deployment/$NAME" --timeout=120s
-forward instance2 -n "$NS" "svc/$NAME" "$INSTANCE_PORT:$api_port"
-instance_forward=$last_forward
-wait_for 30 "the restarted instance at $INSTANCE/health" curl -fsS "$INSTANCE/health"
-call GET "$INSTANCE/api/v1/queries/hot/results"
+wait_for 60 "the restarted instance's results through the API" \
+  curl -fsS -H "Authorization: Bearer $TOKEN" "$API/api/v1/instances/$ID/queries/hot/results"
+call GET "$API/api/v1/instances/$ID/queries/hot/results"
 [ "$status" = 200 ] || die "query results after the restart: HTTP $status: $body"
 echo "ok   restarted instance answers"
 
 log "deleting $ID"
-unforward "$instance_forward"
 call DELETE "$API/api/v1/instances/$ID?wait=120"
 expect 200 '.state == "succeeded"' "delete operation succeeded"
 call GET "$API/api/v1/instances/$ID"

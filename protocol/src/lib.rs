@@ -9,6 +9,7 @@
 //! - [`keys`]: every Redis key name, built in one place, hash-tagged per platform.
 //! - [`drasi`]: the drasi-server configuration model, validation and YAML rendering.
 //! - [`auth`]: tenants and scopes.
+//! - [`dataplane`]: the data plane's paths and secret between API nodes and workers.
 //! - [`env`]: an instance's explicit environment (plain and secret variables, redaction).
 //! - [`egress`]: the operator's egress policy for instances.
 //! - [`image`]: the operator's allow list of the images tenants may name.
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod codec;
 pub mod command;
+pub mod dataplane;
 pub mod drasi;
 pub mod egress;
 pub mod env;

@@ -1,10 +1,11 @@
-//! The REST API: drasi-server's read paths and `{success, data, error}` envelope.
+//! The REST API: drasi-server's read paths and `{success, data, error}` envelope, plus each
+//! query's live change feed (`…/queries/{id}/changes`, Server-Sent Events, in [`crate::changes`]).
 //! `/api/v1/...` addresses the first instance; `/api/v1/instances/{instanceId}/...` any.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{RawPathParams, State};
+use axum::extract::{FromRef, RawPathParams, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,6 +14,8 @@ use drasi_lib::{ComponentStatus, DrasiError, DrasiLib};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::changes::{self, ChangeHub};
+
 /// One running DrasiLib instance, as the API sees it.
 #[derive(Clone)]
 pub struct Instance {
@@ -20,26 +23,57 @@ pub struct Instance {
     pub lib: Arc<DrasiLib>,
 }
 
-type Instances = Arc<Vec<Instance>>;
+pub(crate) type Instances = Arc<Vec<Instance>>;
 type Params = HashMap<String, String>;
+
+/// What the handlers share: the instances and the change feeds.
+#[derive(Clone)]
+struct AppState {
+    instances: Instances,
+    changes: Arc<ChangeHub>,
+}
+
+impl FromRef<AppState> for Instances {
+    fn from_ref(state: &AppState) -> Self {
+        state.instances.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<ChangeHub> {
+    fn from_ref(state: &AppState) -> Self {
+        state.changes.clone()
+    }
+}
 
 /// The router over the given instances.
 pub fn router(instances: Vec<Instance>) -> Router {
+    router_with_changes(instances).0
+}
+
+/// The router, and its change feeds: [`ChangeHub::close_all`] ends every open change stream
+/// (they never finish on their own, so a graceful shutdown should call it first).
+pub fn router_with_changes(instances: Vec<Instance>) -> (Router, Arc<ChangeHub>) {
+    let changes = ChangeHub::new();
     let scoped = Router::new()
         .route("/sources", get(list_sources))
         .route("/sources/{id}", get(get_source))
         .route("/queries", get(list_queries))
         .route("/queries/{id}", get(get_query))
         .route("/queries/{id}/results", get(query_results))
+        .route("/queries/{id}/changes", get(changes::query_changes))
         .route("/reactions", get(list_reactions))
         .route("/reactions/{id}", get(get_reaction));
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/api/v1/instances", get(list_instances))
         .nest("/api/v1/instances/{instanceId}", scoped.clone())
         .nest("/api/v1", scoped)
         .fallback(not_found)
-        .with_state(Arc::new(instances))
+        .with_state(AppState {
+            instances: Arc::new(instances),
+            changes: changes.clone(),
+        });
+    (router, changes)
 }
 
 /// A response in drasi-server's envelope.
@@ -57,14 +91,14 @@ impl Envelope {
         }
     }
 
-    fn error(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             body: json!({"success": false, "data": null, "error": message.into()}),
         }
     }
 
-    fn from_drasi(err: DrasiError) -> Self {
+    pub(crate) fn from_drasi(err: DrasiError) -> Self {
         let status = match &err {
             DrasiError::ComponentNotFound { .. } => StatusCode::NOT_FOUND,
             DrasiError::InvalidState { .. } => StatusCode::CONFLICT,
@@ -80,11 +114,11 @@ impl IntoResponse for Envelope {
     }
 }
 
-async fn health() -> Json<Value> {
+async fn health(State(changes): State<Arc<ChangeHub>>) -> Json<Value> {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    Json(json!({"status": "ok", "timestamp": now}))
+    Json(json!({"status": "ok", "timestamp": now, "changeStreams": changes.open_streams()}))
 }
 
 async fn not_found() -> Envelope {
@@ -95,14 +129,17 @@ fn is_internal(id: &str) -> bool {
     id.starts_with("__")
 }
 
-fn to_params(raw: &RawPathParams) -> Params {
+pub(crate) fn to_params(raw: &RawPathParams) -> Params {
     raw.iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
 /// The instance a request addresses, or a 404 envelope.
-fn instance<'a>(instances: &'a [Instance], params: &Params) -> Result<&'a Instance, Envelope> {
+pub(crate) fn instance<'a>(
+    instances: &'a [Instance],
+    params: &Params,
+) -> Result<&'a Instance, Envelope> {
     match params.get("instanceId") {
         None => instances
             .first()

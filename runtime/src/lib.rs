@@ -7,12 +7,14 @@
 //! - [`support`]: what this runtime accepts beyond the shared config model.
 //! - [`components`]: turning the config into DrasiLib instances.
 //! - [`api`]: the REST API (drasi-server paths and `{success, data, error}` envelope).
+//! - [`changes`]: each query's live change feed (Server-Sent Events) behind the API.
 //! - [`server`]: start, serve, and stop; the in-process entry point [`server::run`].
 //! - [`signals`]: SIGINT/SIGTERM as a shutdown future.
 //! - [`egress`]: the egress proxy enforcing the operator's policy on outbound requests.
 //! - [`output`]: stdout and stderr that never kill the process when their reader goes away.
 
 pub mod api;
+pub mod changes;
 pub mod cli;
 pub mod components;
 pub mod egress;

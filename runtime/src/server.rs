@@ -66,7 +66,7 @@ impl Runtime {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let app = api::router(self.instances.clone());
+        let (app, changes) = api::router_with_changes(self.instances.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(
             axum::serve(listener, app)
@@ -88,6 +88,8 @@ impl Runtime {
                 Err(join) => Err(RuntimeError::Serve(std::io::Error::other(join))),
             },
             None => {
+                // Open change feeds end first (`end` event), or graceful shutdown waits on them.
+                changes.close_all();
                 let _ = stop_tx.send(());
                 if tokio::time::timeout(STOP_TIMEOUT, &mut server)
                     .await

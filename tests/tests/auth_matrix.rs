@@ -105,6 +105,10 @@ async fn every_route_has_a_policy_and_the_matrix_holds() {
             .replace("{platform}", "process")
             .replace("/admin/dlq/{id}", "/admin/dlq/0-1")
             .replace("/tokens/{id}", "/tokens/nope")
+            // The instance's own query and source (sensor_config), so the data routes pass
+            // their checks up to the instance's state.
+            .replace("{query}", "hot")
+            .replace("{source}", "readings")
             .replace("{id}", &id);
         let what = format!("{method} {template}");
         let scope = match access {

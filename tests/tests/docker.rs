@@ -1,13 +1,16 @@
-//! The docker platform on a real Docker daemon (`DOCKER_HOST`): the README walk-through, a
-//! container killed from outside, adoption by a restarted worker, and a missing image. The
-//! image is the locally built runtime image (deploy/docker/build-runtime-image.sh); containers
-//! use host networking only.
+//! The docker platform on a real Docker daemon (`DOCKER_HOST`): the README walk-through (its
+//! data also through the API's data plane), a container killed from outside, adoption by a
+//! restarted worker, and a missing image. The image is the locally built runtime image
+//! (deploy/docker/build-runtime-image.sh); containers use host networking only: the test
+//! daemon has no bridge (`dockerd --bridge=none`), so bridge and named networks are not
+//! tested here.
 
 mod common;
 
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::sse::Feed;
 use common::{
     ApiNode, RedisServer, WorkerNode, endpoint, runtime_binary, scratch, sensor_config,
     status_json, wait_until,
@@ -164,6 +167,27 @@ impl Drop for DockerSystem {
     }
 }
 
+/// A sensor reading as the http source takes it.
+fn reading(operation: &str, id: &str, temperature: i64) -> Value {
+    json!({"operation": operation, "element": {"type": "node", "id": id, "labels": ["Sensor"], "properties": {"id": id, "temperature": temperature}}})
+}
+
+/// Result rows ordered by their `id`, so sets compare whatever order the instance keeps.
+fn by_id(rows: &Value) -> Vec<Value> {
+    let mut rows = rows.as_array().cloned().unwrap_or_default();
+    rows.sort_by_key(|r| r["id"].as_str().unwrap_or_default().to_owned());
+    rows
+}
+
+/// The README walk-through on a container: the container is what the spec says, the
+/// instance answers on the address it recorded, and its data is reachable through the API's
+/// data plane (API → the worker's data-plane listener → the container): the query list, a
+/// change feed (snapshot, then added, updated and deleted in order, resumed with
+/// `Last-Event-ID`), events and batches posted to its http source, the results.
+///
+/// Only host networking is covered: the test daemon runs without a bridge
+/// (`dockerd --bridge=none`), so containers on a bridge or a named network, and the worker
+/// reaching them there, cannot be tested on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_walkthrough_on_the_docker_platform() -> anyhow::Result<()> {
     let sys = DockerSystem::start().await?;
@@ -239,6 +263,104 @@ async fn readme_walkthrough_on_the_docker_platform() -> anyhow::Result<()> {
     assert_eq!(status, 200, "{logs}");
     assert!(!logs["lines"].as_str().unwrap().is_empty(), "{logs}");
 
+    // The same instance through the API's data plane: its queries, as it reports them.
+    let (status, queries) = sys
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/instances/{id}/queries"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{queries}");
+    assert_eq!(
+        queries["items"],
+        json!([{"id": "hot", "status": "Running"}]),
+        "{queries}"
+    );
+
+    // Follow the query's changes: a snapshot of what the instance holds, then each change.
+    let changes = format!("{}/api/v1/instances/{id}/queries/hot/changes", sys.api.url);
+    let mut feed = Feed::open(&sys.http, &changes, &[]).await?;
+    assert_eq!(feed.status, 200);
+    let snapshot = feed.next().await?;
+    assert_eq!(snapshot.event, "snapshot", "{snapshot:?}");
+    assert_eq!(
+        snapshot.data["results"],
+        json!([{"id": "s1", "temperature": 91}]),
+        "{snapshot:?}"
+    );
+    let events = format!("/api/v1/instances/{id}/sources/readings/events");
+    for event in [
+        reading("insert", "s2", 80),
+        reading("update", "s2", 95),
+        json!({"operation": "delete", "id": "s2", "labels": ["Sensor"]}),
+    ] {
+        let (status, body) = sys
+            .call(reqwest::Method::POST, &events, Some(event.clone()))
+            .await;
+        assert_eq!(status, 200, "{event}: {body}");
+        assert_eq!(body["success"], true, "{event}: {body}");
+    }
+    let added = feed.next_change().await?;
+    assert_eq!(added.event, "change", "{added:?}");
+    assert_eq!(
+        added.data["added"],
+        json!([{"id": "s2", "temperature": 80}]),
+        "{added:?}"
+    );
+    let updated = feed.next_change().await?;
+    assert_eq!(updated.event, "change", "{updated:?}");
+    assert_eq!(
+        updated.data["updated"],
+        json!([{"before": {"id": "s2", "temperature": 80}, "after": {"id": "s2", "temperature": 95}}]),
+        "{updated:?}"
+    );
+    let deleted = feed.next_change().await?;
+    assert_eq!(deleted.event, "change", "{deleted:?}");
+    assert_eq!(
+        deleted.data["deleted"],
+        json!([{"id": "s2", "temperature": 95}]),
+        "{deleted:?}"
+    );
+    let resume_from = deleted.id.clone().expect("change events carry ids");
+    drop(feed);
+
+    // A batch while nobody follows; the results through the API; the feed resumed from the
+    // last change seen sends only what was missed.
+    let (status, body) = sys
+        .call(
+            reqwest::Method::POST,
+            &format!("{events}/batch"),
+            Some(json!({"events": [reading("insert", "s3", 99), reading("insert", "s4", 20)]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = format!("/api/v1/instances/{id}/queries/hot/results");
+    let expected = vec![
+        json!({"id": "s1", "temperature": 91}),
+        json!({"id": "s3", "temperature": 99}),
+    ];
+    let seen = wait_until(|| async {
+        let (status, body) = sys.call(reqwest::Method::GET, &results, None).await;
+        (status == 200 && body["queryId"] == "hot" && by_id(&body["items"]) == expected)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_ok(),
+        "results through the API never became {expected:?}: {:?}",
+        sys.call(reqwest::Method::GET, &results, None).await
+    );
+    let mut resumed = Feed::open(&sys.http, &changes, &[("last-event-id", &resume_from)]).await?;
+    assert_eq!(resumed.status, 200);
+    let missed = resumed.next().await?;
+    assert_eq!(
+        (missed.event.as_str(), &missed.data["added"]),
+        ("change", &json!([{"id": "s3", "temperature": 99}])),
+        "a resumed feed sends only what was missed: {missed:?}"
+    );
+    drop(resumed);
+
     let op = sys
         .succeed(
             reqwest::Method::POST,
@@ -249,8 +371,15 @@ async fn readme_walkthrough_on_the_docker_platform() -> anyhow::Result<()> {
         op["result"]["exitCode"], 0,
         "SIGINT stops the runtime gracefully: {op}"
     );
+    // A stopped instance has no data to give: 409 naming its state.
+    let (status, body) = sys.call(reqwest::Method::GET, &results, None).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "instance_not_running", "{body}");
+    assert_eq!(body["error"]["details"]["state"], "stopped", "{body}");
     sys.succeed(reqwest::Method::DELETE, &format!("/api/v1/instances/{id}"))
         .await;
+    let (status, body) = sys.call(reqwest::Method::GET, &results, None).await;
+    assert_eq!(status, 404, "{body}");
     assert!(!docker(&["inspect", &container]).0, "container removed");
     assert!(
         !docker(&["volume", "inspect", &format!("draas-{id}-data")]).0,

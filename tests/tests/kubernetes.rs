@@ -626,3 +626,156 @@ async fn a_deployment_deleted_while_no_worker_runs_is_noticed_by_the_next() -> a
     assert_eq!(k.sys.instance(&kept).await["state"], "running");
     Ok(())
 }
+
+/// The instance as the worker reads it: its record in Redis.
+async fn stored_instance(k: &KubeSystem, id: &str) -> anyhow::Result<draas_protocol::Instance> {
+    let store = draas_bus::Store::new(
+        draas_bus::connect::shared(&k.sys.redis.url).await?,
+        k.sys.keys.clone(),
+    );
+    let stored = store.instance(id.parse()?).await?;
+    Ok(stored
+        .ok_or_else(|| anyhow::anyhow!("instance {id} is not in Redis"))?
+        .instance)
+}
+
+/// A data request through the API, which must answer within `limit` (never hang on an
+/// address that does not resolve); returns its status and body.
+async fn data_request(
+    k: &KubeSystem,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let limit = std::time::Duration::from_secs(15);
+    let mut request = k.sys.http.request(method, k.sys.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answered = tokio::time::timeout(limit, async {
+        common::status_json(request.send().await.expect("request")).await
+    })
+    .await;
+    answered.unwrap_or_else(|_| panic!("{path} did not answer within {limit:?}"))
+}
+
+/// The worker reaches a Kubernetes instance for the data plane at its Service's in-cluster
+/// address, read from the cluster when asked: `Driver::endpoint` answers
+/// `http://draas-<id>.<namespace>.svc:<port>` with the port the Service publishes for the
+/// listener, and names the Service once it is gone. Data requests through the API for such
+/// an instance answer at once with 502 `instance_unreachable` and the reason (the in-cluster
+/// name does not resolve on the test machine), never hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reaches_an_instance_at_its_services_in_cluster_address() -> anyhow::Result<()> {
+    use draas_worker::driver::Driver;
+
+    let k = KubeSystem::start().await?;
+    let id = k.create("addressed", json!({})).await;
+    let name = format!("draas-{id}");
+    let host = format!("{name}.{NAMESPACE}.svc");
+    k.succeed(&id, "start").await;
+    k.wait_observed(&id, "running").await;
+
+    // The ports the Service in the cluster publishes: `api`, and `s-<port>` for the source.
+    let service = k.api::<Service>().get(&name).await?;
+    let ports = service.spec.and_then(|s| s.ports).unwrap_or_default();
+    let published = |wanted: &dyn Fn(&str) -> bool| {
+        let found: Vec<i32> = ports
+            .iter()
+            .filter(|p| p.name.as_deref().is_some_and(wanted))
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(found.len(), 1, "{ports:?}");
+        found[0]
+    };
+    let api_port = published(&|n| n == "api");
+    let source_port = published(&|n| n.starts_with("s-"));
+    assert_ne!(api_port, source_port, "{ports:?}");
+
+    let driver = driver(&k).await;
+    let record = stored_instance(&k, &id).await?;
+    assert_eq!(
+        driver.endpoint(&record, "api").await?,
+        format!("http://{host}:{api_port}")
+    );
+    assert_eq!(
+        driver.endpoint(&record, "source:readings").await?,
+        format!("http://{host}:{source_port}")
+    );
+    // A listener the instance does not have is named.
+    let error = driver
+        .endpoint(&record, "source:nope")
+        .await
+        .expect_err("no such listener")
+        .to_string();
+    assert!(
+        error.contains(&name) && error.contains("source:nope"),
+        "{error}"
+    );
+
+    // Through the API: the worker tries the in-cluster address, which does not resolve here;
+    // the answer is a prompt 502 with the reason, for reads, feeds and events alike.
+    let results = format!("/api/v1/instances/{id}/queries/hot/results");
+    let changes = format!("/api/v1/instances/{id}/queries/hot/changes");
+    let events = format!("/api/v1/instances/{id}/sources/readings/events");
+    let reading = json!({"operation": "insert", "element": {"type": "node", "id": "s1", "labels": ["Sensor"], "properties": {"id": "s1", "temperature": 91}}});
+    for (method, path, body, listener, port) in [
+        (reqwest::Method::GET, &results, None, "api", api_port),
+        (reqwest::Method::GET, &changes, None, "api", api_port),
+        (
+            reqwest::Method::POST,
+            &events,
+            Some(reading.clone()),
+            "source:readings",
+            source_port,
+        ),
+    ] {
+        let (status, body) = data_request(&k, method, path, body).await;
+        assert_eq!(status, 502, "{path}: {body}");
+        assert_eq!(
+            body["error"]["code"], "instance_unreachable",
+            "{path}: {body}"
+        );
+        assert_eq!(body["error"]["details"]["listener"], listener, "{body}");
+        let reason = body["error"]["details"]["reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            reason.contains(&format!("{host}:{port}")),
+            "{path}: the reason names the address tried: {body}"
+        );
+    }
+
+    // The Service is deleted behind DRaaS: the address cannot be had, and the error says why.
+    k.api::<Service>()
+        .delete(&name, &Default::default())
+        .await?;
+    wait_until(|| async {
+        k.api::<Service>()
+            .get_opt(&name)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await?;
+    for listener in ["api", "source:readings"] {
+        let error = driver
+            .endpoint(&record, listener)
+            .await
+            .expect_err("the Service is gone")
+            .to_string();
+        assert!(
+            error.contains(&format!("Service {name}")),
+            "{listener}: {error}"
+        );
+    }
+    let (status, body) = data_request(&k, reqwest::Method::GET, &results, None).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "instance_unreachable", "{body}");
+    let reason = body["error"]["details"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains(&format!("Service {name}")), "{body}");
+    Ok(())
+}

@@ -1,10 +1,13 @@
-//! The README walk-through as a test: create an instance with an HTTP source and a Cypher
-//! query, start it, post insert/update/delete events to its source, read the results from the
-//! instance, stop it, delete it. Real Redis, real worker, real `draas-runtime` process.
+//! The README walk-through as a test, through the API only: create an instance with an HTTP
+//! source and a Cypher query, start it, list its queries, follow the query's changes, post
+//! insert/update/delete events, read the results, stop it, delete it. Real Redis, real API
+//! and worker (its data plane), real `draas-runtime` process, real HTTP; the test never
+//! talks to the instance itself.
 
 mod common;
 
-use common::{System, endpoint, wait_until};
+use common::sse::Feed;
+use common::{System, wait_until};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,55 +28,73 @@ async fn readme_walkthrough_on_the_process_platform() -> anyhow::Result<()> {
         "instance process {pid} is not alive"
     );
 
-    let source = endpoint(&inst, "source:readings");
-    let api = endpoint(&inst, "api");
-    let http = &sys.http;
-    let results = |expected: Value| {
-        let url = format!("{api}/api/v1/queries/hot/results");
-        async move {
-            wait_until(|| {
-                let (url, expected) = (url.clone(), expected.clone());
-                async move {
-                    let body = common::get_json(http, &url).await?;
-                    (body["data"] == expected).then_some(())
-                }
-            })
-            .await
-        }
-    };
+    // The instance's queries, as it reports them.
+    let (status, queries) = sys.get(&format!("/api/v1/instances/{id}/queries")).await;
+    assert_eq!(status, 200, "{queries}");
+    assert_eq!(queries["items"][0]["id"], "hot", "{queries}");
+    assert_eq!(queries["items"][0]["status"], "Running", "{queries}");
+
+    // Follow the query's changes: a snapshot first (empty), then each change.
+    let changes = sys.url(&format!("/api/v1/instances/{id}/queries/hot/changes"));
+    let mut feed = Feed::open(&sys.http, &changes, &[]).await?;
+    assert_eq!(feed.status, 200);
+    let snapshot = feed.next().await?;
+    assert_eq!(snapshot.event, "snapshot", "{snapshot:?}");
+    assert_eq!(snapshot.data["results"], json!([]), "{snapshot:?}");
+
+    let events = format!("/api/v1/instances/{id}/sources/readings/events");
     let post = |event: Value| {
-        let url = format!("{source}/sources/readings/events");
+        let events = events.clone();
+        let sys = &sys;
         async move {
-            let resp = http
-                .post(url)
-                .json(&event)
-                .send()
-                .await
-                .expect("post event");
-            assert_eq!(resp.status(), 200);
+            let (status, body) = sys.post_json(&events, &event).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["success"], true, "{body}");
         }
     };
-
     post(json!({"operation": "insert", "element": {"type": "node", "id": "s1", "labels": ["Sensor"], "properties": {"id": "s1", "temperature": 80}}})).await;
-    post(json!({"operation": "insert", "element": {"type": "node", "id": "s2", "labels": ["Sensor"], "properties": {"id": "s2", "temperature": 20}}})).await;
-    results(json!([{"id": "s1", "temperature": 80}])).await?;
-
-    post(json!({"operation": "update", "element": {"type": "node", "id": "s2", "labels": ["Sensor"], "properties": {"id": "s2", "temperature": 90}}})).await;
-    let both = wait_until(|| async {
-        let body = common::get_json(http, &format!("{api}/api/v1/queries/hot/results")).await?;
-        let mut ids: Vec<String> = body["data"]
-            .as_array()?
-            .iter()
-            .filter_map(|r| r["id"].as_str().map(str::to_owned))
-            .collect();
-        ids.sort();
-        (ids == ["s1", "s2"]).then_some(())
-    })
-    .await;
-    assert!(both.is_ok(), "update did not enter the result set");
-
+    post(json!({"operation": "update", "element": {"type": "node", "id": "s1", "labels": ["Sensor"], "properties": {"id": "s1", "temperature": 90}}})).await;
     post(json!({"operation": "delete", "id": "s1", "labels": ["Sensor"]})).await;
-    results(json!([{"id": "s2", "temperature": 90}])).await?;
+
+    // The three changes, in order.
+    let added = feed.next_change().await?;
+    assert_eq!(added.event, "change", "{added:?}");
+    assert_eq!(
+        added.data["added"],
+        json!([{"id": "s1", "temperature": 80}]),
+        "{added:?}"
+    );
+    let updated = feed.next_change().await?;
+    assert_eq!(
+        updated.data["updated"],
+        json!([{"before": {"id": "s1", "temperature": 80}, "after": {"id": "s1", "temperature": 90}}]),
+        "{updated:?}"
+    );
+    let deleted = feed.next_change().await?;
+    assert_eq!(
+        deleted.data["deleted"],
+        json!([{"id": "s1", "temperature": 90}]),
+        "{deleted:?}"
+    );
+    drop(feed);
+
+    // A batch, then the results through the API.
+    let (status, body) = sys
+        .post_json(
+            &format!("{events}/batch"),
+            &json!({"events": [
+                {"operation": "insert", "element": {"type": "node", "id": "s2", "labels": ["Sensor"], "properties": {"id": "s2", "temperature": 99}}},
+                {"operation": "insert", "element": {"type": "node", "id": "s3", "labels": ["Sensor"], "properties": {"id": "s3", "temperature": 20}}}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = format!("/api/v1/instances/{id}/queries/hot/results");
+    wait_until(|| async {
+        let (status, body) = sys.get(&results).await;
+        (status == 200 && body["items"] == json!([{"id": "s2", "temperature": 99}])).then_some(())
+    })
+    .await?;
 
     let (status, op) = sys.post(&format!("/api/v1/instances/{id}/stop")).await;
     assert_eq!(
@@ -91,6 +112,11 @@ async fn readme_walkthrough_on_the_process_platform() -> anyhow::Result<()> {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "process {pid} survived stop"
     );
+    // A stopped instance has no data to give: 409 naming its state.
+    let (status, body) = sys.get(&results).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "instance_not_running", "{body}");
+    assert_eq!(body["error"]["details"]["state"], "stopped", "{body}");
 
     // Every state change is in the instance's history, in order.
     let events = sys.keys.events();
@@ -116,6 +142,8 @@ async fn readme_walkthrough_on_the_process_platform() -> anyhow::Result<()> {
     );
     let (status, _) = sys.get(&format!("/api/v1/instances/{id}")).await;
     assert_eq!(status, 404);
+    let (status, body) = sys.get(&results).await;
+    assert_eq!(status, 404, "{body}");
     assert!(
         !sys.worker.data_dir.join("instances").join(&id).exists(),
         "working directory not removed"

@@ -45,6 +45,9 @@ pub struct WorkerConfig {
     /// Dead consumers with no pending entries are removed from the group after this long.
     pub prune_after: Duration,
     pub process: ProcessConfig,
+    /// The data-plane listener API nodes forward instances' data requests to; `None`: this
+    /// worker serves no data plane.
+    pub data_plane: Option<crate::dataplane::DataPlaneConfig>,
     pub docker: DockerConfig,
     pub kubernetes: KubernetesConfig,
 }
@@ -165,6 +168,7 @@ impl WorkerConfig {
                 egress: EgressPolicy::default(),
                 pass_env: vec!["PATH".to_owned()],
             },
+            data_plane: None,
             docker: DockerConfig {
                 image: DEFAULT_IMAGE.to_owned(),
                 allowed_images: ImagePolicy::default(),

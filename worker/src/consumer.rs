@@ -29,7 +29,7 @@ use crate::driver::process::ProcessDriver;
 use crate::inflight::InFlight;
 use crate::lifecycle::Ctx;
 use crate::sweeper::Sweeper;
-use crate::{WorkerError, execute, monitor, node, reconcile};
+use crate::{WorkerError, dataplane, execute, monitor, node, reconcile};
 
 /// Runs a worker until shutdown. See the module docs for the two shutdown stages.
 pub async fn run(
@@ -135,11 +135,35 @@ async fn serve<D: Driver>(
             stop_reading.cancel();
         }
     });
+    // The data plane listens before the first beat advertises it, and dies with this future.
+    let (data_url, _data_plane) = match &config.data_plane {
+        Some(plane) => {
+            let (listener, url) = dataplane::bind(plane)
+                .await
+                .map_err(WorkerError::DataPlane)?;
+            let serving = dataplane::serve(
+                listener,
+                Arc::clone(&ctx),
+                plane.secret.clone(),
+                std::future::pending(),
+            );
+            tracing::info!(message = "data plane listening", url = %url);
+            (
+                Some(url),
+                Some(AbortOnDropHandle::new(tokio::spawn(serving))),
+            )
+        }
+        None => (None, None),
+    };
     // Beat first, so the reconciliation below never sees this node as dead.
-    beat(&ctx, &config, clock::now()).await;
+    beat(&ctx, &config, clock::now(), data_url.as_deref()).await;
     reconcile::run(&ctx).await?;
     // Background tasks die with this future, as they would with the process.
-    let beats = AbortOnDropHandle::new(tokio::spawn(heartbeat(Arc::clone(&ctx), config.clone())));
+    let beats = AbortOnDropHandle::new(tokio::spawn(heartbeat(
+        Arc::clone(&ctx),
+        config.clone(),
+        data_url,
+    )));
     let monitor = AbortOnDropHandle::new(tokio::spawn(monitor::run(Arc::clone(&ctx), exits)));
     tracing::info!(message = "worker ready", platform = %config.platform, node = %ctx.node, consumer = %ctx.consumer);
 
@@ -248,20 +272,32 @@ async fn recover(config: &WorkerConfig, streams: &[String; 2]) -> Result<Conn, W
     Ok(reader)
 }
 
-async fn heartbeat<D: Driver>(ctx: Arc<Ctx<D>>, config: WorkerConfig) {
+async fn heartbeat<D: Driver>(ctx: Arc<Ctx<D>>, config: WorkerConfig, data: Option<String>) {
     let started = clock::now();
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     loop {
         tick.tick().await;
-        beat(&ctx, &config, started).await;
+        beat(&ctx, &config, started, data.as_deref()).await;
     }
 }
 
-async fn beat<D: Driver>(ctx: &Ctx<D>, config: &WorkerConfig, started: draas_protocol::Timestamp) {
+async fn beat<D: Driver>(
+    ctx: &Ctx<D>,
+    config: &WorkerConfig,
+    started: draas_protocol::Timestamp,
+    data: Option<&str>,
+) {
     let ttl = config.heartbeat_ttl.as_millis() as u64;
     if let Err(error) = ctx
         .store
-        .heartbeat(config.platform, &ctx.consumer, &ctx.node, started, ttl)
+        .heartbeat(
+            config.platform,
+            &ctx.consumer,
+            &ctx.node,
+            started,
+            ttl,
+            data,
+        )
         .await
     {
         tracing::warn!(message = "heartbeat failed", %error);

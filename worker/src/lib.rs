@@ -13,10 +13,13 @@
 //! - [`reconcile`]: at start-up, adopts surviving processes and corrects this node's records.
 //! - [`sweeper`]: reclaims dead consumers' entries (retry or dead-letter), prunes dead
 //!   consumers with nothing pending, and marks instances of dead nodes lost.
+//! - [`dataplane`]: the data-plane listener: API nodes' data requests, forwarded to the
+//!   instances this worker owns.
 //! - [`driver`]: the `Driver` trait and the platform drivers (`process`).
 
 pub mod config;
 pub mod consumer;
+pub mod dataplane;
 pub mod driver;
 mod execute;
 mod inflight;
@@ -38,6 +41,8 @@ pub enum WorkerError {
     Redis(#[from] redis::RedisError),
     #[error("node identity: {0}")]
     Node(#[source] std::io::Error),
+    #[error("data-plane listener: {0}")]
+    DataPlane(#[source] std::io::Error),
     #[error("driver: {0}")]
     Driver(#[source] driver::DriverError),
 }

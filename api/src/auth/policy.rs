@@ -16,7 +16,7 @@ pub enum Access {
 }
 
 use Access::{Open, Scope as S};
-use Scope::{Admin, InstancesOperate, InstancesRead, InstancesWrite, Tokens};
+use Scope::{Admin, DataRead, DataWrite, InstancesOperate, InstancesRead, InstancesWrite, Tokens};
 
 /// (method, route template, access): one row per route of the router.
 pub const POLICIES: &[(&str, &str, Access)] = &[
@@ -39,6 +39,27 @@ pub const POLICIES: &[(&str, &str, Access)] = &[
     ),
     ("GET", "/api/v1/instances/{id}/logs", S(InstancesOperate)),
     ("GET", "/api/v1/instances/{id}/events", S(InstancesRead)),
+    ("GET", "/api/v1/instances/{id}/queries", S(DataRead)),
+    (
+        "GET",
+        "/api/v1/instances/{id}/queries/{query}/results",
+        S(DataRead),
+    ),
+    (
+        "GET",
+        "/api/v1/instances/{id}/queries/{query}/changes",
+        S(DataRead),
+    ),
+    (
+        "POST",
+        "/api/v1/instances/{id}/sources/{source}/events",
+        S(DataWrite),
+    ),
+    (
+        "POST",
+        "/api/v1/instances/{id}/sources/{source}/events/batch",
+        S(DataWrite),
+    ),
     ("GET", "/api/v1/events", S(InstancesRead)),
     ("GET", "/api/v1/operations/{id}", S(InstancesRead)),
     ("GET", "/api/v1/admin/streams", S(Admin)),

@@ -5,9 +5,11 @@
 //! - [`operations`]: durable operation records.
 //! - [`system`]: health, readiness, platforms, workers.
 //! - [`events`]: Server-Sent Events of state changes.
+//! - [`data`]: the data plane: queries, results, change feeds, source events.
 //! - [`admin`]: operator actions on streams, pending entries and dead letters.
 
 mod admin;
+mod data;
 mod events;
 mod instances;
 mod lifecycle;
@@ -62,6 +64,27 @@ fn routes() -> Routes {
         get(events::instance),
     );
     r.add("GET", "/api/v1/instances/{id}/logs", get(lifecycle::logs));
+    r.add("GET", "/api/v1/instances/{id}/queries", get(data::queries));
+    r.add(
+        "GET",
+        "/api/v1/instances/{id}/queries/{query}/results",
+        get(data::results),
+    );
+    r.add(
+        "GET",
+        "/api/v1/instances/{id}/queries/{query}/changes",
+        get(data::changes),
+    );
+    r.add(
+        "POST",
+        "/api/v1/instances/{id}/sources/{source}/events",
+        post(data::event),
+    );
+    r.add(
+        "POST",
+        "/api/v1/instances/{id}/sources/{source}/events/batch",
+        post(data::batch),
+    );
     r.add("GET", "/api/v1/events", get(events::all));
     r.add("GET", "/api/v1/operations/{id}", get(operations::get));
     r.add("GET", "/api/v1/admin/streams", get(admin::streams));

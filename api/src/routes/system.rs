@@ -57,6 +57,7 @@ pub async fn workers(State(app): State<App>) -> ApiResult<Json<Value>> {
                 "node": w.node,
                 "lastHeartbeatAt": w.last_heartbeat,
                 "startedAt": w.started_at,
+                "dataPlane": w.data_plane,
             }));
         }
     }

@@ -24,10 +24,28 @@ pub struct WorkerInfo {
     pub node: String,
     pub last_heartbeat: Timestamp,
     pub started_at: Option<Timestamp>,
+    /// Where its data plane listens, when it serves one.
+    pub data_plane: Option<String>,
 }
 
 /// The registration field holding the heartbeat TTL (ms) a worker runs with.
 pub const TTL_FIELD: &str = "ttl";
+/// The registration field holding the worker's data-plane address (`http://host:port`), when
+/// it serves one.
+pub const DATA_FIELD: &str = "data";
+
+/// A live worker that serves the data plane, as the API routes to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataPlane {
+    pub consumer: String,
+    pub node: String,
+    /// The address it advertised (`--data-advertise`), `http://host:port`.
+    pub url: String,
+    pub last_heartbeat: Timestamp,
+}
+
+/// Workers read per lookup by [`Store::data_planes`], newest beat first.
+const DATA_PLANE_PAGE: isize = 100;
 
 /// Where the TTL a worker was judged by came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,8 +103,9 @@ const REGISTRATION_PAGE: isize = 200;
 
 impl Store {
     /// Records a heartbeat; the worker counts as live for `ttl_ms` after it, and says so in its
-    /// registration (`ttl`), so tools judge it by the TTL it runs with. One MULTI (every key
-    /// shares the platform's hash tag): nobody sees the beat without the registration.
+    /// registration (`ttl`), so tools judge it by the TTL it runs with, and where its data
+    /// plane listens (`data`), so API nodes can route to it. One MULTI (every key shares the
+    /// platform's hash tag): nobody sees the beat without the registration.
     pub async fn heartbeat(
         &self,
         platform: Platform,
@@ -94,11 +113,16 @@ impl Store {
         node: &str,
         started_at: Timestamp,
         ttl_ms: u64,
+        data: Option<&str>,
     ) -> Result<(), BusError> {
         let now = now().millis();
         let hash = self.keys.worker(platform, consumer);
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        match data {
+            Some(url) => pipe.hset(&hash, DATA_FIELD, url).ignore(),
+            None => pipe.hdel(&hash, DATA_FIELD).ignore(),
+        };
+        pipe.atomic()
             .zadd(self.keys.workers(platform), consumer, now)
             .ignore()
             .zadd(self.keys.nodes(platform), node, now)
@@ -124,6 +148,57 @@ impl Store {
             .exec_async(&mut self.conn())
             .await?;
         Ok(())
+    }
+
+    /// The live workers of `platform` that serve the data plane, newest heartbeat first; only
+    /// those of `node` when given. A registration hash expires one TTL after its worker's last
+    /// beat, so every worker returned is live by its own TTL. Reads the most recently beating
+    /// workers only (one page), in two round trips.
+    pub async fn data_planes(
+        &self,
+        platform: Platform,
+        node: Option<&str>,
+    ) -> Result<Vec<DataPlane>, BusError> {
+        let mut conn = self.conn();
+        let members: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.workers(platform))
+            .arg("+inf")
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(DATA_PLANE_PAGE)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (consumer, _) in &members {
+            pipe.cmd("HMGET")
+                .arg(self.keys.worker(platform, consumer))
+                .arg("node")
+                .arg(DATA_FIELD);
+        }
+        let details: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        Ok(members
+            .into_iter()
+            .zip(details)
+            .filter_map(|((consumer, beat), (found_node, url))| {
+                let found_node = found_node?;
+                if node.is_some_and(|n| n != found_node) {
+                    return None;
+                }
+                Some(DataPlane {
+                    consumer,
+                    node: found_node,
+                    url: url?,
+                    last_heartbeat: Timestamp(beat),
+                })
+            })
+            .collect())
     }
 
     /// Removes a worker from the live set (graceful shutdown).
@@ -179,6 +254,7 @@ impl Store {
                 node: d.get("node").cloned().unwrap_or_default(),
                 last_heartbeat: Timestamp(beat),
                 started_at: d.get("started").and_then(|s| s.parse().ok()).map(Timestamp),
+                data_plane: d.get(DATA_FIELD).cloned(),
             })
             .collect())
     }

@@ -11,9 +11,11 @@
 //! - [`render`]: YAML rendering and port assignment.
 //! - [`owned`]: what the platform and operator decide, not the tenant: listeners, egress,
 //!   variable references.
+//! - `data`: where the data plane finds a query or a source ([`QueryLookup`]).
 //! - [`interpolate()`]: `${VAR}` / `${VAR:-default}` expansion.
 
 pub mod config;
+mod data;
 mod error;
 pub mod interpolate;
 mod lenient;
@@ -29,6 +31,7 @@ pub mod webhook;
 mod tests;
 
 pub use config::{DrasiConfig, InstanceConfig, PluginRef, StateStoreConfig, StateStoreKind};
+pub use data::QueryLookup;
 pub use error::ConfigError;
 pub use interpolate::interpolate;
 pub use owned::Listener;

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod kmock;
 pub mod observer;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -176,6 +177,12 @@ fn workspace_binary(name: &str) -> PathBuf {
     bin
 }
 
+/// The data-plane secret the tests' API nodes and workers share.
+pub fn data_secret() -> draas_protocol::dataplane::DataSecret {
+    draas_protocol::dataplane::DataSecret::new("test-data-plane-secret-0123456789abcdef")
+        .expect("a valid secret")
+}
+
 /// A running API node (in-process, on loopback).
 pub struct ApiNode {
     pub url: String,
@@ -200,6 +207,7 @@ impl ApiNode {
         // Tests poll quickly through one anonymous caller: no rate limit unless a test sets one.
         config.rate_limit = None;
         config.failed_auth_limit = None;
+        config.data_secret = Some(data_secret());
         tune(&mut config);
         let app = draas_api::App::connect(config).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -264,6 +272,12 @@ impl WorkerNode {
         config.drain_deadline = Duration::from_secs(20);
         config.process.executable = executable;
         config.process.stop_grace = Duration::from_secs(5);
+        // Every test worker serves the data plane on a free loopback port.
+        config.data_plane = Some(draas_worker::dataplane::DataPlaneConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            secret: data_secret(),
+        });
         tune(&mut config);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(draas_worker::run(
@@ -512,6 +526,22 @@ pub fn sensor_config() -> Value {
         }],
         "reactions": [{"kind": "log", "id": "log", "queries": ["hot"]}]
     })
+}
+
+/// Waits until the API at `api` sees `n` live process workers.
+pub async fn wait_for_workers(http: &reqwest::Client, api: &str, n: u64) {
+    let url = format!("{api}/api/v1/platforms");
+    wait_until(|| async {
+        let v = get_json(http, &url).await?;
+        let process = v["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["platform"] == "process")?;
+        (process["available"] == true && process["workers"].as_u64().unwrap_or(1) >= n)
+            .then_some(())
+    })
+    .await
+    .expect("workers become available");
 }
 
 /// The URL of a named endpoint in an instance's runtime.

@@ -112,4 +112,30 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Stops every instance this driver runs (used on shutdown when asked to).
     fn stop_all(&self) -> impl Future<Output = ()> + Send;
+
+    /// Where this worker reaches the running instance's listener `name` (`api`,
+    /// `source:<id>`), as `http://host:port`: by default the address its start recorded.
+    fn endpoint(
+        &self,
+        instance: &Instance,
+        name: &str,
+    ) -> impl Future<Output = Result<String, DriverError>> + Send {
+        let found = recorded_endpoint(instance, name);
+        async move { found }
+    }
+}
+
+/// The address of listener `name` among the endpoints the instance's start recorded.
+pub fn recorded_endpoint(instance: &Instance, name: &str) -> Result<String, DriverError> {
+    instance
+        .runtime
+        .endpoints
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| e.url.clone())
+        .ok_or_else(|| {
+            DriverError::Config(format!(
+                "the instance has no `{name}` listener recorded; is it running?"
+            ))
+        })
 }

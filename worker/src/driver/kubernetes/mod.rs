@@ -16,9 +16,11 @@
 //!   (`--data-size`, `--storage-class`), kept across stop and start, deleted with the
 //!   instance; without a size, in an `emptyDir`.
 //! - [`watch`] follows the instance pods and Deployments and reports what Kubernetes says.
+//! - [`address`]: where the worker reaches an instance for the data plane (its Service).
 //!
 //! Instances are not node bound: any worker of the platform can run any command.
 
+mod address;
 mod spec;
 mod status;
 mod watch;
@@ -491,6 +493,10 @@ impl Driver for KubernetesDriver {
 
     async fn logs(&self, id: Uuid, lines: usize) -> Result<String, DriverError> {
         self.tail(id, lines, false).await
+    }
+
+    async fn endpoint(&self, instance: &Instance, name: &str) -> Result<String, DriverError> {
+        self.service_endpoint(instance, name).await
     }
 
     async fn stop_all(&self) {
