@@ -1,6 +1,8 @@
 //! The audit trail of API requests: every mutating request (POST, PUT, PATCH, DELETE) and
 //! every refused one (any 4xx or 5xx, on any route) becomes an entry of the capped audit
-//! stream (`draas_bus::store::AuditEntry`).
+//! stream (`draas_bus::store::AuditEntry`). Events posted into an instance's sources are the
+//! tenant's data, not actions on the service: only their refusals are recorded, so a
+//! tenant's ingest never pushes the service's history out of the capped stream.
 //!
 //! Recording never waits on Redis: the middleware hands the entry to a bounded channel and
 //! returns; one background writer per node appends what is queued in pipelined batches. When
@@ -108,13 +110,22 @@ async fn write(
     }
 }
 
-/// Whether a request answered with `status` is audited.
-fn audited(method: &Method, status: u16) -> bool {
-    status >= 400
-        || matches!(
-            *method,
-            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-        )
+/// Route templates whose accepted requests carry a tenant's data, not an action.
+const DATA_WRITES: &[&str] = &[
+    "/api/v1/instances/{id}/sources/{source}/events",
+    "/api/v1/instances/{id}/sources/{source}/events/batch",
+];
+
+/// Whether a request to `route` answered with `status` is audited.
+fn audited(method: &Method, route: Option<&str>, status: u16) -> bool {
+    if status >= 400 {
+        return true;
+    }
+    let mutating = matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    mutating && !route.is_some_and(|r| DATA_WRITES.contains(&r))
 }
 
 /// The middleware (`from_fn_with_state`), outermost, so it sees every final status. The
@@ -125,10 +136,10 @@ pub async fn record(State(recorder): State<Recorder>, req: Request, next: Next) 
     let path = req.uri().path().to_owned();
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    if !audited(&method, status) {
+    let seen = response.extensions().get::<Seen>();
+    if !audited(&method, seen.and_then(|s| s.route.as_deref()), status) {
         return response;
     }
-    let seen = response.extensions().get::<Seen>();
     let caller = seen.and_then(|s| s.caller.as_ref());
     let operation = ["operation-location", LOCATION.as_str()]
         .iter()
@@ -168,11 +179,14 @@ mod tests {
 
     #[test]
     fn what_is_audited() {
-        assert!(audited(&Method::POST, 201));
-        assert!(audited(&Method::DELETE, 200));
-        assert!(audited(&Method::GET, 404));
-        assert!(audited(&Method::GET, 429));
-        assert!(!audited(&Method::GET, 200));
+        assert!(audited(&Method::POST, Some("/api/v1/instances"), 201));
+        assert!(audited(&Method::DELETE, None, 200));
+        assert!(audited(&Method::GET, None, 404));
+        assert!(audited(&Method::GET, None, 429));
+        assert!(!audited(&Method::GET, None, 200));
+        let events = Some("/api/v1/instances/{id}/sources/{source}/events/batch");
+        assert!(!audited(&Method::POST, events, 200));
+        assert!(audited(&Method::POST, events, 409));
         assert_eq!(truncate("ab€".into(), 3), "ab");
     }
 }

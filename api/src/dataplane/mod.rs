@@ -4,7 +4,9 @@
 //! answer comes back streamed. The API never routes to an instance itself.
 //!
 //! Workers are tried newest heartbeat first; one that cannot be connected to (it died since
-//! its last beat) is passed over for the next. Each request presents the data-plane secret.
+//! its last beat) is passed over for the next. A node reuses what it read of the
+//! registrations for half a second, and reads them again at once when none of those workers
+//! can be connected to. Each request presents the data-plane secret.
 //!
 //! - [`sse`]: relays a change feed frame by frame, ending it with an `error` event when the
 //!   worker's stream breaks.
@@ -12,7 +14,9 @@
 pub mod sse;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -33,7 +37,13 @@ pub struct Forwarder {
     client: reqwest::Client,
     /// Spreads requests for shared-platform instances over the live workers.
     turn: AtomicUsize,
+    /// The owners last read per (platform, node), and when.
+    owners_seen: DashMap<(Platform, Option<String>), (Instant, Vec<Owner>)>,
 }
+
+/// How long a node routes by what it read of the workers' registrations. A worker that
+/// cannot be connected to makes the node read them again at once.
+const OWNERS_TTL: Duration = Duration::from_millis(500);
 
 /// What a data request carries on to the worker besides its route.
 #[derive(Default)]
@@ -59,6 +69,7 @@ impl Forwarder {
             secret,
             client,
             turn: AtomicUsize::new(0),
+            owners_seen: DashMap::new(),
         }
     }
 
@@ -81,9 +92,41 @@ impl Forwarder {
                 details: json!({}),
             });
         };
-        let owners = self.owners(store, instance).await?;
         let mut reasons = Vec::new();
-        for owner in &owners {
+        // What this node read of the registrations a moment ago first; when none of those
+        // workers can be reached, the registrations as they are now.
+        for fresh in [false, true] {
+            let owners = self.owners(store, instance, fresh).await?;
+            if fresh
+                && owners
+                    .iter()
+                    .all(|o| reasons.iter().any(|r: &String| r.contains(&o.url)))
+            {
+                break;
+            }
+            match self
+                .attempt(instance, route, &outgoing, secret, &owners, &mut reasons)
+                .await
+            {
+                Some(result) => return result,
+                None => continue,
+            }
+        }
+        Err(unreachable(instance, reasons.join("; ")))
+    }
+
+    /// Tries `owners` in order: the first answer, an error that must not be retried, or
+    /// `None` when none could be connected to (the reasons are added to `reasons`).
+    async fn attempt(
+        &self,
+        instance: &Instance,
+        route: &DataRoute,
+        outgoing: &Outgoing,
+        secret: &DataSecret,
+        owners: &[Owner],
+        reasons: &mut Vec<String>,
+    ) -> Option<ApiResult<reqwest::Response>> {
+        for owner in owners {
             let mut url = format!(
                 "{}{}",
                 owner.url.trim_end_matches('/'),
@@ -119,7 +162,7 @@ impl Forwarder {
                         owner.consumer
                     ));
                 }
-                Ok(response) => return Ok(response),
+                Ok(response) => return Some(Ok(response)),
                 // Not connected: the request never reached the worker, so another may take it.
                 Err(e) if e.is_connect() => {
                     reasons.push(format!(
@@ -130,21 +173,29 @@ impl Forwarder {
                     ));
                 }
                 Err(e) => {
-                    return Err(unreachable(
+                    return Some(Err(unreachable(
                         instance,
                         format!(
-                            "worker {} at {} did not answer: {e}",
-                            owner.consumer, owner.url
+                            "worker {} at {} did not answer: {}",
+                            owner.consumer,
+                            owner.url,
+                            causes(&e)
                         ),
-                    ));
+                    )));
                 }
             }
         }
-        Err(unreachable(instance, reasons.join("; ")))
+        None
     }
 
-    /// The live workers that own `instance`, in the order to try them.
-    async fn owners(&self, store: &Store, instance: &Instance) -> ApiResult<Vec<Owner>> {
+    /// The live workers that own `instance`, in the order to try them: as read within the
+    /// last [`OWNERS_TTL`] unless `fresh`.
+    async fn owners(
+        &self,
+        store: &Store,
+        instance: &Instance,
+        fresh: bool,
+    ) -> ApiResult<Vec<Owner>> {
         let platform = instance.spec.platform;
         let node = match platform {
             // A process instance is reachable only on its node's loopback.
@@ -157,7 +208,21 @@ impl Forwarder {
             ),
             _ => None,
         };
-        let mut owners = store.data_planes(platform, node).await?;
+        let key = (platform, node.map(str::to_owned));
+        let cached = (!fresh)
+            .then(|| self.owners_seen.get(&key))
+            .flatten()
+            .filter(|seen| seen.0.elapsed() < OWNERS_TTL && !seen.1.is_empty())
+            .map(|seen| seen.1.clone());
+        let mut owners = match cached {
+            Some(owners) => owners,
+            None => {
+                let owners = store.data_planes(platform, node).await?;
+                self.owners_seen
+                    .insert(key, (Instant::now(), owners.clone()));
+                owners
+            }
+        };
         if owners.is_empty() {
             let whose = match node {
                 Some(node) => format!("node {node}"),
