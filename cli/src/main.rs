@@ -299,6 +299,11 @@ pub struct WorkerArgs {
         default_value = "PATH"
     )]
     pass_env: Vec<String>,
+    /// A fixed argument for the workload after `--config <file>`, on every platform;
+    /// repeatable, e.g. `--runtime-arg=--plugins-dir --runtime-arg=/opt/drasi/plugins` for
+    /// drasi-server (see the README).
+    #[arg(long = "runtime-arg", value_name = "ARG", allow_hyphen_values = true)]
+    runtime_args: Vec<String>,
 }
 
 /// `--data-size`: a Kubernetes quantity, or none.
@@ -361,6 +366,7 @@ impl WorkerArgs {
         config.kubernetes.storage_class = self.storage_class.clone();
         config.process.egress = self.egress.clone();
         config.process.pass_env = self.pass_env.clone();
+        config.process.runtime_args = self.runtime_args.clone();
         if let Some(listen) = self.data_listen {
             let secret = self.data.secret()?.ok_or_else(|| {
                 anyhow::anyhow!(

@@ -134,6 +134,9 @@ pub struct ProcessConfig {
     /// Variables of the worker's own environment that process instances also get
     /// (`--pass-env`); nothing else of it reaches them.
     pub pass_env: Vec<String>,
+    /// Fixed arguments the workload gets after `--config <file>` on every platform
+    /// (`--runtime-arg`), e.g. drasi-server's `--plugins-dir DIR`.
+    pub runtime_args: Vec<String>,
 }
 
 impl WorkerConfig {
@@ -167,6 +170,7 @@ impl WorkerConfig {
                 host: "127.0.0.1".to_owned(),
                 egress: EgressPolicy::default(),
                 pass_env: vec!["PATH".to_owned()],
+                runtime_args: Vec::new(),
             },
             data_plane: None,
             docker: DockerConfig {

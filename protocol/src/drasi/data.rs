@@ -4,7 +4,7 @@
 //! posted only to `http` sources). The API uses this to answer 404 naming the query or
 //! source; the worker to build the path it forwards to.
 
-use super::{DrasiConfig, SourceConfig};
+use super::{DrasiConfig, InstanceConfig, SourceConfig};
 
 /// Why a query cannot be addressed through the data plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +43,21 @@ impl DrasiConfig {
 
     /// The API prefixes of every addressable instance of the config, in config order.
     pub fn api_bases(&self) -> Vec<String> {
-        if self.instances.is_empty() {
-            return vec!["/api/v1".to_owned()];
-        }
-        self.instances
-            .iter()
+        self.addressable_instances()
+            .into_iter()
+            .map(|(base, _)| base)
+            .collect()
+    }
+
+    /// Every addressable instance of the config (the implicit one, or each of `instances`
+    /// that is first or has an id) with its API prefix, in config order.
+    pub fn addressable_instances(&self) -> Vec<(String, InstanceConfig)> {
+        self.effective_instances()
+            .into_iter()
             .enumerate()
-            .filter_map(|(index, inst)| match (&inst.id, index) {
-                (_, 0) => Some("/api/v1".to_owned()),
-                (Some(iid), _) => Some(format!("/api/v1/instances/{iid}")),
+            .filter_map(|(index, (_, inst))| match (&inst.id, index) {
+                (_, 0) => Some(("/api/v1".to_owned(), inst)),
+                (Some(iid), _) => Some((format!("/api/v1/instances/{iid}"), inst)),
                 (None, _) => None,
             })
             .collect()

@@ -2,13 +2,15 @@
 //!
 //! Drivers: [`process`] (local child processes), [`docker`] (containers on a Docker daemon,
 //! through bollard) and [`kubernetes`] (Deployments on a cluster, through kube-rs). Shared
-//! pieces: [`ports`] (port assignment).
+//! pieces: [`ports`] (port assignment), [`ready`] (when an instance counts as ready:
+//! healthy, and every component it declares running).
 
 pub mod docker;
 pub mod kubernetes;
 pub mod launch;
 pub mod ports;
 pub mod process;
+pub mod ready;
 
 use std::future::Future;
 

@@ -26,11 +26,12 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use draas_bus::clock::now;
-use draas_protocol::drasi::Endpoint;
+use draas_protocol::drasi::{DrasiConfig, Endpoint};
 use draas_protocol::{EgressPolicy, Instance, RuntimeInfo};
 use futures::StreamExt;
 use uuid::Uuid;
 
+use super::ready::{self, Readiness};
 use super::{Driver, DriverError, DriverEvent, Events, launch};
 use crate::config::{DockerConfig, DockerNetwork, ProcessConfig};
 pub use spec::{LABEL_ID, LABEL_MANAGED, container_name, volume_name};
@@ -220,6 +221,7 @@ impl DockerDriver {
                 config_file: &config_file.to_string_lossy(),
                 env: &env,
                 stop_grace_secs: grace,
+                args: &self.timing.runtime_args,
             },
         );
         let options = CreateContainerOptionsBuilder::new()
@@ -273,15 +275,14 @@ impl DockerDriver {
             .collect())
     }
 
-    async fn wait_ready(&self, id: Uuid, api: &str) -> Result<(), String> {
+    async fn wait_ready(&self, id: Uuid, api: &str, config: &DrasiConfig) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + self.timing.readiness_timeout;
-        let health = format!("{api}/health");
         loop {
-            if let Ok(resp) = self.http.get(&health).send().await
-                && resp.status().is_success()
-            {
-                return Ok(());
-            }
+            let waiting = match ready::check(&self.http, api, config).await {
+                Readiness::Ready => return Ok(()),
+                Readiness::Failed(reason) => return Err(reason),
+                Readiness::Waiting(reason) => reason,
+            };
             let inspect = self
                 .docker
                 .inspect_container(&container_name(id), None)
@@ -295,7 +296,7 @@ impl DockerDriver {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "no 200 from {health} within {:?}",
+                    "not ready within {:?}: {waiting}",
                     self.timing.readiness_timeout
                 ));
             }
@@ -385,7 +386,7 @@ impl Driver for DockerDriver {
             .find(|e| e.name == "api")
             .map(|e| e.url.clone())
             .unwrap_or_default();
-        if let Err(reason) = self.wait_ready(id, &api).await {
+        if let Err(reason) = self.wait_ready(id, &api, &instance.spec.config).await {
             let log_tail = self.tail(id, 20).await.unwrap_or_default();
             let _ = self.stop(id).await;
             return Err(DriverError::NotReady { reason, log_tail });

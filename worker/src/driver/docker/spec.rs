@@ -53,12 +53,14 @@ pub fn assign(
     }
 }
 
-/// What a container runs besides the instance: image, config file, environment, stop grace.
+/// What a container runs besides the instance: image, config file, environment, stop grace,
+/// the workload's fixed extra arguments.
 pub struct Run<'a> {
     pub image: &'a str,
     pub config_file: &'a str,
     pub env: &'a [(String, String)],
     pub stop_grace_secs: i64,
+    pub args: &'a [String],
 }
 
 /// The container create body.
@@ -74,6 +76,7 @@ pub fn container(
         config_file,
         env,
         stop_grace_secs,
+        args,
     } = *run;
     let id = instance.id;
     let labels = HashMap::from([
@@ -115,7 +118,12 @@ pub fn container(
         });
     ContainerCreateBody {
         image: Some(image.to_owned()),
-        cmd: Some(vec!["--config".to_owned(), CONFIG_PATH.to_owned()]),
+        cmd: Some(
+            ["--config".to_owned(), CONFIG_PATH.to_owned()]
+                .into_iter()
+                .chain(args.iter().cloned())
+                .collect(),
+        ),
         env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: Some(WORKDIR.to_owned()),
         labels: Some(labels),
@@ -208,6 +216,7 @@ mod tests {
                 config_file: "/cfg.yaml",
                 env: &[("NO_COLOR".to_owned(), "1".to_owned())],
                 stop_grace_secs: 10,
+                args: &["--plugins-dir".to_owned(), "/plugins".to_owned()],
             },
         );
         assert_eq!(body.env.as_deref(), Some(&["NO_COLOR=1".to_owned()][..]));
@@ -228,7 +237,15 @@ mod tests {
             ]
         );
         assert_eq!(body.stop_signal.as_deref(), Some("SIGINT"));
-        assert_eq!(body.cmd.unwrap(), ["--config", "/app/config/server.yaml"]);
+        assert_eq!(
+            body.cmd.unwrap(),
+            [
+                "--config",
+                "/app/config/server.yaml",
+                "--plugins-dir",
+                "/plugins"
+            ]
+        );
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_ID], "00000000-0000-0000-0000-000000000007");
         assert_eq!(labels[LABEL_MANAGED], "draas");
@@ -261,6 +278,7 @@ mod tests {
                 config_file: "/cfg.yaml",
                 env: &[],
                 stop_grace_secs: 10,
+                args: &[],
             },
         );
         assert_eq!(

@@ -393,6 +393,7 @@ impl Driver for KubernetesDriver {
             data_size: self.config.data_size.as_deref(),
             storage_class: self.config.storage_class.as_deref(),
             egress: &self.timing.egress,
+            args: &self.timing.runtime_args,
         };
         let objects = spec::objects(instance, &shape)?;
         // What the pod mounts first.

@@ -51,6 +51,8 @@ pub struct Shape<'a> {
     pub data_size: Option<&'a str>,
     /// Storage class of the data volume; `None`: the cluster's default.
     pub storage_class: Option<&'a str>,
+    /// The workload's fixed arguments after `--config <file>`.
+    pub args: &'a [String],
     /// The operator's egress policy, enforced by the runtime's egress proxy in the pod.
     pub egress: &'a EgressPolicy,
 }
@@ -150,11 +152,15 @@ pub fn objects(instance: &Instance, shape: &Shape<'_>) -> Result<Objects, Driver
             "failureThreshold": 3,
         })
     };
+    let args: Vec<String> = ["--config".to_owned(), format!("{CONFIG_DIR}/{CONFIG_KEY}")]
+        .into_iter()
+        .chain(shape.args.iter().cloned())
+        .collect();
     let mut container = json!({
         "name": CONTAINER,
         "image": shape.image,
         "imagePullPolicy": shape.image_pull_policy,
-        "args": ["--config", format!("{CONFIG_DIR}/{CONFIG_KEY}")],
+        "args": args,
         "workingDir": "/app",
         "env": env,
         "ports": ports.iter().map(|(name, port)| json!({
@@ -311,6 +317,7 @@ mod tests {
             data_size: Some("1Gi"),
             storage_class: None,
             egress: &EgressPolicy::DenyLocal,
+            args: &[],
         }
     }
 

@@ -20,12 +20,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use draas_bus::clock::now;
+use draas_protocol::drasi::DrasiConfig;
 use draas_protocol::{EgressPolicy, Instance, RuntimeInfo};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::ready::{self, Readiness};
 use super::{Driver, DriverError, launch};
 use crate::config::ProcessConfig;
 use child::{ExitState, Reaping, Tracked};
@@ -92,24 +94,24 @@ impl ProcessDriver {
     async fn wait_ready(
         &self,
         url: &str,
+        config: &DrasiConfig,
         exited: &mut watch::Receiver<ExitState>,
     ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + self.config.readiness_timeout;
-        let health = format!("{url}/health");
         loop {
             if let Some((code, signal)) = *exited.borrow() {
                 return Err(format!(
                     "process exited before it was ready (code {code:?}, signal {signal:?})"
                 ));
             }
-            if let Ok(resp) = self.http.get(&health).send().await
-                && resp.status().is_success()
-            {
-                return Ok(());
-            }
+            let waiting = match ready::check(&self.http, url, config).await {
+                Readiness::Ready => return Ok(()),
+                Readiness::Failed(reason) => return Err(reason),
+                Readiness::Waiting(reason) => reason,
+            };
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "no 200 from {health} within {:?}",
+                    "not ready within {:?}: {waiting}",
                     self.config.readiness_timeout
                 ));
             }
@@ -147,6 +149,7 @@ impl ProcessDriver {
         command
             .arg("--config")
             .arg(&config_path)
+            .args(&self.config.runtime_args)
             .current_dir(&dir)
             .env_clear()
             .envs(self.passed_env())
@@ -244,7 +247,9 @@ impl Driver for ProcessDriver {
         };
         let api = tracked.api_url();
         tracked.expecting_exit.store(true, Ordering::SeqCst);
-        let ready = self.wait_ready(&api, &mut tracked.exited).await;
+        let ready = self
+            .wait_ready(&api, &instance.spec.config, &mut tracked.exited)
+            .await;
         tracked.expecting_exit.store(false, Ordering::SeqCst);
         let ready = ready.and_then(|()| match *tracked.exited.borrow() {
             Some(_) => Err("process exited right after it became ready".to_owned()),

@@ -1,0 +1,101 @@
+//! What "ready" means for a workload that is not draas-runtime: a drasi-server-compatible
+//! server (here a small fake one, in Python, answering drasi-server's API) that stays up and
+//! healthy while a query failed to build, as drasi-server does with an invalid Cypher query.
+//! The start fails with the component's own message; a server whose components all run
+//! starts; and the worker's `--runtime-arg`s reach the workload after `--config <file>`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::{System, scratch};
+use serde_json::json;
+
+/// A fake drasi-server: reads the port from the rendered config, records its arguments in
+/// `args.txt` next to the config, answers /health with 200, and lists the config's source
+/// `readings`, query `hot` (with `query_status`) and reaction `log`.
+fn fake_server(dir: &Path, query_status: &str) -> PathBuf {
+    let path = dir.join("fake-drasi-server.py");
+    let script = format!(
+        r#"#!/usr/bin/env python3
+import json, re, sys, os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+config = sys.argv[sys.argv.index("--config") + 1]
+with open(os.path.join(os.path.dirname(config), "args.txt"), "w") as f:
+    f.write(json.dumps(sys.argv[1:]))
+port = int(re.search(r"^port: *(\d+)", open(config).read(), re.M).group(1))
+lists = {{
+    "/api/v1/sources": [{{"id": "readings", "status": "Running"}}],
+    "/api/v1/queries": [{{"id": "hot", "status": "{query_status}", "error_message": "Failed to build query: Parser error at line 1"}}],
+    "/api/v1/reactions": [{{"id": "log", "status": "Running"}}],
+}}
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health":
+            body = {{"status": "ok"}}
+        elif self.path in lists:
+            body = {{"success": True, "data": lists[self.path], "error": None}}
+        else:
+            self.send_response(404); self.end_headers(); return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *a):
+        pass
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+"#
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_in_error_fails_the_start_with_its_message() -> anyhow::Result<()> {
+    let fake = fake_server(&scratch("fake"), "Error");
+    let sys = System::start_tuned(fake, |c| {
+        c.process.readiness_timeout = std::time::Duration::from_secs(20);
+    })
+    .await?;
+    let id = sys.create("broken").await;
+    let (status, op) = sys.post(&format!("/api/v1/instances/{id}/start")).await;
+    assert_eq!(status, 200, "{op}");
+    assert_eq!(op["state"], "failed", "{op}");
+    let error = op["error"].to_string();
+    assert!(
+        error.contains("query `hot` failed: Failed to build query: Parser error at line 1"),
+        "{op}"
+    );
+    assert_eq!(sys.instance(&id).await["state"], "failed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_components_run_starts_with_the_runtime_args() -> anyhow::Result<()> {
+    let fake = fake_server(&scratch("fake"), "Running");
+    let sys = System::start_tuned(fake, |c| {
+        c.process.runtime_args = vec!["--plugins-dir".into(), "/opt/plugins".into()];
+    })
+    .await?;
+    let id = sys.create("fine").await;
+    let (status, op) = sys.post(&format!("/api/v1/instances/{id}/start")).await;
+    assert_eq!(
+        (status, op["state"].clone()),
+        (200, json!("succeeded")),
+        "{op}"
+    );
+    let args_file = sys
+        .worker
+        .data_dir
+        .join("instances")
+        .join(&id)
+        .join("args.txt");
+    let args: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&args_file)?)?;
+    assert_eq!(args[0], "--config");
+    assert_eq!(&args[2..], ["--plugins-dir", "/opt/plugins"], "{args:?}");
+    Ok(())
+}
