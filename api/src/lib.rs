@@ -13,6 +13,7 @@
 //! - [`error`]: `ApiError`, the single mapping to HTTP.
 //! - [`audit`]: the audit trail of mutating and refused requests (a background writer).
 //! - [`limits`]: the per-caller rate limit and the slow-client timeouts.
+//! - [`kinds`]: a config's kinds against what the live workers' workloads advertise.
 //! - [`quota`]: tenant quotas at create, patch and start (409 `quota_exceeded`).
 //!
 //! Entry point: [`App::connect`] then [`serve`].
@@ -26,6 +27,7 @@ pub mod dispatch;
 pub mod error;
 pub mod feed;
 pub mod guard;
+pub mod kinds;
 pub mod limits;
 pub mod quota;
 pub mod routes;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the draas-runtime container image without a registry: a minimal root filesystem
-# holding the binary and exactly the shared libraries it links, imported with `docker import`.
+# holding the binary and exactly the shared libraries it links (`ldd`: libc, libm, libgcc_s
+# and, for the PostgreSQL crates, libssl3 and libcrypto3) plus the host's CA bundle,
+# imported with `docker import`.
 #
 #   deploy/docker/build-runtime-image.sh [BINARY] [TAG]
 #
@@ -22,6 +24,15 @@ for lib in $(ldd "$bin" | grep -o '/[^ )]*'); do
   cp -L "$lib" "$root$lib"
 done
 echo 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin' > "$root/etc/passwd"
+# The CA bundle, where OpenSSL (libssl3, linked by the PostgreSQL crates) looks for it, so
+# `sslMode: require` and `ssl: true` can verify servers.
+ca=/etc/ssl/certs/ca-certificates.crt
+if [ -f "$ca" ]; then
+  mkdir -p "$root/etc/ssl/certs"
+  cp -L "$ca" "$root$ca"
+else
+  echo "warning: no $ca here (apt-get install ca-certificates); TLS to PostgreSQL cannot verify servers in the image" >&2
+fi
 
 tar -C "$root" -c . | docker import \
   --change 'ENTRYPOINT ["/draas-runtime"]' \

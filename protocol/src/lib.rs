@@ -9,6 +9,7 @@
 //! - [`keys`]: every Redis key name, built in one place, hash-tagged per platform.
 //! - [`drasi`]: the drasi-server configuration model, validation and YAML rendering.
 //! - [`auth`]: tenants and scopes.
+//! - [`capabilities`]: the kinds a workload can run, as workers advertise them.
 //! - [`dataplane`]: the data plane's paths and secret between API nodes and workers.
 //! - [`env`]: an instance's explicit environment (plain and secret variables, redaction).
 //! - [`egress`]: the operator's egress policy for instances.
@@ -16,6 +17,7 @@
 //! - [`time`]: the millisecond `Timestamp` used on the wire and in JSON.
 
 pub mod auth;
+pub mod capabilities;
 pub mod codec;
 pub mod command;
 pub mod dataplane;

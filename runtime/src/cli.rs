@@ -1,5 +1,5 @@
 //! Command-line arguments, compatible with drasi-server where the two overlap:
-//! `draas-runtime [-c|--config PATH] [-p|--port N] [run|validate]`.
+//! `draas-runtime [-c|--config PATH] [-p|--port N] [run|validate|capabilities]`.
 
 use std::path::PathBuf;
 
@@ -28,4 +28,6 @@ pub enum Command {
     Run,
     /// Check a config file and exit: 0 when it would start, non-zero naming the problem.
     Validate,
+    /// Print the source and reaction kinds this build supports, as JSON (workers advertise it).
+    Capabilities,
 }

@@ -1,13 +1,20 @@
 //! Turns one (effective) instance of the config into a built, not yet started, DrasiLib:
-//! sources and reactions are created through the published crates' plugin descriptors from
-//! their camelCase config, queries are mapped onto drasi-lib's `QueryConfig`.
+//! sources, their bootstrap providers and reactions are created through the published
+//! crates' plugin descriptors from their camelCase config, queries are mapped onto
+//! drasi-lib's `QueryConfig`.
+//!
+//! - [`bootstrap`]: `bootstrapProviders` and each source's `bootstrapProvider`.
+//! - [`postgres`]: what the PostgreSQL plugins are handed.
+
+pub mod bootstrap;
+pub mod postgres;
 
 use std::sync::Arc;
 
 use draas_protocol::drasi::{
     InstanceConfig, QueryConfig, QueryLanguage, ReactionConfig, SourceConfig,
 };
-use drasi_lib::{DrasiLib, Query};
+use drasi_lib::{DrasiLib, Query, Source};
 use drasi_plugin_sdk::descriptor::{ReactionPluginDescriptor, SourcePluginDescriptor};
 use serde::Serialize;
 
@@ -60,6 +67,7 @@ pub async fn build_instance(
         builder = builder.with_state_store_provider(Arc::new(provider));
     }
 
+    let bootstrap_entries = bootstrap::entries(prefix, inst)?;
     for (i, source) in inst.sources.iter().enumerate() {
         let path = at(format!("sources[{i}]"));
         let created = match source {
@@ -73,8 +81,19 @@ pub async fn build_instance(
                     .create_source(&s.id, &plugin_body(s), source.auto_start())
                     .await
             }
+            SourceConfig::Postgres(s) => {
+                drasi_source_postgres::descriptor::PostgresSourceDescriptor
+                    .create_source(&s.id, &plugin_body(s), source.auto_start())
+                    .await
+            }
         };
         let created = created.map_err(|e| component_err(path, format!("{e:#}")))?;
+        // As drasi-server does: the provider is attached before the source is added.
+        if let Some(resolved) = bootstrap::for_source(prefix, inst, i, &bootstrap_entries)? {
+            created
+                .set_bootstrap_provider(bootstrap::create(&resolved).await?)
+                .await;
+        }
         builder = builder.with_source(created);
     }
 
@@ -103,6 +122,17 @@ pub async fn build_instance(
             ReactionConfig::Sse(r) => {
                 drasi_reaction_sse::descriptor::SseReactionDescriptor
                     .create_reaction(id, queries, &plugin_body(r), auto_start)
+                    .await
+            }
+            ReactionConfig::Profiler(r) => {
+                drasi_reaction_profiler::descriptor::ProfilerReactionDescriptor
+                    .create_reaction(id, queries, &plugin_body(r), auto_start)
+                    .await
+            }
+            ReactionConfig::StoredProcPostgres(r) => {
+                let body = postgres::storedproc_body(plugin_body(r), r);
+                drasi_reaction_storedproc_postgres::descriptor::PostgresStoredProcReactionDescriptor
+                    .create_reaction(id, queries, &body, auto_start)
                     .await
             }
         };

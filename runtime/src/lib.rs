@@ -1,8 +1,9 @@
 //! draas-runtime: a drasi-server-compatible host for the subset of Drasi built from the
-//! published crates (sources `http`, `mock`; reactions `log`, `http`, `sse`).
+//! published crates (sources `http`, `mock`, `postgres` with its bootstrap provider;
+//! reactions `log`, `http`, `sse`, `profiler`, `storedproc-postgres`).
 //!
 //! Modules:
-//! - [`cli`]: command-line arguments (`--config`, `--port`, `validate`).
+//! - [`cli`]: command-line arguments (`--config`, `--port`, `validate`, `capabilities`).
 //! - [`load`]: reading, interpolating, parsing and checking a config file.
 //! - [`support`]: what this runtime accepts beyond the shared config model.
 //! - [`components`]: turning the config into DrasiLib instances.

@@ -15,6 +15,14 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Capabilities)) {
+        let kinds = draas_protocol::capabilities::WorkloadKinds::of_this_model(format!(
+            "draas-runtime {}",
+            env!("CARGO_PKG_VERSION")
+        ));
+        println!("{}", serde_json::to_string(&kinds).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
     let Some(path) = cli.config.clone() else {
         eprintln!(
             "error: --config <PATH> is required (draas-runtime never writes a default config)"

@@ -4,8 +4,8 @@
 use std::path::{Component, Path};
 
 use draas_protocol::drasi::{
-    ConfigError, DrasiConfig, InstanceConfig, ReactionConfig, SUPPORTED_REACTION_KINDS,
-    SUPPORTED_SOURCE_KINDS, SourceConfig,
+    ConfigError, DrasiConfig, InstanceConfig, ReactionConfig, SUPPORTED_BOOTSTRAP_KINDS,
+    SUPPORTED_REACTION_KINDS, SUPPORTED_SOURCE_KINDS, SourceConfig,
 };
 
 fn at(prefix: &str, rest: &str) -> String {
@@ -26,6 +26,7 @@ pub fn check(config: &DrasiConfig) -> Result<(), ConfigError> {
         let builtin = match plugin.category_and_kind() {
             Some(("source", kind)) => SUPPORTED_SOURCE_KINDS.contains(&kind),
             Some(("reaction", kind)) => SUPPORTED_REACTION_KINDS.contains(&kind),
+            Some(("bootstrap", kind)) => SUPPORTED_BOOTSTRAP_KINDS.contains(&kind),
             _ => false,
         };
         if !builtin {
@@ -36,6 +37,11 @@ pub fn check(config: &DrasiConfig) -> Result<(), ConfigError> {
                     SUPPORTED_REACTION_KINDS
                         .iter()
                         .map(|k| format!("reaction/{k}")),
+                )
+                .chain(
+                    SUPPORTED_BOOTSTRAP_KINDS
+                        .iter()
+                        .map(|k| format!("bootstrap/{k}")),
                 )
                 .collect();
             return Err(ConfigError::new(
@@ -77,23 +83,13 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
             "identity providers",
         ));
     }
-    if !inst.bootstrap_providers.is_empty() {
-        return Err(unsupported(
-            at(prefix, "bootstrapProviders"),
-            "bootstrap providers",
-        ));
-    }
+    // Bootstrap providers of the supported kinds, inline or by id.
+    crate::components::bootstrap::check(prefix, inst)?;
     if let Some(store) = &inst.state_store {
         check_relative(&at(prefix, "stateStore.path"), &store.path)?;
     }
     for (i, source) in inst.sources.iter().enumerate() {
         let path = |key: &str| at(prefix, &format!("sources[{i}].{key}"));
-        if source.bootstrap_provider().is_some() {
-            return Err(unsupported(
-                path("bootstrapProvider"),
-                "a bootstrap provider",
-            ));
-        }
         if source.identity_provider().is_some() {
             return Err(unsupported(
                 path("identityProvider"),
@@ -159,6 +155,21 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
                 at(prefix, &format!("reactions[{i}].port")),
                 "must be between 1 and 65535",
             ));
+        }
+        // drasi-reaction-profiler's report timer panics on a zero interval, and a zero window
+        // keeps no samples.
+        if let ReactionConfig::Profiler(profiler) = reaction {
+            for (key, value) in [
+                ("windowSize", profiler.window_size),
+                ("reportIntervalSecs", profiler.report_interval_secs),
+            ] {
+                if value == Some(0) {
+                    return Err(ConfigError::new(
+                        at(prefix, &format!("reactions[{i}].{key}")),
+                        "must be at least 1",
+                    ));
+                }
+            }
         }
     }
     Ok(())

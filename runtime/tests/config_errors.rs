@@ -46,8 +46,11 @@ fn unknown_nested_key_is_named_with_its_path() -> Result<()> {
 
 #[test]
 fn unknown_source_kind_is_named_with_the_supported_ones() -> Result<()> {
-    let config = "sources:\n  - kind: postgres\n    id: pg\n";
-    assert_rejected(config, &["sources[0].kind", "`postgres`", "http, mock"])
+    let config = "sources:\n  - kind: kafka\n    id: k\n";
+    assert_rejected(
+        config,
+        &["sources[0].kind", "`kafka`", "http, mock, postgres"],
+    )
 }
 
 #[test]
@@ -55,22 +58,26 @@ fn unknown_reaction_kind_is_named_with_the_supported_ones() -> Result<()> {
     let config = format!(
         "queries:\n  - id: q\n    query: \"{HOT_QUERY}\"\nreactions:\n  - kind: grpc\n    id: g\n    queries: [q]\n"
     );
-    assert_rejected(&config, &["reactions[0].kind", "`grpc`", "log, http, sse"])
+    assert_rejected(
+        &config,
+        &[
+            "reactions[0].kind",
+            "`grpc`",
+            "log, http, sse, profiler, storedproc-postgres",
+        ],
+    )
 }
 
 #[test]
 fn broken_references_and_plugins_are_rejected() -> Result<()> {
     let config = pipeline_config(1, 2).replace("sourceId: sensors", "sourceId: missing");
     assert_rejected(&config, &["queries[0].sources[0].sourceId", "missing"])?;
-    let config = format!(
-        "plugins:\n  - ref: source/postgres\n{}",
-        pipeline_config(1, 2)
-    );
+    let config = format!("plugins:\n  - ref: source/kafka\n{}", pipeline_config(1, 2));
     assert_rejected(
         &config,
         &[
             "plugins[0].ref",
-            "source/postgres",
+            "source/kafka",
             "not built into draas-runtime",
         ],
     )
@@ -116,4 +123,38 @@ fn missing_config_file_is_an_error_and_is_not_created() -> Result<()> {
     let (ok, output) = run_to_end(dir.path(), &[])?;
     assert!(!ok && output.contains("--config"), "{output}");
     Ok(())
+}
+
+#[test]
+fn bootstrap_providers_and_profiler_settings_are_checked_naming_the_key() -> Result<()> {
+    let source = "sources:\n  - kind: postgres\n    id: pg\n    database: d\n    user: u\n";
+    let query = format!(
+        "queries:\n  - id: q\n    query: \"{HOT_QUERY}\"\n    sources: [{{sourceId: pg}}]\n"
+    );
+    assert_rejected(
+        &format!("{source}    bootstrapProvider: replica\n{query}"),
+        &[
+            "sources[0].bootstrapProvider",
+            "unknown bootstrap provider `replica`",
+        ],
+    )?;
+    assert_rejected(
+        &format!("{source}    bootstrapProvider: {{kind: scriptfile}}\n{query}"),
+        &[
+            "sources[0].bootstrapProvider.kind",
+            "supported bootstrap provider kinds: postgres",
+        ],
+    )?;
+    assert_rejected(
+        &format!(
+            "bootstrapProviders:\n  - {{id: r, kind: postgres, sslmode: require}}\n{source}    bootstrapProvider: r\n{query}"
+        ),
+        &["bootstrapProviders[0].sslmode", "unknown field"],
+    )?;
+    assert_rejected(
+        &format!(
+            "{source}{query}reactions:\n  - {{kind: profiler, id: p, queries: [q], reportIntervalSecs: 0}}\n"
+        ),
+        &["reactions[0].reportIntervalSecs", "at least 1"],
+    )
 }

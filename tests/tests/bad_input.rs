@@ -141,9 +141,10 @@ async fn create_rejects_bad_bodies_and_writes_nothing() -> anyhow::Result<()> {
         "{body}"
     );
 
-    // Host and port belong to the platform.
+    // Host and port belong to the platform: a port the config sets is no error (it is
+    // replaced, and a warning says so), but one that is no port is.
     let mut config = sensor_config();
-    config["port"] = json!(8080);
+    config["port"] = json!(0);
     let (status, body) = sys
         .post_json(
             "/api/v1/instances",

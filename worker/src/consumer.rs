@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use draas_bus::connect::Conn;
-use draas_bus::store::Store;
+use draas_bus::store::{Advertised, Store};
 use draas_bus::streams::ensure_group;
 use draas_bus::{clock, connect};
 use draas_protocol::Platform;
@@ -29,7 +29,7 @@ use crate::driver::process::ProcessDriver;
 use crate::inflight::InFlight;
 use crate::lifecycle::Ctx;
 use crate::sweeper::Sweeper;
-use crate::{WorkerError, dataplane, execute, monitor, node, reconcile};
+use crate::{WorkerError, capabilities, dataplane, execute, monitor, node, reconcile};
 
 /// Runs a worker until shutdown. See the module docs for the two shutdown stages.
 pub async fn run(
@@ -155,14 +155,21 @@ async fn serve<D: Driver>(
         }
         None => (None, None),
     };
+    let advertised = Advertised {
+        data: data_url,
+        kinds: match config.platform {
+            Platform::Process => capabilities::probe(&config.process.executable).await,
+            _ => None,
+        },
+    };
     // Beat first, so the reconciliation below never sees this node as dead.
-    beat(&ctx, &config, clock::now(), data_url.as_deref()).await;
+    beat(&ctx, &config, clock::now(), &advertised).await;
     reconcile::run(&ctx).await?;
     // Background tasks die with this future, as they would with the process.
     let beats = AbortOnDropHandle::new(tokio::spawn(heartbeat(
         Arc::clone(&ctx),
         config.clone(),
-        data_url,
+        advertised,
     )));
     let monitor = AbortOnDropHandle::new(tokio::spawn(monitor::run(Arc::clone(&ctx), exits)));
     tracing::info!(message = "worker ready", platform = %config.platform, node = %ctx.node, consumer = %ctx.consumer);
@@ -272,12 +279,12 @@ async fn recover(config: &WorkerConfig, streams: &[String; 2]) -> Result<Conn, W
     Ok(reader)
 }
 
-async fn heartbeat<D: Driver>(ctx: Arc<Ctx<D>>, config: WorkerConfig, data: Option<String>) {
+async fn heartbeat<D: Driver>(ctx: Arc<Ctx<D>>, config: WorkerConfig, advertised: Advertised) {
     let started = clock::now();
     let mut tick = tokio::time::interval(config.heartbeat_interval);
     loop {
         tick.tick().await;
-        beat(&ctx, &config, started, data.as_deref()).await;
+        beat(&ctx, &config, started, &advertised).await;
     }
 }
 
@@ -285,7 +292,7 @@ async fn beat<D: Driver>(
     ctx: &Ctx<D>,
     config: &WorkerConfig,
     started: draas_protocol::Timestamp,
-    data: Option<&str>,
+    advertised: &Advertised,
 ) {
     let ttl = config.heartbeat_ttl.as_millis() as u64;
     if let Err(error) = ctx
@@ -296,7 +303,7 @@ async fn beat<D: Driver>(
             &ctx.node,
             started,
             ttl,
-            data,
+            advertised,
         )
         .await
     {

@@ -1,6 +1,7 @@
 //! The DRaaS worker: joins a platform's consumer group and executes lifecycle commands.
 //!
 //! Layout:
+//! - [`capabilities`]: what the workload can run, asked of it at start-up and advertised.
 //! - [`config`]: `WorkerConfig`, every knob with its default.
 //! - [`node`]: the node's stable identity, kept in its data directory.
 //! - [`consumer`]: the entry point [`run`]: group setup, the XREADGROUP loop with bounded
@@ -17,6 +18,7 @@
 //!   instances this worker owns.
 //! - [`driver`]: the `Driver` trait and the platform drivers (`process`).
 
+pub mod capabilities;
 pub mod config;
 pub mod consumer;
 pub mod dataplane;

@@ -86,6 +86,7 @@ pub async fn create(
         env: body.env,
     };
     validate_spec(&app, &spec)?;
+    crate::kinds::check(&app, spec.platform, &spec.config).await?;
     let now = now();
     let inst = Instance {
         id: Uuid::now_v7(),
@@ -112,7 +113,7 @@ pub async fn create(
             Ok((
                 StatusCode::CREATED,
                 [(LOCATION, location)],
-                Json(inst.redacted()),
+                Json(view(inst)?),
             )
                 .into_response())
         }
@@ -124,9 +125,9 @@ pub async fn get(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Instance>> {
+) -> ApiResult<Json<Value>> {
     let id = parse_id(&id, "instance")?;
-    Ok(Json(load(&app, &caller, id).await?.redacted()))
+    Ok(Json(view(load(&app, &caller, id).await?)?))
 }
 
 /// Lists the caller's tenant's instances from its own index (a cluster administrator: every
@@ -208,7 +209,7 @@ pub async fn list(
         for inst in page {
             if keep(&inst) {
                 cursor = Some(inst.id);
-                items.push(inst.redacted());
+                items.push(view(inst)?);
                 if items.len() == limit {
                     break;
                 }
@@ -271,8 +272,9 @@ pub async fn patch(
         env: patched.env,
     };
     validate_spec(&app, &spec)?;
+    crate::kinds::check(&app, spec.platform, &spec.config).await?;
     if spec == current.spec {
-        return Ok(Json(current.redacted()).into_response());
+        return Ok(Json(view(current)?).into_response());
     }
     if spec.config != current.spec.config {
         crate::quota::check_config(&app, &current.tenant, &spec.config).await?;
@@ -329,7 +331,7 @@ pub async fn patch(
         ));
     }
     let inst = load(&app, &caller, id).await?;
-    let mut response = Json(inst.redacted()).into_response();
+    let mut response = Json(view(inst)?).into_response();
     for (name, value) in headers {
         if let Ok(value) = value.parse() {
             response.headers_mut().insert(name, value);
@@ -348,6 +350,18 @@ pub(crate) async fn load(app: &App, caller: &Caller, id: Uuid) -> ApiResult<Inst
         .ok_or_else(|| ApiError::NotFound(format!("instance {id} does not exist")))
 }
 
+/// An instance as every response shows it: redacted, with the `warnings` of its config (the
+/// fields DRaaS replaces, computed from the stored spec: always present, possibly empty).
+fn view(inst: Instance) -> ApiResult<Value> {
+    let warnings = inst.spec.config.warnings();
+    let mut value =
+        serde_json::to_value(inst.redacted()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Value::Object(map) = &mut value {
+        map.insert("warnings".to_owned(), json!(warnings));
+    }
+    Ok(value)
+}
+
 fn name_taken(name: &str, by: Uuid) -> ApiError {
     ApiError::Conflict {
         code: "name_taken",
@@ -359,8 +373,10 @@ fn name_taken(name: &str, by: Uuid) -> ApiError {
 fn config_of(value: Value) -> ApiResult<DrasiConfig> {
     let config =
         DrasiConfig::from_json_value(value).map_err(|e| config_error("invalid_config", e))?;
+    // File paths as written; the rest of the checks run on the config as the workload reads
+    // it ([`validate_spec`]).
     config
-        .validate_user_supplied()
+        .check_paths()
         .map_err(|e| config_error("invalid_config", e))?;
     Ok(config)
 }
@@ -376,7 +392,9 @@ fn config_error(code: &'static str, e: draas_protocol::drasi::ConfigError) -> Ap
 
 /// Rules on the spec beyond its types: a name usable as a container or pod name, an
 /// environment within its rules, every `${NAME}` of the config resolvable from that
-/// environment, and literal outbound URLs within the operator's egress policy.
+/// environment, the resolved config valid, and literal outbound URLs within the operator's
+/// egress policy. Listener addresses a config sets are accepted: the platform replaces them,
+/// and every read of the instance names them in its `warnings`.
 fn validate_spec(app: &App, spec: &InstanceSpec) -> ApiResult<()> {
     env::validate(&spec.env, false).map_err(|e| {
         ApiError::unprocessable("invalid_env", e.to_string(), Some(e.field.clone()))
@@ -385,8 +403,9 @@ fn validate_spec(app: &App, spec: &InstanceSpec) -> ApiResult<()> {
         .config
         .resolve(&env::lookup(&spec.env))
         .map_err(|e| config_error("unresolved_variable", e))?;
-    // File paths again as the workload reads them: a variable may hold one.
-    resolved.check_paths().map_err(|e| {
+    // The config as the workload reads it: file paths again (a variable may hold one) and
+    // drasi-server's checks on the resolved values (`logLevel: ${LOG_LEVEL:-info}`).
+    resolved.validate_user_supplied().map_err(|e| {
         let message = env::scrub(&e.message, &spec.env);
         config_error("invalid_config", ConfigError { message, ..e })
     })?;

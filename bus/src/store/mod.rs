@@ -21,7 +21,10 @@ pub use events::EventEntry;
 pub use instances::{CreateOutcome, StoredInstance, Transition};
 pub use operations::{Claim, Remembered};
 pub use quotas::{Limit, LimitChange, Quota, QuotaExceeded, TENANT_FIELD, Usage, is_active};
-pub use workers::{DATA_FIELD, DataPlane, Registration, TTL_FIELD, TtlSource, WorkerInfo};
+pub use workers::{
+    Advertised, Advertisement, DATA_FIELD, DataPlane, KINDS_FIELD, Registration, TTL_FIELD,
+    TtlSource, WorkerInfo,
+};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

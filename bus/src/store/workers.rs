@@ -1,6 +1,6 @@
 //! Worker heartbeats: a per-platform sorted set of consumer → last beat, plus a hash per worker
-//! (its registration: node, start time and the heartbeat TTL it runs with) that expires when
-//! beats stop. Liveness is `ZRANGEBYSCORE` over the set: O(log n + live).
+//! (its registration: node, start time, the heartbeat TTL it runs with, and what it
+//! advertises: its data-plane address and its workload's kinds) that expires when beats stop. Liveness is `ZRANGEBYSCORE` over the set: O(log n + live).
 //!
 //! Operator tooling judges each worker by the TTL the worker registered
 //! ([`Store::registrations`]), not by a TTL of its own: a worker that beats every second with a
@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use draas_protocol::capabilities::WorkloadKinds;
 use draas_protocol::{Platform, Timestamp};
 use redis::AsyncCommands;
 use serde::Serialize;
@@ -44,7 +45,32 @@ pub struct DataPlane {
     pub last_heartbeat: Timestamp,
 }
 
-/// Workers read per lookup by [`Store::data_planes`], newest beat first.
+/// The registration field holding what the worker's workload can run (JSON
+/// [`WorkloadKinds`]), when the workload said.
+pub const KINDS_FIELD: &str = "kinds";
+
+/// What a live worker advertises in its registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertisement {
+    pub consumer: String,
+    pub node: String,
+    /// Its data-plane address.
+    pub data: Option<String>,
+    /// What its workload can run; `None` when the workload did not say.
+    pub kinds: Option<WorkloadKinds>,
+    pub last_heartbeat: Timestamp,
+}
+
+/// What a worker puts in its registration besides node, start time and TTL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advertised {
+    /// Its data-plane address.
+    pub data: Option<String>,
+    /// What its workload can run.
+    pub kinds: Option<WorkloadKinds>,
+}
+
+/// Workers read per lookup by [`Store::advertisements`], newest beat first.
 const DATA_PLANE_PAGE: isize = 100;
 
 /// Where the TTL a worker was judged by came from.
@@ -113,14 +139,22 @@ impl Store {
         node: &str,
         started_at: Timestamp,
         ttl_ms: u64,
-        data: Option<&str>,
+        advertised: &Advertised,
     ) -> Result<(), BusError> {
         let now = now().millis();
         let hash = self.keys.worker(platform, consumer);
         let mut pipe = redis::pipe();
-        match data {
+        match &advertised.data {
             Some(url) => pipe.hset(&hash, DATA_FIELD, url).ignore(),
             None => pipe.hdel(&hash, DATA_FIELD).ignore(),
+        };
+        match advertised
+            .kinds
+            .as_ref()
+            .and_then(|k| serde_json::to_string(k).ok())
+        {
+            Some(kinds) => pipe.hset(&hash, KINDS_FIELD, kinds).ignore(),
+            None => pipe.hdel(&hash, KINDS_FIELD).ignore(),
         };
         pipe.atomic()
             .zadd(self.keys.workers(platform), consumer, now)
@@ -151,14 +185,33 @@ impl Store {
     }
 
     /// The live workers of `platform` that serve the data plane, newest heartbeat first; only
-    /// those of `node` when given. A registration hash expires one TTL after its worker's last
-    /// beat, so every worker returned is live by its own TTL. Reads the most recently beating
-    /// workers only (one page), in two round trips.
+    /// those of `node` when given.
     pub async fn data_planes(
         &self,
         platform: Platform,
         node: Option<&str>,
     ) -> Result<Vec<DataPlane>, BusError> {
+        Ok(self
+            .advertisements(platform)
+            .await?
+            .into_iter()
+            .filter(|a| node.is_none_or(|n| n == a.node))
+            .filter_map(|a| {
+                Some(DataPlane {
+                    url: a.data?,
+                    consumer: a.consumer,
+                    node: a.node,
+                    last_heartbeat: a.last_heartbeat,
+                })
+            })
+            .collect())
+    }
+
+    /// What the live workers of `platform` advertise, newest heartbeat first. A registration
+    /// hash expires one TTL after its worker's last beat, so every worker returned is live by
+    /// its own TTL. Reads the most recently beating workers only (one page), in two round
+    /// trips.
+    pub async fn advertisements(&self, platform: Platform) -> Result<Vec<Advertisement>, BusError> {
         let mut conn = self.conn();
         let members: Vec<(String, u64)> = redis::cmd("ZRANGE")
             .arg(self.keys.workers(platform))
@@ -180,21 +233,20 @@ impl Store {
             pipe.cmd("HMGET")
                 .arg(self.keys.worker(platform, consumer))
                 .arg("node")
-                .arg(DATA_FIELD);
+                .arg(DATA_FIELD)
+                .arg(KINDS_FIELD);
         }
-        let details: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        let details: Vec<(Option<String>, Option<String>, Option<String>)> =
+            pipe.query_async(&mut conn).await?;
         Ok(members
             .into_iter()
             .zip(details)
-            .filter_map(|((consumer, beat), (found_node, url))| {
-                let found_node = found_node?;
-                if node.is_some_and(|n| n != found_node) {
-                    return None;
-                }
-                Some(DataPlane {
+            .filter_map(|((consumer, beat), (node, data, kinds))| {
+                Some(Advertisement {
                     consumer,
-                    node: found_node,
-                    url: url?,
+                    node: node?,
+                    data,
+                    kinds: kinds.and_then(|k| serde_json::from_str(&k).ok()),
                     last_heartbeat: Timestamp(beat),
                 })
             })

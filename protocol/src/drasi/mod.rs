@@ -4,9 +4,14 @@
 //! Layout:
 //! - [`config`]: the top-level [`DrasiConfig`], instances, state store and plugin refs.
 //! - [`query`]: continuous queries ([`QueryConfig`]).
-//! - [`source`]: source kinds (`http`, `mock`) behind [`SourceConfig`].
+//! - [`source`]: source kinds (`http`, `mock`, `postgres`) behind [`SourceConfig`].
 //! - [`webhook`]: the http source's webhook-mode settings.
-//! - [`reaction`]: reaction kinds (`log`, `http`, `sse`) behind [`ReactionConfig`].
+//! - [`reaction`]: reaction kinds (`log`, `http`, `sse`, `profiler`, `storedproc-postgres`)
+//!   behind [`ReactionConfig`].
+//! - [`postgres`]: the PostgreSQL kinds' settings (source, bootstrap provider, stored
+//!   procedure reaction).
+//! - [`bootstrap`]: bootstrap providers, inline or by id.
+//! - [`outbound`]: the addresses a config connects out to over PostgreSQL's protocol.
 //! - [`validate`]: reference and value checks.
 //! - [`render`]: YAML rendering and port assignment.
 //! - [`owned`]: what the platform and operator decide, not the tenant: listeners, egress,
@@ -14,31 +19,44 @@
 //! - `data`: where the data plane finds a query or a source ([`QueryLookup`]).
 //! - [`interpolate()`]: `${VAR}` / `${VAR:-default}` expansion.
 
+pub mod bootstrap;
 pub mod config;
 mod data;
 mod error;
 pub mod interpolate;
 mod lenient;
+pub mod outbound;
 pub mod owned;
+pub mod postgres;
 pub mod query;
 pub mod reaction;
 mod render;
 pub mod source;
 mod validate;
+pub mod warnings;
 pub mod webhook;
 
 #[cfg(test)]
 mod tests;
 
+pub use bootstrap::{
+    BootstrapProviderConfig, BootstrapProviderEntry, BootstrapProviderRef,
+    SUPPORTED_BOOTSTRAP_KINDS,
+};
 pub use config::{DrasiConfig, InstanceConfig, PluginRef, StateStoreConfig, StateStoreKind};
 pub use data::QueryLookup;
 pub use error::ConfigError;
 pub use interpolate::interpolate;
+pub use outbound::OutboundAddress;
 pub use owned::Listener;
+pub use postgres::{
+    PostgresBootstrapConfig, PostgresSourceConfig, PostgresSslMode,
+    StoredProcPostgresReactionConfig,
+};
 pub use query::{MiddlewareConfig, QueryConfig, QueryLanguage, SourceSubscription};
 pub use reaction::{
-    HttpReactionConfig, LogReactionConfig, ReactionConfig, SUPPORTED_REACTION_KINDS,
-    SseReactionConfig,
+    HttpReactionConfig, LogReactionConfig, ProfilerReactionConfig, ReactionConfig,
+    SUPPORTED_REACTION_KINDS, SseReactionConfig,
 };
 pub use render::Endpoint;
 pub use source::{

@@ -13,7 +13,8 @@
 use serde_json::Value;
 
 use super::error::join_path;
-use super::{ConfigError, DrasiConfig, ReactionConfig, SourceConfig, interpolate};
+use super::interpolate::resolve_value;
+use super::{ConfigError, DrasiConfig, ReactionConfig, SourceConfig};
 use crate::egress::EgressPolicy;
 
 /// drasi-reaction-http's base URL when the config names none.
@@ -136,15 +137,29 @@ impl DrasiConfig {
                 .check_host(host)
                 .map_err(|why| ConfigError::new(path, format!("`{text}`: {why}")))?;
         }
+        // Database connections (postgres sources, bootstrap providers, stored-procedure
+        // reactions) are judged by their literal host the same way.
+        for address in self.outbound_addresses() {
+            if address.host.contains("{{") {
+                continue;
+            }
+            policy.check_host(&address.host).map_err(|why| {
+                ConfigError::new(
+                    address.key,
+                    format!("`{}:{}`: {why}", address.host, address.port),
+                )
+            })?;
+        }
         Ok(())
     }
 
-    /// Resolves `${NAME}` in every string of the config with `lookup`, the way the runtime
-    /// will; an unresolved reference is an error naming the field that holds it.
+    /// Resolves `${NAME}` in every string of the config with `lookup`, by the rules the
+    /// runtime and the worker use ([`super::interpolate`]); an unresolved reference is an
+    /// error naming the field that holds it.
     pub fn resolve(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut doc = serde_json::to_value(self)
             .map_err(|e| ConfigError::new("", format!("cannot serialize the config: {e}")))?;
-        resolve_strings(&mut doc, String::new(), lookup)?;
+        resolve_value(&mut doc, "", lookup)?;
         DrasiConfig::from_json_value(doc)
     }
 }
@@ -241,34 +256,6 @@ pub fn check_confined(key: &str, path: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn resolve_strings(
-    value: &mut Value,
-    path: String,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    match value {
-        Value::String(text) if text.contains("${") => {
-            let resolved = interpolate(text, lookup).map_err(|e| {
-                let message = e.message.trim_start_matches("line 1: ").to_owned();
-                ConfigError::new(path.clone(), message)
-            })?;
-            *text = resolved;
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                resolve_strings(item, format!("{path}[{i}]"), lookup)?;
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map.iter_mut() {
-                resolve_strings(item, join_path(&path, key), lookup)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +274,25 @@ mod tests {
             "sources": [{"kind": "mock", "id": "m"}],
             "queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "m"}]}],
             "reactions": [r]}))
+    }
+
+    #[test]
+    fn egress_judges_database_hosts_by_field() {
+        let config = |host: &str| {
+            DrasiConfig::from_json_value(serde_json::json!({
+                "sources": [{"kind": "postgres", "id": "pg", "host": host, "database": "d",
+                             "user": "u", "tables": ["t"]}],
+                "queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "pg"}]}]}))
+            .unwrap()
+        };
+        let err = config("127.0.0.1")
+            .check_egress(&EgressPolicy::default())
+            .unwrap_err();
+        assert_eq!(err.path, "sources[0].host");
+        assert!(err.message.contains("127.0.0.1:5432"), "{err}");
+        config("db.example.com")
+            .check_egress(&EgressPolicy::default())
+            .unwrap();
     }
 
     #[test]

@@ -1,15 +1,18 @@
-//! Reaction kinds: [`ReactionConfig`] dispatches on `kind` to the log, http and sse reactions;
-//! unknown kinds fail naming the kind and the supported ones.
+//! Reaction kinds: [`ReactionConfig`] dispatches on `kind` to the log, http, sse, profiler and
+//! storedproc-postgres reactions; unknown kinds fail naming the kind and the supported ones.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::lenient;
+use super::outbound::OutboundAddress;
+use super::postgres::StoredProcPostgresReactionConfig;
 use super::source::{body_as, split_kind, unknown_kind};
 
 /// Reaction kinds this model (and draas-runtime) supports.
-pub const SUPPORTED_REACTION_KINDS: &[&str] = &["log", "http", "sse"];
+pub const SUPPORTED_REACTION_KINDS: &[&str] =
+    &["log", "http", "sse", "profiler", "storedproc-postgres"];
 
 /// One entry of `reactions[]`, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,6 +23,40 @@ pub enum ReactionConfig {
     Log(LogReactionConfig),
     Http(HttpReactionConfig),
     Sse(SseReactionConfig),
+    Profiler(ProfilerReactionConfig),
+    #[serde(rename = "storedproc-postgres")]
+    StoredProcPostgres(StoredProcPostgresReactionConfig),
+}
+
+/// `kind: profiler`: measures each result change's latency through the pipeline and logs
+/// percentiles over a sliding window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProfilerReactionConfig {
+    pub id: String,
+    pub queries: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auto_start: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    /// Changes per statistics window.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window_size: Option<u64>,
+    /// Seconds between reports.
+    #[serde(
+        default,
+        deserialize_with = "lenient::opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub report_interval_secs: Option<u64>,
 }
 
 /// `kind: log`: writes result changes to stdout, optionally through Handlebars templates.
@@ -232,6 +269,8 @@ impl ReactionConfig {
             Self::Log(r) => &r.id,
             Self::Http(r) => &r.id,
             Self::Sse(r) => &r.id,
+            Self::Profiler(r) => &r.id,
+            Self::StoredProcPostgres(r) => &r.id,
         }
     }
 
@@ -240,6 +279,8 @@ impl ReactionConfig {
             Self::Log(_) => "log",
             Self::Http(_) => "http",
             Self::Sse(_) => "sse",
+            Self::Profiler(_) => "profiler",
+            Self::StoredProcPostgres(_) => "storedproc-postgres",
         }
     }
 
@@ -248,6 +289,8 @@ impl ReactionConfig {
             Self::Log(r) => &r.queries,
             Self::Http(r) => &r.queries,
             Self::Sse(r) => &r.queries,
+            Self::Profiler(r) => &r.queries,
+            Self::StoredProcPostgres(r) => &r.queries,
         }
     }
 
@@ -257,6 +300,8 @@ impl ReactionConfig {
             Self::Log(r) => r.auto_start,
             Self::Http(r) => r.auto_start,
             Self::Sse(r) => r.auto_start,
+            Self::Profiler(r) => r.auto_start,
+            Self::StoredProcPostgres(r) => r.auto_start,
         }
         .unwrap_or(true)
     }
@@ -266,6 +311,20 @@ impl ReactionConfig {
             Self::Log(r) => r.identity_provider.as_deref(),
             Self::Http(r) => r.identity_provider.as_deref(),
             Self::Sse(r) => r.identity_provider.as_deref(),
+            Self::Profiler(r) => r.identity_provider.as_deref(),
+            Self::StoredProcPostgres(r) => r.identity_provider.as_deref(),
+        }
+    }
+
+    /// Every address the reaction connects out to over a non-HTTP protocol: a
+    /// `storedproc-postgres` reaction's server (`hostname`, default `localhost:5432`). The
+    /// http reaction's URLs are [`super::DrasiConfig::outbound_urls`].
+    pub fn outbound_addresses(&self) -> Vec<OutboundAddress> {
+        match self {
+            Self::StoredProcPostgres(r) => {
+                vec![OutboundAddress::postgres("hostname", &r.hostname, r.port)]
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -277,6 +336,8 @@ impl<'de> Deserialize<'de> for ReactionConfig {
             "log" => body_as::<D, _>(body).map(Self::Log),
             "http" => body_as::<D, _>(body).map(Self::Http),
             "sse" => body_as::<D, _>(body).map(Self::Sse),
+            "profiler" => body_as::<D, _>(body).map(Self::Profiler),
+            "storedproc-postgres" => body_as::<D, _>(body).map(Self::StoredProcPostgres),
             other => Err(unknown_kind::<D>(
                 "reaction",
                 other,

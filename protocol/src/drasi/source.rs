@@ -1,14 +1,18 @@
-//! Source kinds: [`SourceConfig`] dispatches on `kind` to [`HttpSourceConfig`] or
-//! [`MockSourceConfig`]; unknown kinds fail naming the kind and the supported ones.
+//! Source kinds: [`SourceConfig`] dispatches on `kind` to [`HttpSourceConfig`],
+//! [`MockSourceConfig`] or [`PostgresSourceConfig`]; unknown kinds fail naming the kind and
+//! the supported ones.
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::bootstrap::{BootstrapProviderConfig, BootstrapProviderRef};
+use super::outbound::OutboundAddress;
+use super::postgres::PostgresSourceConfig;
 use super::webhook::WebhookConfig;
 use super::{ConfigError, lenient};
 
 /// Source kinds this model (and draas-runtime) supports.
-pub const SUPPORTED_SOURCE_KINDS: &[&str] = &["http", "mock"];
+pub const SUPPORTED_SOURCE_KINDS: &[&str] = &["http", "mock", "postgres"];
 
 /// One entry of `sources[]`, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,6 +22,7 @@ pub const SUPPORTED_SOURCE_KINDS: &[&str] = &["http", "mock"];
 pub enum SourceConfig {
     Http(HttpSourceConfig),
     Mock(MockSourceConfig),
+    Postgres(PostgresSourceConfig),
 }
 
 /// `kind: http`: receives change events over HTTP (standard mode) or webhooks.
@@ -142,6 +147,7 @@ impl SourceConfig {
         match self {
             Self::Http(s) => &s.id,
             Self::Mock(s) => &s.id,
+            Self::Postgres(s) => &s.id,
         }
     }
 
@@ -149,6 +155,7 @@ impl SourceConfig {
         match self {
             Self::Http(_) => "http",
             Self::Mock(_) => "mock",
+            Self::Postgres(_) => "postgres",
         }
     }
 
@@ -157,6 +164,7 @@ impl SourceConfig {
         match self {
             Self::Http(s) => s.auto_start,
             Self::Mock(s) => s.auto_start,
+            Self::Postgres(s) => s.auto_start,
         }
         .unwrap_or(true)
     }
@@ -165,6 +173,7 @@ impl SourceConfig {
         match self {
             Self::Http(s) => s.bootstrap_provider.as_ref(),
             Self::Mock(s) => s.bootstrap_provider.as_ref(),
+            Self::Postgres(s) => s.bootstrap_provider.as_ref(),
         }
     }
 
@@ -172,7 +181,31 @@ impl SourceConfig {
         match self {
             Self::Http(s) => s.identity_provider.as_deref(),
             Self::Mock(s) => s.identity_provider.as_deref(),
+            Self::Postgres(s) => s.identity_provider.as_deref(),
         }
+    }
+
+    /// Every address the source connects out to over a non-HTTP protocol: a `postgres`
+    /// source's server, and its inline `postgres` bootstrap provider's (filled from the
+    /// source). A provider named by id is judged where `bootstrapProviders` is.
+    pub fn outbound_addresses(&self) -> Vec<OutboundAddress> {
+        let Self::Postgres(pg) = self else {
+            return Vec::new();
+        };
+        let mut out = vec![OutboundAddress::postgres("host", &pg.host, pg.port)];
+        let inline = pg
+            .bootstrap_provider
+            .as_ref()
+            .and_then(|v| BootstrapProviderRef::from_value(v, "bootstrapProvider").ok());
+        if let Some(BootstrapProviderRef::Inline(BootstrapProviderConfig::Postgres(bp))) = inline {
+            let bp = bp.filled_from(pg);
+            out.push(OutboundAddress::postgres(
+                "bootstrapProvider.host",
+                &bp.host,
+                bp.port,
+            ));
+        }
+        out
     }
 }
 
@@ -182,6 +215,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
         match kind.as_str() {
             "http" => body_as::<D, _>(body).map(Self::Http),
             "mock" => body_as::<D, _>(body).map(Self::Mock),
+            "postgres" => body_as::<D, _>(body).map(Self::Postgres),
             other => Err(unknown_kind::<D>("source", other, SUPPORTED_SOURCE_KINDS)),
         }
     }
@@ -211,11 +245,11 @@ pub(crate) fn split_kind<'de, D: Deserializer<'de>>(
 pub(crate) fn body_as<'de, D: Deserializer<'de>, T: DeserializeOwned>(
     body: serde_json::Value,
 ) -> Result<T, D::Error> {
+    // `from_serde` joins the path of an error that is itself nested (a checked value inside
+    // the body, such as a postgres source's `bootstrapProvider`).
     serde_path_to_error::deserialize(body).map_err(|e| {
-        D::Error::custom(ConfigError::nested_message(
-            &e.path().to_string(),
-            &e.inner().to_string(),
-        ))
+        let err = ConfigError::from_serde(e);
+        D::Error::custom(ConfigError::nested_message(&err.path, &err.message))
     })
 }
 

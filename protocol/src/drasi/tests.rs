@@ -129,10 +129,10 @@ fn unknown_keys_are_reported_with_their_path() {
 
 #[test]
 fn unknown_kinds_name_the_kind_and_the_supported_ones() {
-    let err = DrasiConfig::from_yaml_str("sources:\n  - kind: postgres\n    id: pg\n").unwrap_err();
+    let err = DrasiConfig::from_yaml_str("sources:\n  - kind: kafka\n    id: k\n").unwrap_err();
     assert_eq!(err.path, "sources[0].kind");
-    assert!(err.message.contains("`postgres`"), "{err}");
-    assert!(err.message.contains("http, mock"), "{err}");
+    assert!(err.message.contains("`kafka`"), "{err}");
+    assert!(err.message.contains("http, mock, postgres"), "{err}");
 
     let err =
         DrasiConfig::from_yaml_str("reactions:\n  - kind: grpc\n    id: g\n    queries: []\n")
@@ -188,33 +188,41 @@ fn references_and_ids_are_checked() {
 }
 
 #[test]
-fn user_supplied_configs_must_not_set_any_listener_address() {
+fn user_supplied_listener_addresses_are_accepted_and_warned_about() {
     let mut cfg = parse(GOOD);
-    // GOOD sets its http source's host and port, as drasi-server configs do.
-    let err = cfg.validate_user_supplied().unwrap_err();
-    assert_eq!(err.path, "sources[0].host");
+    // GOOD sets its http source's host and port, as drasi-server configs do: accepted, and
+    // each replaced field is named (with the top-level id, which becomes the DRaaS id).
+    let fields = |cfg: &DrasiConfig| -> Vec<String> {
+        let warnings = cfg.validate_user_supplied().unwrap();
+        warnings.into_iter().map(|w| w.field).collect()
+    };
+    assert_eq!(
+        fields(&cfg),
+        [
+            "config.id",
+            "config.sources[0].host",
+            "config.sources[0].port"
+        ]
+    );
     let SourceConfig::Http(http) = &mut cfg.sources[0] else {
         unreachable!()
     };
     http.host = None;
-    assert_eq!(
-        cfg.validate_user_supplied().unwrap_err().path,
-        "sources[0].port"
-    );
-    if let SourceConfig::Http(http) = &mut cfg.sources[0] {
-        http.port = None;
-    }
-    cfg.validate_user_supplied().unwrap();
+    http.port = None;
+    cfg.id = None;
+    assert_eq!(fields(&cfg), Vec::<String>::new());
     cfg.port = Some(8080);
-    let err = cfg.validate_user_supplied().unwrap_err();
-    assert_eq!(err.path, "port");
-    assert!(err.to_string().starts_with("port: "));
+    cfg.host = Some("0.0.0.0".into());
+    assert_eq!(fields(&cfg), ["config.host", "config.port"]);
     let yaml =
         "instances:\n  - id: a\n    reactions: [{kind: sse, id: s, queries: [], host: 0.0.0.0}]\n";
     assert_eq!(
-        parse(yaml).validate_user_supplied().unwrap_err().path,
-        "instances[0].reactions[0].host"
+        fields(&parse(yaml)),
+        ["config.instances[0].reactions[0].host"]
     );
+    // The other rules still refuse.
+    cfg.port = Some(0);
+    assert_eq!(cfg.validate_user_supplied().unwrap_err().path, "port");
 }
 
 #[test]
@@ -293,8 +301,57 @@ fn interpolation_then_parse() {
     let text = "port: ${API_PORT}\nlogLevel: ${LEVEL:-debug}\n";
     let out = interpolate(text, &|k| (k == "API_PORT").then(|| "8123".to_string())).unwrap();
     let cfg = parse(&out);
+    // A resolved value is a string; numeric settings accept one, as drasi-server's do.
     assert_eq!(cfg.port, Some(8123));
     assert_eq!(cfg.log_level.as_deref(), Some("debug"));
+}
+
+/// The runtime (text), the API (the stored config) and the worker (the rendered config)
+/// resolve a config alike.
+#[test]
+fn text_and_stored_configs_resolve_alike() {
+    let yaml = r#"
+sources:
+  - kind: http
+    id: in
+    host: ${HOST:-0.0.0.0}
+    port: "${PORT:-9000}"
+queries:
+  - id: q
+    query: MATCH (n) WHERE n.x = '${GREETING}' RETURN n.x AS x  # ${NOT_READ}
+    sources: [{sourceId: in}]
+reactions:
+  - kind: log
+    id: l
+    queries: [q]
+    defaultTemplate:
+      added: {template: "${{after.x}} ${EMPTY:-unused}|"}
+"#;
+    let lookup = |name: &str| match name {
+        "GREETING" => Some("hi".to_owned()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    let from_text = parse(&interpolate(yaml, &lookup).unwrap());
+    let stored = parse(&yaml.replace("\"${PORT:-9000}\"", "9000"));
+    assert_eq!(stored.resolve(&lookup).unwrap(), from_text);
+    let rendered = parse(&interpolate(&stored.to_yaml(), &lookup).unwrap());
+    assert_eq!(rendered.to_yaml(), from_text.to_yaml());
+    assert_eq!(
+        from_text.queries[0].query,
+        "MATCH (n) WHERE n.x = 'hi' RETURN n.x AS x"
+    );
+    let ReactionConfig::Log(log) = &from_text.reactions[0] else {
+        unreachable!()
+    };
+    let template = &log
+        .default_template
+        .as_ref()
+        .unwrap()
+        .added
+        .as_ref()
+        .unwrap();
+    assert_eq!(template.template, "${{after.x}} |");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use super::error::join_path;
+use super::warnings::ConfigWarning;
 use super::{ConfigError, DrasiConfig, InstanceConfig, LOG_LEVELS};
 
 impl DrasiConfig {
@@ -43,27 +44,16 @@ impl DrasiConfig {
         Ok(())
     }
 
-    /// [`DrasiConfig::validate`] plus the rules for configs a user hands to DRaaS: every
-    /// listener address (the top-level `host` and `port` of the REST API, and those of http
-    /// sources and sse reactions) is assigned by the platform and must be absent, and every
-    /// file path is relative and stays inside the instance's directory
-    /// ([`DrasiConfig::check_paths`]).
-    pub fn validate_user_supplied(&self) -> Result<(), ConfigError> {
+    /// [`DrasiConfig::validate`] plus the rules for configs a user hands to DRaaS: every file
+    /// path is relative and stays inside the instance's directory
+    /// ([`DrasiConfig::check_paths`]). A drasi-server config is otherwise accepted as it is:
+    /// the listener addresses it sets (the top-level `host` and `port` of the REST API, those
+    /// of http sources and sse reactions) are the platform's and get replaced, and the
+    /// returned warnings ([`DrasiConfig::warnings`]) say so.
+    pub fn validate_user_supplied(&self) -> Result<Vec<ConfigWarning>, ConfigError> {
         self.check_paths()?;
-        for listener in self.listeners() {
-            for (key, set) in [
-                ("host", listener.host.is_some()),
-                ("port", listener.port.is_some()),
-            ] {
-                if set {
-                    return Err(ConfigError::new(
-                        join_path(&listener.path, key),
-                        "is assigned by the platform; remove it from the configuration",
-                    ));
-                }
-            }
-        }
-        self.validate()
+        self.validate()?;
+        Ok(self.warnings())
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod kmock;
 pub mod observer;
+pub mod postgres;
 pub mod sse;
 
 use std::path::{Path, PathBuf};

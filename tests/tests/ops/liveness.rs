@@ -66,7 +66,7 @@ async fn owners_are_judged_by_their_registered_ttl_and_skips_are_reported() -> a
                 "ghost-node",
                 draas_bus::clock::now(),
                 GHOST_TTL_MS,
-                None,
+                &Default::default(),
             )
             .await
     };

@@ -1,8 +1,12 @@
-//! What "ready" means for a workload that is not draas-runtime: a drasi-server-compatible
-//! server (here a small fake one, in Python, answering drasi-server's API) that stays up and
-//! healthy while a query failed to build, as drasi-server does with an invalid Cypher query.
-//! The start fails with the component's own message; a server whose components all run
-//! starts; and the worker's `--runtime-arg`s reach the workload after `--config <file>`.
+//! What DRaaS learns from and demands of a workload that is not (only) draas-runtime:
+//! - "ready": a drasi-server-compatible server (here a small fake one, in Python, answering
+//!   drasi-server's API) that stays up and healthy while a query failed to build, as
+//!   drasi-server does with an invalid Cypher query, fails the start with the component's own
+//!   message; a server whose components all run starts; and the worker's `--runtime-arg`s
+//!   reach the workload after `--config <file>`;
+//! - kinds: workers advertise what their workload says it supports (`<runtime>
+//!   capabilities`), and the API refuses a config whose kinds no live worker can run, naming
+//!   the field; a workload that does not say is not judged.
 
 mod common;
 
@@ -97,5 +101,68 @@ async fn a_server_whose_components_run_starts_with_the_runtime_args() -> anyhow:
     let args: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&args_file)?)?;
     assert_eq!(args[0], "--config");
     assert_eq!(&args[2..], ["--plugins-dir", "/opt/plugins"], "{args:?}");
+    Ok(())
+}
+
+/// A wrapper that answers `capabilities` with a lean set of kinds and is draas-runtime
+/// otherwise.
+fn lean_runtime(dir: &Path) -> PathBuf {
+    let path = dir.join("lean-runtime.sh");
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = capabilities ]; then\n  echo '{{\"workload\":\"lean 1.0\",\"sources\":[\"http\"],\"reactions\":[\"log\"]}}'\n  exit 0\nfi\nexec {} \"$@\"\n",
+        common::runtime_binary().display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_no_live_workers_workload_has_is_refused_at_create() -> anyhow::Result<()> {
+    let sys = System::start_with(lean_runtime(&scratch("lean"))).await?;
+    let config = |source: &str| {
+        json!({
+            "sources": [{"kind": source, "id": "readings"}],
+            "queries": [{"id": "hot", "query": "MATCH (s:Sensor) RETURN s.id AS id", "sources": [{"sourceId": "readings"}]}],
+            "reactions": [{"kind": "log", "id": "log", "queries": ["hot"]}]
+        })
+    };
+    let (status, body) = sys
+        .post_json(
+            "/api/v1/instances",
+            &json!({"name": "mocked", "platform": "process", "config": config("mock")}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unsupported_kind", "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "config.sources[0].kind",
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("lean 1.0") && message.contains("`mock`"),
+        "{body}"
+    );
+
+    let (status, body) = sys
+        .post_json(
+            "/api/v1/instances",
+            &json!({"name": "plain", "platform": "process", "config": config("http")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // A patch to a kind the workload lacks is refused the same way.
+    let id = body["id"].as_str().unwrap();
+    let patched = sys
+        .http
+        .patch(sys.url(&format!("/api/v1/instances/{id}")))
+        .header("content-type", "application/merge-patch+json")
+        .json(&json!({"config": config("mock")}))
+        .send()
+        .await?;
+    let (status, body) = common::status_json(patched).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unsupported_kind", "{body}");
     Ok(())
 }
