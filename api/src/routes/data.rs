@@ -29,12 +29,7 @@ pub async fn queries(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (instance, route) = admit(&app, &caller, &id, DataRoute::Queries).await?;
-    let response = app
-        .data
-        .forward(&app.store, &instance, &route, Outgoing::default())
-        .await?;
-    Ok(passthrough(response))
+    read(app, caller, id, DataRoute::Queries).await
 }
 
 pub async fn results(
@@ -42,7 +37,12 @@ pub async fn results(
     caller: Caller,
     Path((id, query)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (instance, route) = admit(&app, &caller, &id, DataRoute::Results(query)).await?;
+    read(app, caller, id, DataRoute::Results(query)).await
+}
+
+/// A read whose answer passes through as the worker gives it.
+async fn read(app: App, caller: Caller, id: String, route: DataRoute) -> ApiResult<Response> {
+    let (instance, route) = admit(&app, &caller, &id, route).await?;
     let response = app
         .data
         .forward(&app.store, &instance, &route, Outgoing::default())
