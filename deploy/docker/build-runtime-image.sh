@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the draas-runtime container image without a registry: a minimal root filesystem
-# holding the binary and exactly the shared libraries it links (`ldd`: libc, libm, libgcc_s
-# and, for the PostgreSQL crates, libssl3 and libcrypto3) plus the host's CA bundle,
+# holding the binary and exactly the shared libraries it links (`ldd`: libc, libm, libgcc_s,
+# libstdc++ for RocksDB, and libssl3 and libcrypto3 for the PostgreSQL crates) plus the host's
+# CA bundle,
 # imported with `docker import`.
 #
 #   deploy/docker/build-runtime-image.sh [BINARY] [TAG]

@@ -5,9 +5,14 @@
 //!
 //! - [`bootstrap`]: `bootstrapProviders` and each source's `bootstrapProvider`.
 //! - [`postgres`]: what the PostgreSQL plugins are handed.
+//! - [`storedproc`]: what the MySQL and SQL Server stored-procedure plugins are handed.
+//!
+//! `http-adaptive` and `grpc-adaptive` reactions run as the http and grpc reactions with
+//! adaptive batching ([`ReactionConfig::as_http`], [`ReactionConfig::as_grpc`]).
 
 pub mod bootstrap;
 pub mod postgres;
+pub mod storedproc;
 
 use std::sync::Arc;
 
@@ -66,6 +71,23 @@ pub async fn build_instance(
             .map_err(|e| component_err(at("stateStore.path".into()), e))?;
         builder = builder.with_state_store_provider(Arc::new(provider));
     }
+    // The WAL of sources with `durability.enabled: true` (http, grpc): one redb file per
+    // source under `data/<instance id>/wal`, which drasi-lib replays for persistent queries.
+    // Only wired when some source asks for it.
+    if inst.sources.iter().any(durable) {
+        let path = instance_data_dir(id).join("wal");
+        std::fs::create_dir_all(&path).map_err(|e| component_err(at("sources".into()), e))?;
+        builder = builder.with_wal_provider(Arc::new(drasi_wal_redb::RedbWalProvider::new(path)));
+    }
+    if inst.persist_index == Some(true) {
+        // As drasi-server does: `data/<instance id>/index` under the working directory (the
+        // process platform's instance directory; on Docker `/app`, whose `data` is the
+        // instance's volume). RocksDB creates what is missing.
+        let path = index_path(id);
+        std::fs::create_dir_all(&path).map_err(|e| component_err(at("persistIndex".into()), e))?;
+        let provider = drasi_index_rocksdb::RocksDbIndexProvider::new(path, false, false);
+        builder = builder.with_default_index_provider("rocksdb", Arc::new(provider));
+    }
 
     let bootstrap_entries = bootstrap::entries(prefix, inst)?;
     for (i, source) in inst.sources.iter().enumerate() {
@@ -83,6 +105,11 @@ pub async fn build_instance(
             }
             SourceConfig::Postgres(s) => {
                 drasi_source_postgres::descriptor::PostgresSourceDescriptor
+                    .create_source(&s.id, &plugin_body(s), source.auto_start())
+                    .await
+            }
+            SourceConfig::Grpc(s) => {
+                drasi_source_grpc::descriptor::GrpcSourceDescriptor
                     .create_source(&s.id, &plugin_body(s), source.auto_start())
                     .await
             }
@@ -135,6 +162,41 @@ pub async fn build_instance(
                     .create_reaction(id, queries, &body, auto_start)
                     .await
             }
+            ReactionConfig::Grpc(r) => {
+                drasi_reaction_grpc::descriptor::GrpcReactionDescriptor
+                    .create_reaction(id, queries, &plugin_body(r), auto_start)
+                    .await
+            }
+            ReactionConfig::StoredProcMysql(r) => {
+                drasi_reaction_storedproc_mysql::descriptor::MySqlStoredProcReactionDescriptor
+                    .create_reaction(
+                        id,
+                        queries,
+                        &storedproc::body(plugin_body(r), r),
+                        auto_start,
+                    )
+                    .await
+            }
+            ReactionConfig::StoredProcMssql(r) => {
+                drasi_reaction_storedproc_mssql::descriptor::MsSqlStoredProcReactionDescriptor
+                    .create_reaction(
+                        id,
+                        queries,
+                        &storedproc::body(plugin_body(r), r),
+                        auto_start,
+                    )
+                    .await
+            }
+            ReactionConfig::HttpAdaptive(r) => {
+                drasi_reaction_http::descriptor::HttpReactionDescriptor
+                    .create_reaction(id, queries, &plugin_body(&r.to_http()), auto_start)
+                    .await
+            }
+            ReactionConfig::GrpcAdaptive(r) => {
+                drasi_reaction_grpc::descriptor::GrpcReactionDescriptor
+                    .create_reaction(id, queries, &plugin_body(&r.to_grpc()), auto_start)
+                    .await
+            }
         };
         let created = created.map_err(|e| component_err(path, format!("{e:#}")))?;
         builder = builder.with_reaction(created);
@@ -144,6 +206,46 @@ pub async fn build_instance(
         instance: id.to_string(),
         message: e.to_string(),
     })
+}
+
+/// Whether a source asks for WAL durability (`durability.enabled: true`).
+pub fn durable(source: &SourceConfig) -> bool {
+    let durability = match source {
+        SourceConfig::Http(s) => s.durability.as_ref(),
+        SourceConfig::Grpc(s) => s.durability.as_ref(),
+        _ => None,
+    };
+    durability
+        .and_then(|d| d.get("enabled"))
+        .and_then(|e| e.as_bool())
+        .unwrap_or(false)
+}
+
+/// Where a persistent (`persistIndex: true`) instance keeps its RocksDB indexes, relative to
+/// the working directory: `data/<id>/index` (see [`instance_data_dir`]).
+pub fn index_path(id: &str) -> std::path::PathBuf {
+    instance_data_dir(id).join("index")
+}
+
+/// An instance's on-disk state, relative to the working directory: `data/<id>`, the id
+/// reduced to `[A-Za-z0-9_-]` (anything else becomes `_`) so it is one path component.
+pub fn instance_data_dir(id: &str) -> std::path::PathBuf {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let safe = if safe.is_empty() {
+        "_".to_owned()
+    } else {
+        safe
+    };
+    std::path::Path::new("data").join(safe)
 }
 
 /// The kind-specific part of a component's config, as the plugin descriptor expects it.

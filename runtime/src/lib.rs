@@ -1,6 +1,8 @@
 //! draas-runtime: a drasi-server-compatible host for the subset of Drasi built from the
 //! published crates (sources `http`, `mock`, `postgres` with its bootstrap provider;
-//! reactions `log`, `http`, `sse`, `profiler`, `storedproc-postgres`).
+//! reactions `log`, `http`, `sse`, `profiler`, `storedproc-postgres`/`-mysql`/`-mssql`,
+//! and drasi-server's `http-adaptive`/`grpc-adaptive` run as `http`/`grpc` with adaptive
+//! batching).
 //!
 //! Modules:
 //! - [`cli`]: command-line arguments (`--config`, `--port`, `validate`, `capabilities`).

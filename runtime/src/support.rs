@@ -62,12 +62,6 @@ pub fn check(config: &DrasiConfig) -> Result<(), ConfigError> {
 }
 
 fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError> {
-    if inst.persist_index == Some(true) {
-        return Err(ConfigError::new(
-            at(prefix, "persistIndex"),
-            "persistent (RocksDB) indexes are not supported by draas-runtime; use false",
-        ));
-    }
     if inst.enable_archive == Some(true) {
         return Err(unsupported(
             at(prefix, "enableArchive"),
@@ -118,14 +112,28 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
                 }
                 Some(_) => {}
             }
-            let durable = http
-                .durability
-                .as_ref()
-                .and_then(|d| d.get("enabled"))
-                .and_then(|e| e.as_bool())
-                .unwrap_or(false);
-            if durable {
-                return Err(unsupported(path("durability"), "WAL durability"));
+        }
+        // drasi-lib starts a persistent query only on sources it can replay from the query's
+        // checkpoint; an http or grpc source can replay only from its write-ahead log.
+        if inst.persist_index == Some(true)
+            && matches!(source, SourceConfig::Http(_) | SourceConfig::Grpc(_))
+            && !crate::components::durable(source)
+        {
+            return Err(ConfigError::new(
+                path("durability"),
+                "persistIndex: true needs `durability: {enabled: true}` on http and grpc \
+                 sources (persistent queries replay them from their write-ahead log)",
+            ));
+        }
+        if let SourceConfig::Grpc(grpc) = source {
+            if grpc.port == Some(0) {
+                return Err(ConfigError::new(
+                    path("port"),
+                    "must be between 1 and 65535",
+                ));
+            }
+            if grpc.timeout_ms == Some(0) {
+                return Err(ConfigError::new(path("timeoutMs"), "must be at least 1"));
             }
         }
     }
@@ -154,6 +162,20 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
             return Err(ConfigError::new(
                 at(prefix, &format!("reactions[{i}].port")),
                 "must be between 1 and 65535",
+            ));
+        }
+        // draas-runtime's tonic is built without TLS, so an https endpoint could never
+        // connect; grpc:// (the plugin's name for http://) and http:// are plain-text HTTP/2.
+        if let Some(grpc) = reaction.as_grpc()
+            && grpc.endpoint.to_ascii_lowercase().starts_with("https://")
+        {
+            return Err(ConfigError::new(
+                at(prefix, &format!("reactions[{i}].endpoint")),
+                format!(
+                    "`{}`: TLS (https://) is not supported by draas-runtime's gRPC client; \
+                     use grpc://host:port",
+                    grpc.endpoint
+                ),
             ));
         }
         // drasi-reaction-profiler's report timer panics on a zero interval, and a zero window

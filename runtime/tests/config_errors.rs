@@ -56,13 +56,13 @@ fn unknown_source_kind_is_named_with_the_supported_ones() -> Result<()> {
 #[test]
 fn unknown_reaction_kind_is_named_with_the_supported_ones() -> Result<()> {
     let config = format!(
-        "queries:\n  - id: q\n    query: \"{HOT_QUERY}\"\nreactions:\n  - kind: grpc\n    id: g\n    queries: [q]\n"
+        "queries:\n  - id: q\n    query: \"{HOT_QUERY}\"\nreactions:\n  - kind: kafka\n    id: g\n    queries: [q]\n"
     );
     assert_rejected(
         &config,
         &[
             "reactions[0].kind",
-            "`grpc`",
+            "`kafka`",
             "log, http, sse, profiler, storedproc-postgres",
         ],
     )
@@ -157,4 +157,22 @@ fn bootstrap_providers_and_profiler_settings_are_checked_naming_the_key() -> Res
         ),
         &["reactions[0].reportIntervalSecs", "at least 1"],
     )
+}
+
+#[test]
+fn grpc_tls_and_malformed_endpoints_are_refused_by_field() -> Result<()> {
+    let reaction = format!(
+        "sources:\n  - kind: grpc\n    id: g\nqueries:\n  - id: q\n    query: \"{HOT_QUERY}\"\n    sources: [{{sourceId: g}}]\nreactions:\n  - kind: grpc\n    id: r\n    queries: [q]\n    endpoint: https://collector.example.com:443\n"
+    );
+    assert_rejected(&reaction, &["reactions[0].endpoint", "TLS"])?;
+    let missing = format!(
+        "sources:\n  - kind: grpc\n    id: g\nqueries:\n  - id: q\n    query: \"{HOT_QUERY}\"\n    sources: [{{sourceId: g}}]\nreactions:\n  - kind: grpc\n    id: r\n    queries: [q]\n    endpoint: collector:50052\n"
+    );
+    assert_rejected(&missing, &["reactions[0].endpoint", "not a URL"])
+}
+
+#[test]
+fn a_persistent_index_needs_durable_http_sources() -> Result<()> {
+    let config = "persistIndex: true\nsources:\n  - kind: http\n    id: h\n    host: 127.0.0.1\n    port: 9\n";
+    assert_rejected(config, &["sources[0].durability", "persistIndex"])
 }

@@ -128,6 +128,9 @@ fn the_directory_covers_every_kind_and_feature() {
         "kind: grpc",
         "kind: profiler",
         "kind: http-adaptive",
+        "kind: grpc-adaptive",
+        "kind: storedproc-mysql",
+        "kind: storedproc-mssql",
         "persistIndex: true",
         "port: 8080",
     ] {

@@ -4,14 +4,19 @@
 //! Layout:
 //! - [`config`]: the top-level [`DrasiConfig`], instances, state store and plugin refs.
 //! - [`query`]: continuous queries ([`QueryConfig`]).
-//! - [`source`]: source kinds (`http`, `mock`, `postgres`) behind [`SourceConfig`].
+//! - [`source`]: source kinds (`http`, `mock`, `postgres`, `grpc`) behind [`SourceConfig`].
 //! - [`webhook`]: the http source's webhook-mode settings.
-//! - [`reaction`]: reaction kinds (`log`, `http`, `sse`, `profiler`, `storedproc-postgres`)
-//!   behind [`ReactionConfig`].
-//! - [`postgres`]: the PostgreSQL kinds' settings (source, bootstrap provider, stored
-//!   procedure reaction).
+//! - [`reaction`]: reaction kinds (`log`, `http`, `sse`, `profiler`, `storedproc-postgres`,
+//!   `grpc`, `storedproc-mysql`, `storedproc-mssql`, `http-adaptive`, `grpc-adaptive`) behind
+//!   [`ReactionConfig`].
+//! - [`postgres`]: the PostgreSQL kinds' settings (source, bootstrap provider).
+//! - [`storedproc`]: the stored-procedure reactions' shared settings (PostgreSQL, MySQL,
+//!   SQL Server).
+//! - [`adaptive`]: drasi-server's `http-adaptive` and `grpc-adaptive` reactions, run as the
+//!   http and grpc reactions with adaptive batching.
+//! - [`grpc`]: the gRPC kinds' settings (source, reaction).
 //! - [`bootstrap`]: bootstrap providers, inline or by id.
-//! - [`outbound`]: the addresses a config connects out to over PostgreSQL's protocol.
+//! - [`outbound`]: the addresses a config connects out to directly (PostgreSQL, gRPC).
 //! - [`validate`]: reference and value checks.
 //! - [`render`]: YAML rendering and port assignment.
 //! - [`owned`]: what the platform and operator decide, not the tenant: listeners, egress,
@@ -19,10 +24,12 @@
 //! - `data`: where the data plane finds a query or a source ([`QueryLookup`]).
 //! - [`interpolate()`]: `${VAR}` / `${VAR:-default}` expansion.
 
+pub mod adaptive;
 pub mod bootstrap;
 pub mod config;
 mod data;
 mod error;
+pub mod grpc;
 pub mod interpolate;
 mod lenient;
 pub mod outbound;
@@ -32,6 +39,7 @@ pub mod query;
 pub mod reaction;
 mod render;
 pub mod source;
+pub mod storedproc;
 mod validate;
 pub mod warnings;
 pub mod webhook;
@@ -39,6 +47,7 @@ pub mod webhook;
 #[cfg(test)]
 mod tests;
 
+pub use adaptive::{GrpcAdaptiveReactionConfig, HttpAdaptiveReactionConfig};
 pub use bootstrap::{
     BootstrapProviderConfig, BootstrapProviderEntry, BootstrapProviderRef,
     SUPPORTED_BOOTSTRAP_KINDS,
@@ -46,13 +55,11 @@ pub use bootstrap::{
 pub use config::{DrasiConfig, InstanceConfig, PluginRef, StateStoreConfig, StateStoreKind};
 pub use data::QueryLookup;
 pub use error::ConfigError;
+pub use grpc::{GrpcReactionConfig, GrpcSourceConfig};
 pub use interpolate::interpolate;
 pub use outbound::OutboundAddress;
 pub use owned::Listener;
-pub use postgres::{
-    PostgresBootstrapConfig, PostgresSourceConfig, PostgresSslMode,
-    StoredProcPostgresReactionConfig,
-};
+pub use postgres::{PostgresBootstrapConfig, PostgresSourceConfig, PostgresSslMode};
 pub use query::{MiddlewareConfig, QueryConfig, QueryLanguage, SourceSubscription};
 pub use reaction::{
     HttpReactionConfig, LogReactionConfig, ProfilerReactionConfig, ReactionConfig,
@@ -62,6 +69,7 @@ pub use render::Endpoint;
 pub use source::{
     HttpSourceConfig, MockDataType, MockSourceConfig, SUPPORTED_SOURCE_KINDS, SourceConfig,
 };
+pub use storedproc::{StoredProcDialect, StoredProcReactionConfig};
 
 /// Log levels accepted by `logLevel` (matched case-insensitively, rendered lowercase).
 pub const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];

@@ -1,5 +1,6 @@
-//! The addresses a config connects out to over a protocol that is not HTTP (PostgreSQL's),
-//! so not through draas-runtime's egress proxy: what an egress check judges at create time.
+//! The addresses a config connects out to directly, not through draas-runtime's egress proxy
+//! (PostgreSQL's protocol, and gRPC: HTTP/2 through tonic, which ignores `HTTP_PROXY`): what
+//! an egress check judges at create time.
 //! [`DrasiConfig::outbound_addresses`] lists them with the path of the key naming each host,
 //! defaults filled in and bootstrap providers resolved the way draas-runtime resolves them.
 //! (HTTP destinations are [`DrasiConfig::outbound_urls`].)
@@ -12,7 +13,7 @@ use super::{DrasiConfig, SourceConfig};
 /// A host and port a component connects out to. `key` names the host's key: relative to the
 /// component from [`SourceConfig::outbound_addresses`] and
 /// [`super::ReactionConfig::outbound_addresses`] (`host`, `bootstrapProvider.host`,
-/// `hostname`), the config's full path from [`DrasiConfig::outbound_addresses`].
+/// `hostname`, `endpoint`), the config's full path from [`DrasiConfig::outbound_addresses`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundAddress {
     pub key: String,

@@ -29,7 +29,8 @@ pub struct Listener {
 }
 
 impl DrasiConfig {
-    /// The REST API (path ``) and every listening component (http sources, sse reactions).
+    /// The REST API (path ``) and every listening component (http and grpc sources, sse
+    /// reactions).
     pub fn listeners(&self) -> Vec<Listener> {
         let mut out = vec![Listener {
             path: String::new(),
@@ -38,13 +39,16 @@ impl DrasiConfig {
         }];
         for (prefix, instance) in self.effective_instances() {
             for (i, source) in instance.sources.iter().enumerate() {
-                if let SourceConfig::Http(s) = source {
-                    out.push(Listener {
-                        path: join_path(&prefix, &format!("sources[{i}]")),
-                        host: s.host.clone(),
-                        port: s.port,
-                    });
-                }
+                let (host, port) = match source {
+                    SourceConfig::Http(s) => (&s.host, s.port),
+                    SourceConfig::Grpc(s) => (&s.host, s.port),
+                    _ => continue,
+                };
+                out.push(Listener {
+                    path: join_path(&prefix, &format!("sources[{i}]")),
+                    host: host.clone(),
+                    port,
+                });
             }
             for (i, reaction) in instance.reactions.iter().enumerate() {
                 if let ReactionConfig::Sse(r) = reaction {
@@ -66,7 +70,7 @@ impl DrasiConfig {
         let mut out = Vec::new();
         for (prefix, instance) in self.effective_instances() {
             for (i, reaction) in instance.reactions.iter().enumerate() {
-                let ReactionConfig::Http(r) = reaction else {
+                let Some(r) = reaction.as_http() else {
                     continue;
                 };
                 let at = |rest: &str| join_path(&prefix, &format!("reactions[{i}].{rest}"));
@@ -137,8 +141,8 @@ impl DrasiConfig {
                 .check_host(host)
                 .map_err(|why| ConfigError::new(path, format!("`{text}`: {why}")))?;
         }
-        // Database connections (postgres sources, bootstrap providers, stored-procedure
-        // reactions) are judged by their literal host the same way.
+        // Direct connections (postgres sources, bootstrap providers, stored-procedure
+        // reactions, grpc reactions' endpoints) are judged by their literal host the same way.
         for address in self.outbound_addresses() {
             if address.host.contains("{{") {
                 continue;
@@ -386,6 +390,53 @@ mod tests {
         );
         let top = config(serde_json::json!({"stateStore": {"kind": "redb", "path": "/var/lib/x"}}));
         assert_eq!(top.check_paths().unwrap_err().path, "stateStore.path");
+    }
+
+    #[test]
+    fn egress_judges_grpc_reaction_endpoints() {
+        let config = |endpoint: &str| {
+            DrasiConfig::from_json_value(serde_json::json!({
+                "sources": [{"kind": "mock", "id": "m"}],
+                "queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "m"}]}],
+                "reactions": [{"kind": "grpc", "id": "g", "queries": ["q"], "endpoint": endpoint}]}))
+            .unwrap()
+        };
+        let err = config("grpc://127.0.0.1:50052")
+            .check_egress(&EgressPolicy::default())
+            .unwrap_err();
+        assert_eq!(err.path, "reactions[0].endpoint");
+        assert!(err.message.contains("127.0.0.1:50052"), "{err}");
+        config("grpc://collector.example.com:50052")
+            .check_egress(&EgressPolicy::default())
+            .unwrap();
+    }
+
+    #[test]
+    fn grpc_sources_are_listeners() {
+        let c = config(serde_json::json!({
+            "sources": [{"kind": "grpc", "id": "g", "host": "0.0.0.0", "port": 50051}],
+            "queries": [{"id": "q", "query": "MATCH (n) RETURN n", "sources": [{"sourceId": "g"}]}]}));
+        let l = c.listeners();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1].path, "sources[0]");
+        assert_eq!(l[1].port, Some(50051));
+        let mut c = c;
+        let mut next = 41000;
+        let endpoints = c
+            .assign_ports("127.0.0.1", &mut || {
+                next += 1;
+                Ok(next)
+            })
+            .unwrap();
+        assert_eq!(endpoints[1].name, "source:g");
+        assert_eq!(endpoints[1].url, "http://127.0.0.1:41002");
+        let SourceConfig::Grpc(g) = &c.sources[0] else {
+            panic!("a grpc source")
+        };
+        assert_eq!(
+            (g.host.as_deref(), g.port),
+            (Some("127.0.0.1"), Some(41002))
+        );
     }
 
     #[test]

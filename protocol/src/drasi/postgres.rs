@@ -1,13 +1,11 @@
 //! The PostgreSQL kinds: the `postgres` source (change data capture over logical replication,
 //! drasi-source-postgres), its `postgres` bootstrap provider (the initial rows,
-//! drasi-bootstrap-postgres) and the `storedproc-postgres` reaction (calls stored procedures,
-//! drasi-reaction-storedproc-postgres). Keys and defaults are the plugins' own; a default the
-//! plugin applies is left unset here, so rendering never invents values.
+//! drasi-bootstrap-postgres); the `storedproc-postgres` reaction's keys are the shared
+//! [`super::storedproc::StoredProcReactionConfig`]. Keys and defaults are the plugins' own; a
+//! default the plugin applies is left unset here, so rendering never invents values.
 //!
 //! Passwords are ordinary strings of the config: write `password: ${PG_PASSWORD}` with a
 //! secret `env` value. Nothing here formats a password into a message.
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -150,84 +148,6 @@ impl PostgresBootstrapConfig {
     }
 }
 
-/// `kind: storedproc-postgres`: calls a stored procedure per result change, its command a
-/// Handlebars template whose `{{param after.x}}` become bound parameters.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StoredProcPostgresReactionConfig {
-    pub id: String,
-    pub queries: Vec<String>,
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub auto_start: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity_provider: Option<String>,
-    /// Default `localhost`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    /// Default 5432.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub port: Option<u16>,
-    pub user: String,
-    /// Default empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    pub database: String,
-    /// TLS (`sslmode=require`) when true; default false.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub ssl: Option<bool>,
-    /// Per-query commands, keyed by query id.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub routes: BTreeMap<String, StoredProcQueryCommands>,
-    /// Commands for queries without a route.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_template: Option<StoredProcQueryCommands>,
-    /// Default 30000.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub command_timeout_ms: Option<u64>,
-    /// Default 3.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub retry_attempts: Option<u32>,
-}
-
-/// The command of each kind of result change.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StoredProcQueryCommands {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub added: Option<StoredProcCommand>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated: Option<StoredProcCommand>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deleted: Option<StoredProcCommand>,
-}
-
-/// `{template: "CALL record_added({{param after.id}})"}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StoredProcCommand {
-    pub template: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::{ConfigError, DrasiConfig, ReactionConfig, SourceConfig};
@@ -364,10 +284,10 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.message.contains("window"), "{err}");
-        let err = parse(base(json!({"kind": "grpc", "id": "p", "queries": ["q"]}))).unwrap_err();
+        let err = parse(base(json!({"kind": "kafka", "id": "p", "queries": ["q"]}))).unwrap_err();
         assert!(
             err.message.contains(
-                "supported reaction kinds: log, http, sse, profiler, storedproc-postgres"
+                "supported reaction kinds: log, http, sse, profiler, storedproc-postgres, grpc"
             ),
             "{err}"
         );

@@ -1,18 +1,31 @@
-//! Reaction kinds: [`ReactionConfig`] dispatches on `kind` to the log, http, sse, profiler and
-//! storedproc-postgres reactions; unknown kinds fail naming the kind and the supported ones.
+//! Reaction kinds: [`ReactionConfig`] dispatches on `kind` to the log, http, sse, profiler,
+//! storedproc-postgres/-mysql/-mssql, grpc, http-adaptive and grpc-adaptive reactions;
+//! unknown kinds fail naming the kind and the supported ones.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::adaptive::{GrpcAdaptiveReactionConfig, HttpAdaptiveReactionConfig};
+use super::grpc::GrpcReactionConfig;
 use super::lenient;
 use super::outbound::OutboundAddress;
-use super::postgres::StoredProcPostgresReactionConfig;
 use super::source::{body_as, split_kind, unknown_kind};
+use super::storedproc::StoredProcReactionConfig;
 
 /// Reaction kinds this model (and draas-runtime) supports.
-pub const SUPPORTED_REACTION_KINDS: &[&str] =
-    &["log", "http", "sse", "profiler", "storedproc-postgres"];
+pub const SUPPORTED_REACTION_KINDS: &[&str] = &[
+    "log",
+    "http",
+    "sse",
+    "profiler",
+    "storedproc-postgres",
+    "grpc",
+    "storedproc-mysql",
+    "storedproc-mssql",
+    "http-adaptive",
+    "grpc-adaptive",
+];
 
 /// One entry of `reactions[]`, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -25,7 +38,16 @@ pub enum ReactionConfig {
     Sse(SseReactionConfig),
     Profiler(ProfilerReactionConfig),
     #[serde(rename = "storedproc-postgres")]
-    StoredProcPostgres(StoredProcPostgresReactionConfig),
+    StoredProcPostgres(StoredProcReactionConfig),
+    Grpc(GrpcReactionConfig),
+    #[serde(rename = "storedproc-mysql")]
+    StoredProcMysql(StoredProcReactionConfig),
+    #[serde(rename = "storedproc-mssql")]
+    StoredProcMssql(StoredProcReactionConfig),
+    #[serde(rename = "http-adaptive")]
+    HttpAdaptive(HttpAdaptiveReactionConfig),
+    #[serde(rename = "grpc-adaptive")]
+    GrpcAdaptive(GrpcAdaptiveReactionConfig),
 }
 
 /// `kind: profiler`: measures each result change's latency through the pipeline and logs
@@ -271,6 +293,10 @@ impl ReactionConfig {
             Self::Sse(r) => &r.id,
             Self::Profiler(r) => &r.id,
             Self::StoredProcPostgres(r) => &r.id,
+            Self::Grpc(r) => &r.id,
+            Self::StoredProcMysql(r) | Self::StoredProcMssql(r) => &r.id,
+            Self::HttpAdaptive(r) => &r.id,
+            Self::GrpcAdaptive(r) => &r.id,
         }
     }
 
@@ -281,6 +307,11 @@ impl ReactionConfig {
             Self::Sse(_) => "sse",
             Self::Profiler(_) => "profiler",
             Self::StoredProcPostgres(_) => "storedproc-postgres",
+            Self::Grpc(_) => "grpc",
+            Self::StoredProcMysql(_) => "storedproc-mysql",
+            Self::StoredProcMssql(_) => "storedproc-mssql",
+            Self::HttpAdaptive(_) => "http-adaptive",
+            Self::GrpcAdaptive(_) => "grpc-adaptive",
         }
     }
 
@@ -291,6 +322,10 @@ impl ReactionConfig {
             Self::Sse(r) => &r.queries,
             Self::Profiler(r) => &r.queries,
             Self::StoredProcPostgres(r) => &r.queries,
+            Self::Grpc(r) => &r.queries,
+            Self::StoredProcMysql(r) | Self::StoredProcMssql(r) => &r.queries,
+            Self::HttpAdaptive(r) => &r.queries,
+            Self::GrpcAdaptive(r) => &r.queries,
         }
     }
 
@@ -302,6 +337,10 @@ impl ReactionConfig {
             Self::Sse(r) => r.auto_start,
             Self::Profiler(r) => r.auto_start,
             Self::StoredProcPostgres(r) => r.auto_start,
+            Self::Grpc(r) => r.auto_start,
+            Self::StoredProcMysql(r) | Self::StoredProcMssql(r) => r.auto_start,
+            Self::HttpAdaptive(r) => r.auto_start,
+            Self::GrpcAdaptive(r) => r.auto_start,
         }
         .unwrap_or(true)
     }
@@ -313,17 +352,30 @@ impl ReactionConfig {
             Self::Sse(r) => r.identity_provider.as_deref(),
             Self::Profiler(r) => r.identity_provider.as_deref(),
             Self::StoredProcPostgres(r) => r.identity_provider.as_deref(),
+            Self::Grpc(r) => r.identity_provider.as_deref(),
+            Self::StoredProcMysql(r) | Self::StoredProcMssql(r) => r.identity_provider.as_deref(),
+            Self::HttpAdaptive(r) => r.identity_provider.as_deref(),
+            Self::GrpcAdaptive(r) => r.identity_provider.as_deref(),
         }
     }
 
-    /// Every address the reaction connects out to over a non-HTTP protocol: a
-    /// `storedproc-postgres` reaction's server (`hostname`, default `localhost:5432`). The
-    /// http reaction's URLs are [`super::DrasiConfig::outbound_urls`].
+    /// Every address the reaction connects out to directly, not through the egress proxy:
+    /// a stored-procedure reaction's server (`hostname`, default `localhost` and port 5432,
+    /// 3306 or 1433) and a `grpc` or `grpc-adaptive` reaction's `endpoint` (gRPC over HTTP/2 does not use the proxy; an endpoint
+    /// that does not parse is left to validation). The http reaction's URLs are
+    /// [`super::DrasiConfig::outbound_urls`].
     pub fn outbound_addresses(&self) -> Vec<OutboundAddress> {
         match self {
             Self::StoredProcPostgres(r) => {
                 vec![OutboundAddress::postgres("hostname", &r.hostname, r.port)]
             }
+            Self::Grpc(r) => r.outbound_address().into_iter().collect(),
+            Self::StoredProcMysql(_) | Self::StoredProcMssql(_) => self
+                .storedproc()
+                .map(|(dialect, r)| r.outbound_address(dialect))
+                .into_iter()
+                .collect(),
+            Self::GrpcAdaptive(r) => r.to_grpc().outbound_address().into_iter().collect(),
             _ => Vec::new(),
         }
     }
@@ -338,6 +390,11 @@ impl<'de> Deserialize<'de> for ReactionConfig {
             "sse" => body_as::<D, _>(body).map(Self::Sse),
             "profiler" => body_as::<D, _>(body).map(Self::Profiler),
             "storedproc-postgres" => body_as::<D, _>(body).map(Self::StoredProcPostgres),
+            "grpc" => body_as::<D, _>(body).map(Self::Grpc),
+            "storedproc-mysql" => body_as::<D, _>(body).map(Self::StoredProcMysql),
+            "storedproc-mssql" => body_as::<D, _>(body).map(Self::StoredProcMssql),
+            "http-adaptive" => body_as::<D, _>(body).map(Self::HttpAdaptive),
+            "grpc-adaptive" => body_as::<D, _>(body).map(Self::GrpcAdaptive),
             other => Err(unknown_kind::<D>(
                 "reaction",
                 other,

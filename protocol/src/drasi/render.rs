@@ -36,8 +36,8 @@ impl DrasiConfig {
     }
 
     /// Assigns every listen address, which the platform owns: the top-level `host`/`port`
-    /// (the REST API) and the `host`/`port` of every listening component (http sources, sse
-    /// reactions). Whatever the config said is replaced: a tenant never chooses an interface
+    /// (the REST API) and the `host`/`port` of every listening component (http and grpc
+    /// sources, sse reactions). Whatever the config said is replaced: a tenant never chooses an interface
     /// or a port. `alloc` supplies free ports. Returns every endpoint the instance will
     /// listen on.
     pub fn assign_ports(
@@ -80,8 +80,14 @@ impl DrasiConfig {
                          reactions: &mut Vec<ReactionConfig>|
          -> std::io::Result<()> {
             for source in sources {
-                if let SourceConfig::Http(s) = source {
-                    f(format!("source:{}", s.id), &mut s.host, &mut s.port)?;
+                match source {
+                    SourceConfig::Http(s) => {
+                        f(format!("source:{}", s.id), &mut s.host, &mut s.port)?;
+                    }
+                    SourceConfig::Grpc(s) => {
+                        f(format!("source:{}", s.id), &mut s.host, &mut s.port)?;
+                    }
+                    _ => {}
                 }
             }
             for reaction in reactions {

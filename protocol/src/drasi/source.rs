@@ -1,18 +1,19 @@
 //! Source kinds: [`SourceConfig`] dispatches on `kind` to [`HttpSourceConfig`],
-//! [`MockSourceConfig`] or [`PostgresSourceConfig`]; unknown kinds fail naming the kind and
-//! the supported ones.
+//! [`MockSourceConfig`], [`PostgresSourceConfig`] or [`GrpcSourceConfig`]; unknown kinds fail
+//! naming the kind and the supported ones.
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::bootstrap::{BootstrapProviderConfig, BootstrapProviderRef};
+use super::grpc::GrpcSourceConfig;
 use super::outbound::OutboundAddress;
 use super::postgres::PostgresSourceConfig;
 use super::webhook::WebhookConfig;
 use super::{ConfigError, lenient};
 
 /// Source kinds this model (and draas-runtime) supports.
-pub const SUPPORTED_SOURCE_KINDS: &[&str] = &["http", "mock", "postgres"];
+pub const SUPPORTED_SOURCE_KINDS: &[&str] = &["http", "mock", "postgres", "grpc"];
 
 /// One entry of `sources[]`, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +24,7 @@ pub enum SourceConfig {
     Http(HttpSourceConfig),
     Mock(MockSourceConfig),
     Postgres(PostgresSourceConfig),
+    Grpc(GrpcSourceConfig),
 }
 
 /// `kind: http`: receives change events over HTTP (standard mode) or webhooks.
@@ -148,6 +150,7 @@ impl SourceConfig {
             Self::Http(s) => &s.id,
             Self::Mock(s) => &s.id,
             Self::Postgres(s) => &s.id,
+            Self::Grpc(s) => &s.id,
         }
     }
 
@@ -156,6 +159,7 @@ impl SourceConfig {
             Self::Http(_) => "http",
             Self::Mock(_) => "mock",
             Self::Postgres(_) => "postgres",
+            Self::Grpc(_) => "grpc",
         }
     }
 
@@ -165,6 +169,7 @@ impl SourceConfig {
             Self::Http(s) => s.auto_start,
             Self::Mock(s) => s.auto_start,
             Self::Postgres(s) => s.auto_start,
+            Self::Grpc(s) => s.auto_start,
         }
         .unwrap_or(true)
     }
@@ -174,6 +179,7 @@ impl SourceConfig {
             Self::Http(s) => s.bootstrap_provider.as_ref(),
             Self::Mock(s) => s.bootstrap_provider.as_ref(),
             Self::Postgres(s) => s.bootstrap_provider.as_ref(),
+            Self::Grpc(s) => s.bootstrap_provider.as_ref(),
         }
     }
 
@@ -182,6 +188,7 @@ impl SourceConfig {
             Self::Http(s) => s.identity_provider.as_deref(),
             Self::Mock(s) => s.identity_provider.as_deref(),
             Self::Postgres(s) => s.identity_provider.as_deref(),
+            Self::Grpc(s) => s.identity_provider.as_deref(),
         }
     }
 
@@ -216,6 +223,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             "http" => body_as::<D, _>(body).map(Self::Http),
             "mock" => body_as::<D, _>(body).map(Self::Mock),
             "postgres" => body_as::<D, _>(body).map(Self::Postgres),
+            "grpc" => body_as::<D, _>(body).map(Self::Grpc),
             other => Err(unknown_kind::<D>("source", other, SUPPORTED_SOURCE_KINDS)),
         }
     }

@@ -135,13 +135,18 @@ fn unknown_kinds_name_the_kind_and_the_supported_ones() {
     assert!(err.message.contains("http, mock, postgres"), "{err}");
 
     let err =
-        DrasiConfig::from_yaml_str("reactions:\n  - kind: grpc\n    id: g\n    queries: []\n")
+        DrasiConfig::from_yaml_str("reactions:\n  - kind: kafka\n    id: g\n    queries: []\n")
             .unwrap_err();
     assert_eq!(err.path, "reactions[0].kind");
     assert!(
-        err.message.contains("`grpc`") && err.message.contains("log, http, sse"),
+        err.message.contains("`kafka`") && err.message.contains("log, http, sse"),
         "{err}"
     );
+    // A grpc reaction needs its endpoint.
+    let err =
+        DrasiConfig::from_yaml_str("reactions:\n  - kind: grpc\n    id: g\n    queries: []\n")
+            .unwrap_err();
+    assert!(err.message.contains("endpoint"), "{err}");
 
     let err = DrasiConfig::from_yaml_str("sources:\n  - id: nokind\n").unwrap_err();
     assert!(err.message.contains("kind"), "{err}");

@@ -48,7 +48,7 @@ impl DrasiConfig {
     /// path is relative and stays inside the instance's directory
     /// ([`DrasiConfig::check_paths`]). A drasi-server config is otherwise accepted as it is:
     /// the listener addresses it sets (the top-level `host` and `port` of the REST API, those
-    /// of http sources and sse reactions) are the platform's and get replaced, and the
+    /// of http and grpc sources and sse reactions) are the platform's and get replaced, and the
     /// returned warnings ([`DrasiConfig::warnings`]) say so.
     pub fn validate_user_supplied(&self) -> Result<Vec<ConfigWarning>, ConfigError> {
         self.check_paths()?;
@@ -127,6 +127,16 @@ fn validate_instance(prefix: &str, instance: &InstanceConfig) -> Result<(), Conf
                     ),
                 ));
             }
+        }
+        // A grpc reaction's endpoint must name a host (a `${VAR}` is judged once resolved).
+        if let Some(r) = reaction.as_grpc()
+            && !r.endpoint.contains("${")
+            && let Err(why) = r.outbound_address()
+        {
+            return Err(ConfigError::new(
+                at(format!("reactions[{i}].endpoint")),
+                why,
+            ));
         }
     }
     Ok(())

@@ -22,7 +22,7 @@ const ID: &str = "replaced by the instance's DRaaS id, which the runtime reports
 
 impl DrasiConfig {
     /// The fields this config sets that DRaaS replaces, in document order: the host and port
-    /// of every listener (the REST API's top-level `host`/`port`, http sources and sse
+    /// of every listener (the REST API's top-level `host`/`port`, http and grpc sources and sse
     /// reactions, under `instances` too: the platform assigns them all), and the top-level
     /// `id` of a single-instance config (the runtime runs under the DRaaS instance id).
     pub fn warnings(&self) -> Vec<ConfigWarning> {

@@ -5,7 +5,7 @@
 //! (`'…'` with `\` escapes), which every password survives. drasi-source-postgres sets the
 //! password through the client's API and gets it as written.
 
-use draas_protocol::drasi::{PostgresBootstrapConfig, StoredProcPostgresReactionConfig};
+use draas_protocol::drasi::{PostgresBootstrapConfig, StoredProcReactionConfig};
 use serde_json::Value;
 
 /// The body for drasi-bootstrap-postgres's descriptor (its connection keys already filled).
@@ -18,7 +18,7 @@ pub fn bootstrap_body(provider: &PostgresBootstrapConfig) -> Value {
 
 /// The body for drasi-reaction-storedproc-postgres's descriptor, from the reaction's own
 /// keys (`plugin_body` of components.rs).
-pub fn storedproc_body(body: Value, reaction: &StoredProcPostgresReactionConfig) -> Value {
+pub fn storedproc_body(body: Value, reaction: &StoredProcReactionConfig) -> Value {
     with_quoted_password(body, reaction.password.as_deref())
 }
 
