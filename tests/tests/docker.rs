@@ -563,3 +563,72 @@ async fn a_container_removed_behind_draas_back_is_reported() -> anyhow::Result<(
     .await;
     Ok(())
 }
+
+/// `persistIndex: true` on the Docker platform: the index lives on the instance's data volume
+/// (`/app/data`), so a query's result set and an aggregation survive a stop (the container
+/// is removed) and a start (a new container on the same volume), without re-feeding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_index_survives_a_stop_and_start_on_the_data_volume() -> anyhow::Result<()> {
+    let sys = DockerSystem::start().await?;
+    let config = json!({
+        "persistIndex": true,
+        "sources": [{"kind": "http", "id": "readings", "durability": {"enabled": true}}],
+        "queries": [
+            {"id": "hot",
+             "query": "MATCH (s:Sensor) WHERE s.temperature > 75 RETURN s.id AS id, s.temperature AS temperature",
+             "sources": [{"sourceId": "readings"}]},
+            {"id": "total", "query": "MATCH (s:Sensor) RETURN count(s) AS n",
+             "sources": [{"sourceId": "readings"}]}
+        ],
+        "reactions": [{"kind": "log", "id": "log", "queries": ["hot", "total"]}]
+    });
+    let id = sys.create("persisted", json!({ "config": config })).await;
+    let base = format!("/api/v1/instances/{id}");
+    sys.succeed(reqwest::Method::POST, &format!("{base}/start"))
+        .await;
+    for (sensor, t) in [("s1", 80), ("s2", 90)] {
+        let (status, body) = sys
+            .call(
+                reqwest::Method::POST,
+                &format!("{base}/sources/readings/events"),
+                Some(reading("insert", sensor, t)),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let expected = (
+        json!([{"id": "s1", "temperature": 80}, {"id": "s2", "temperature": 90}]),
+        json!([{"n": 2}]),
+    );
+    let state = || async {
+        let (s1, hot) = sys
+            .call(
+                reqwest::Method::GET,
+                &format!("{base}/queries/hot/results"),
+                None,
+            )
+            .await;
+        let (s2, total) = sys
+            .call(
+                reqwest::Method::GET,
+                &format!("{base}/queries/total/results"),
+                None,
+            )
+            .await;
+        (s1 == 200 && s2 == 200).then(|| (json!(by_id(&hot["items"])), total["items"].clone()))
+    };
+    let fed = wait_until(|| async { state().await.filter(|s| *s == expected) }).await;
+    assert!(fed.is_ok(), "never fed: {:?}", state().await);
+
+    sys.succeed(reqwest::Method::POST, &format!("{base}/stop"))
+        .await;
+    sys.succeed(reqwest::Method::POST, &format!("{base}/start"))
+        .await;
+    // Running means every component runs: what the queries show now is what they started with.
+    let after = wait_until(|| async { state().await }).await?;
+    assert_eq!(
+        after, expected,
+        "the result set and the count survive on the volume"
+    );
+    Ok(())
+}
