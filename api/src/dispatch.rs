@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use draas_bus::streams::{last_id, payload};
 use draas_bus::{Store, clock, connect};
+use draas_telemetry::names;
 use draas_protocol::{
     Command, CommandEnvelope, Instance, Operation, Platform, Reply, Timestamp, codec,
 };
@@ -74,13 +75,20 @@ pub struct Submitted {
     pub operation: Uuid,
     reply: oneshot::Receiver<Reply>,
     dispatcher: Arc<Dispatcher>,
+    /// When it was appended, and its metric labels: the reply's latency is recorded.
+    issued: std::time::Instant,
+    labels: [(&'static str, String); 2],
 }
 
 impl Submitted {
     /// Waits up to `wait` for the reply; `None` when it did not come in time.
     pub async fn wait(mut self, wait: Duration) -> Option<Reply> {
         match tokio::time::timeout(wait, &mut self.reply).await {
-            Ok(Ok(reply)) => Some(reply),
+            Ok(Ok(reply)) => {
+                metrics::histogram!(names::COMMAND_LATENCY, &self.labels)
+                    .record(self.issued.elapsed().as_secs_f64());
+                Some(reply)
+            }
             _ => None,
         }
     }
@@ -168,7 +176,10 @@ impl Dispatcher {
         env.command_id = operation_id;
         env.correlation_id = operation_id;
         env.idempotency_key = idempotency_key;
-        env.trace = trace;
+        // The request's span context when spans are exported, else the caller's headers.
+        let (traceparent, tracestate) = crate::observe::current_trace();
+        env.trace = traceparent.or(trace);
+        env.trace_state = tracestate;
         env.deadline = deadline;
         env.reply_to = Some(self.reply_stream.clone());
         env.actor = actor;
@@ -194,8 +205,14 @@ impl Dispatcher {
             operation: operation_id,
             reply: rx,
             dispatcher: Arc::clone(self),
+            issued: std::time::Instant::now(),
+            labels: [
+                ("platform", platform.as_str().to_owned()),
+                ("kind", env.command.kind().as_str().to_owned()),
+            ],
         };
         self.store.submit(&stream, &env, &op).await?;
+        metrics::counter!(names::COMMANDS_ISSUED, &submitted.labels).increment(1);
         if self.wait_aof {
             self.wait_for_aof().await?;
         }

@@ -59,6 +59,11 @@ pub enum ApiError {
         message: String,
         details: Value,
     },
+    /// A conditional request whose condition does not hold (`If-Match` naming a generation
+    /// that is not the current one, or an instance that does not exist); the details say
+    /// what is current.
+    #[error("{message}")]
+    PreconditionFailed { message: String, details: Value },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request URI is {length} bytes long; the limit is {limit}")]
@@ -169,6 +174,11 @@ impl ApiError {
             ApiError::Conflict { code, details, .. } => {
                 (StatusCode::CONFLICT, code, details.clone())
             }
+            ApiError::PreconditionFailed { details, .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                details.clone(),
+            ),
             ApiError::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -15,6 +15,7 @@
 //! - [`limits`]: the per-caller rate limit and the slow-client timeouts.
 //! - [`kinds`]: a config's kinds against what the live workers' workloads advertise.
 //! - [`quota`]: tenant quotas at create, patch and start (409 `quota_exceeded`).
+//! - [`openapi`]: the OpenAPI document generated from the code, and its reference page.
 //!
 //! Entry point: [`App::connect`] then [`serve`].
 
@@ -29,6 +30,8 @@ pub mod feed;
 pub mod guard;
 pub mod kinds;
 pub mod limits;
+pub mod observe;
+pub mod openapi;
 pub mod quota;
 pub mod routes;
 
@@ -106,7 +109,7 @@ impl App {
         let audit = audit::Recorder::start(store.clone(), config.audit_maxlen, stop.clone());
         let limiter = limits::rate::Limiter::new(config.rate_limit);
         let data = Arc::new(dataplane::Forwarder::new(config.data_secret.clone()));
-        Ok(App {
+        let app = App {
             audit,
             limiter,
             data,
@@ -116,7 +119,11 @@ impl App {
             events,
             stop,
             auth,
-        })
+        };
+        if draas_telemetry::Metrics::installed().is_some() {
+            observe::gauges::spawn(&app);
+        }
+        Ok(app)
     }
 }
 

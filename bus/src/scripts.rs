@@ -10,7 +10,8 @@ use redis::Script;
 /// Instance state CAS with fencing.
 /// KEYS[1] instance; ARGV: expected state, new state, fencing token (0 = none), now ms,
 /// runtime JSON ("" = unchanged), the command making the change ("" = none, e.g. a monitor).
-/// Returns {status, detail}: ok/current, state/current, fenced/fence, missing.
+/// Returns {status, detail}: ok/current (then also the instance's platform, '' for records
+/// older than that field), state/current, fenced/fence, missing.
 pub(crate) static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -25,7 +26,7 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'updated', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'runtime', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'command', ARGV[6]) else redis.call('HDEL', KEYS[1], 'command') end
-return {'ok', cur}
+return {'ok', cur, redis.call('HGET', KEYS[1], 'platform') or ''}
 ",
     )
 });

@@ -63,6 +63,11 @@ pub struct BenchArgs {
     /// Run 1 and 2 workers over both paths, plus redis-cli --latency, and print a table.
     #[arg(long)]
     matrix: bool,
+    /// Record metrics in the API and worker processes (`--metrics-listen 127.0.0.1:0`), to
+    /// measure what they cost; spans are exported when the `OTEL_*` variables say so (the
+    /// children inherit them).
+    #[arg(long)]
+    metrics: bool,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -130,6 +135,7 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
             Some(&data),
             &scratch,
             &format!("worker-{n}"),
+            args.metrics,
         )?);
     }
     let result = async {
@@ -144,7 +150,7 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
             PathKind::Api => {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
                 let listen = format!("127.0.0.1:{port}");
-                children.push(spawn_self(&["api", "--redis-url", &args.redis_url, "--prefix", &prefix, "--listen", &listen, "--no-rate-limit", "--auth", "none"], None, &scratch, "api")?);
+                children.push(spawn_self(&["api", "--redis-url", &args.redis_url, "--prefix", &prefix, "--listen", &listen, "--no-rate-limit", "--auth", "none"], None, &scratch, "api", args.metrics)?);
                 let url = format!("http://{listen}");
                 let http = reqwest::Client::builder().pool_max_idle_per_host(args.in_flight.max(1)).build()?;
                 wait_for_api(&http, &url).await?;
@@ -388,6 +394,7 @@ fn spawn_self(
     last: Option<&PathBuf>,
     scratch: &PathBuf,
     log: &str,
+    metrics: bool,
 ) -> anyhow::Result<Child> {
     std::fs::create_dir_all(scratch)?;
     let log = std::fs::File::create(scratch.join(format!("{log}.log")))?;
@@ -396,6 +403,10 @@ fn spawn_self(
     if let Some(last) = last {
         cmd.arg(last);
     }
+    match metrics {
+        true => cmd.env("DRAAS_METRICS_LISTEN", "127.0.0.1:0"),
+        false => cmd.env_remove("DRAAS_METRICS_LISTEN"),
+    };
     cmd.env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -9,8 +9,10 @@
 
 mod admin_token;
 mod bench;
+mod client;
 mod context;
 mod data_secret;
+mod observability;
 mod ops;
 mod signals;
 mod stop_all;
@@ -27,6 +29,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use draas_protocol::image::ImagePolicy;
 use draas_protocol::{EgressPolicy, Keyspace, Platform};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +40,10 @@ use draas_protocol::{EgressPolicy, Keyspace, Platform};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log lines as `text` or `json` (JSON lines carry the current span's fields, the trace
+    /// id among them).
+    #[arg(long, global = true, env = "DRAAS_LOG_FORMAT", default_value = "text")]
+    log_format: draas_telemetry::trace::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +62,16 @@ enum Cmd {
     Tokens(tokens::TokensArgs),
     /// Tenant quotas straight on Redis: set, get, list.
     Tenants(tenants::TenantsArgs),
+    /// Instances through the API: list, get, create, edit, start, stop, restart, delete, logs, events.
+    Instances(client::InstancesArgs),
+    /// Operations through the API: get (and follow with --wait).
+    Operations(client::OperationsArgs),
+    /// Create, change, start, stop (and with --prune delete) instances to match DrasiInstance documents.
+    Apply(client::ApplyArgs),
+    /// What `draas apply` would do, as a plan and a diff; exit 1 when it would change anything.
+    Diff(client::DiffArgs),
+    /// One instance (as `draas instances get`); `-o yaml` is a document `draas apply` accepts.
+    Get(client::GetArgs),
 }
 
 /// Options every component shares. The Redis URL and prefix are settled by
@@ -126,6 +143,8 @@ impl Common {
 struct ApiArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    metrics: observability::MetricsArgs,
     /// The data-plane secret of the workers, so this node can forward data requests.
     #[command(flatten)]
     data: data_secret::SecretArgs,
@@ -197,6 +216,8 @@ fn parse_origin(text: &str) -> Result<String, String> {
 pub struct WorkerArgs {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    metrics: observability::MetricsArgs,
     /// Serve the data plane on this address (API nodes forward instances' data requests to
     /// it); needs the data-plane secret. Off by default.
     #[arg(long, env = "DRAAS_DATA_LISTEN")]
@@ -243,6 +264,10 @@ pub struct WorkerArgs {
     /// Seconds between sweeps (reclaim, prune, node reaping).
     #[arg(long, default_value_t = 5.0)]
     sweep_interval: f64,
+    /// Seconds between the looks of the platform's controller (one worker, by lease), which
+    /// moves instances toward their desiredState and reports drift; 0 turns it off here.
+    #[arg(long, default_value_t = 5.0)]
+    converge_interval: f64,
     /// Deliveries after which a command is dead-lettered.
     #[arg(long, default_value_t = 5)]
     max_deliveries: u64,
@@ -350,6 +375,7 @@ impl WorkerArgs {
         config.lease = Duration::from_secs_f64(self.lease);
         config.claim_idle = Duration::from_secs_f64(self.claim_idle.max(self.lease));
         config.sweep_interval = Duration::from_secs_f64(self.sweep_interval);
+        config.converge_interval = Duration::from_secs_f64(self.converge_interval.max(0.0));
         config.max_deliveries = self.max_deliveries.max(1);
         config.stop_instances_on_exit = self.stop_instances_on_exit;
         config.docker.image = self.image.clone();
@@ -397,19 +423,22 @@ pub fn default_runtime() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let service = match &cli.command {
+        Cmd::Api(_) => "draas-api",
+        Cmd::Worker(_) => "draas-worker",
+        _ => "draas",
+    };
+    // Flushes exported spans when `main` returns.
+    let _tracing = match draas_telemetry::trace::init(service, cli.log_format) {
+        Ok(tracing) => tracing,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // One line: the error and its causes, no backtrace.
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => client::exit(&error),
     }
 }
 
@@ -440,6 +469,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 args.common.resolve().await?;
                 tenants::run(args).await
             }
+            Cmd::Instances(args) => client::instances(args).await,
+            Cmd::Operations(args) => client::operations(args).await,
+            Cmd::Apply(args) => client::apply(args).await,
+            Cmd::Diff(args) => client::diff(args).await,
+            Cmd::Get(args) => client::get(args).await,
         }
     })
 }
@@ -466,6 +500,7 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
     config.body_read_timeout = Duration::from_secs_f64(args.body_read_timeout.max(0.1));
     config.audit_maxlen = args.audit_maxlen.max(1);
     tokens::check_listen(args.auth, args.listen)?;
+    args.metrics.start(CancellationToken::new()).await?;
     let app = draas_api::App::connect(config)
         .await
         .context("connecting to Redis")?;
@@ -483,6 +518,7 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
 
 async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let (first, second) = signals::two_stage();
+    args.metrics.start(CancellationToken::new()).await?;
     draas_worker::run(args.config()?, first, second).await?;
     Ok(())
 }

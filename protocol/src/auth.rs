@@ -8,7 +8,19 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A permission a token may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Scope {
     /// get, list, operations, events.
     #[serde(rename = "instances:read")]
@@ -88,7 +100,7 @@ impl FromStr for Scope {
 }
 
 /// The scopes a token holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Scopes(pub BTreeSet<Scope>);
 
@@ -128,16 +140,21 @@ pub fn is_tenant_name(name: &str) -> bool {
 pub const TOKEN_PREFIX: &str = "draas_";
 
 /// A token as stored and listed: everything but the secret (Redis keeps only its SHA-256).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenRecord {
+    /// The token's id (revoke it by this).
     pub id: String,
+    /// The tenant it acts for.
     pub tenant: String,
+    /// What it may do.
     pub scopes: Scopes,
+    /// For people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// When it was made.
     pub created_at: crate::Timestamp,
-    /// After this instant the token is refused; `None` never expires.
+    /// After this instant the token is refused; `null`: it never expires.
     #[serde(default)]
     pub expires_at: Option<crate::Timestamp>,
     /// Approximate: written at most once a minute per API node.

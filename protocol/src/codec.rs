@@ -70,6 +70,7 @@ mod tests {
             deadline: Timestamp(31_000),
             attempt: 1,
             trace: None,
+            trace_state: None,
             reply_to: Some("draas:{api-n1}:replies".into()),
             origin: crate::command::Origin::Client,
             command,

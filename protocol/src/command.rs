@@ -33,7 +33,7 @@ pub enum Command {
 }
 
 /// The name of a command, without its arguments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum CommandKind {
     Start,
@@ -127,6 +127,9 @@ pub struct CommandEnvelope {
     pub attempt: u32,
     /// W3C `traceparent` of the request that issued the command.
     pub trace: Option<String>,
+    /// W3C `tracestate` that goes with `trace`. Absent on older envelopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_state: Option<String>,
     /// The stream the reply goes to (the issuing API node's reply stream).
     pub reply_to: Option<String>,
     /// Who asked for the command.
@@ -139,7 +142,7 @@ pub struct CommandEnvelope {
 }
 
 /// Who issued a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Origin {
     /// A REST client.
@@ -171,6 +174,7 @@ impl CommandEnvelope {
             deadline: now,
             attempt: 1,
             trace: None,
+            trace_state: None,
             reply_to: None,
             origin: Origin::Client,
             command,
@@ -180,10 +184,12 @@ impl CommandEnvelope {
 }
 
 /// A machine-readable error with a human message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorInfo {
+    /// Stable, for programs.
     pub code: String,
+    /// For people.
     pub message: String,
 }
 
@@ -220,9 +226,10 @@ pub struct Reply {
 }
 
 /// Something that happened to an instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum EventKind {
+    /// The instance moved from one state to another.
     StateChanged {
         from: InstanceState,
         to: InstanceState,
@@ -232,15 +239,28 @@ pub enum EventKind {
     RestartScheduled { attempt: u32, delay_ms: u64 },
     /// Anything else worth a line in the instance's history.
     Note { message: String },
+    /// The instance is not where its `desiredState` says and the workers' controller does
+    /// not move it (someone stopped it through the API, the restart policy is spent): said
+    /// once per situation, not on every look.
+    #[serde(rename_all = "camelCase")]
+    Drift {
+        state: InstanceState,
+        desired_state: crate::instance::DesiredState,
+        reason: String,
+    },
 }
 
 /// An entry of the events stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
+    /// The schema version.
     pub v: u16,
+    /// The instance.
     pub instance_id: Uuid,
+    /// Its platform.
     pub platform: Platform,
+    /// When it happened.
     pub at: Timestamp,
     /// The command that caused it, when one did.
     pub command_id: Option<Uuid>,

@@ -19,15 +19,19 @@ pub const MAX_VALUE_BYTES: usize = 8 * 1024;
 /// The variables a tenant may set for its instance, by name.
 pub type InstanceEnv = BTreeMap<String, EnvValue>;
 
-/// One variable of [`InstanceEnv`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One variable of an instance's environment ([`InstanceEnv`]): a plain string, or
+/// `{"value": "...", "secret": true}`. A secret's value is never shown again: reads give
+/// `{"secret": true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum EnvValue {
+    /// A plain value, shown in reads.
     Plain(String),
     Detailed {
         /// Absent only in a redacted read, or in a patch that keeps the stored secret.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<String>,
+        /// Never shown again once stored; scrubbed from the instance's messages.
         #[serde(default)]
         secret: bool,
     },

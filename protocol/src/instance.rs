@@ -13,7 +13,19 @@ use crate::env::{self, InstanceEnv};
 use crate::time::Timestamp;
 
 /// Where an instance runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Process,
@@ -47,7 +59,7 @@ impl fmt::Display for Platform {
 }
 
 /// Lifecycle state of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceState {
     Created,
@@ -152,7 +164,7 @@ fn fmt_states(states: &[InstanceState]) -> String {
 }
 
 /// When a crashed instance is started again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartMode {
     #[default]
@@ -162,15 +174,20 @@ pub enum RestartMode {
 }
 
 /// Restart policy of an instance: mode, attempt cap and exponential backoff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestartPolicy {
+    /// When to restart an instance that exited on its own.
     #[serde(default)]
     pub mode: RestartMode,
+    /// Restarts at most this many times in a row (counted from the last start a user asked
+    /// for).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// The wait before the first restart, doubled for each next one.
     #[serde(default = "default_initial_backoff_ms")]
     pub initial_backoff_ms: u64,
+    /// The longest wait between restarts.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
 }
@@ -196,17 +213,74 @@ impl Default for RestartPolicy {
     }
 }
 
+impl RestartPolicy {
+    /// Whether the policy restarts an instance that ended with `exit_code` (`None`: killed by
+    /// a signal, or lost with its node) after `restarts` restarts, and if so the delay before
+    /// the next: `initialBackoffMs × 2^restarts`, capped at `maxBackoffMs`. `never` never
+    /// restarts; `on-failure` restarts anything but a clean exit (code 0); `always` restarts
+    /// anything; none restarts after `maxAttempts`. The one rule of the worker's monitor, its
+    /// sweeper and its controller.
+    pub fn restart_delay(&self, exit_code: Option<i32>, restarts: u32) -> Option<u64> {
+        let restart = match self.mode {
+            RestartMode::Never => false,
+            RestartMode::OnFailure => exit_code != Some(0),
+            RestartMode::Always => true,
+        };
+        if !restart || restarts >= self.max_attempts {
+            return None;
+        }
+        let factor = 1u64 << restarts.min(20);
+        Some(
+            self.initial_backoff_ms
+                .saturating_mul(factor)
+                .min(self.max_backoff_ms),
+        )
+    }
+}
+
+/// Where the user wants an instance to be, as a declarative apply (`PUT`) states it: the
+/// workers' controller moves an instance toward it after crashes and lost nodes, within its
+/// restart policy, and reports drift when it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+}
+
+impl DesiredState {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Running => "running",
+            DesiredState::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for DesiredState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a user asks for: everything about an instance that is not observed state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceSpec {
+    /// 1 to 63 lowercase letters, digits or `-`, not starting or ending with `-`; unique in the
+    /// tenant.
     pub name: String,
+    /// Free text for people, at most 1024 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub platform: Platform,
+    /// Keys 1–63 bytes, values 0–63 bytes; lists filter on them.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The drasi-server configuration the instance runs.
     pub config: DrasiConfig,
+    /// What happens when the instance exits on its own.
     #[serde(default)]
     pub restart_policy: RestartPolicy,
     /// Container image for the docker and kubernetes platforms; the worker's default when
@@ -219,11 +293,16 @@ pub struct InstanceSpec {
     /// The instance's whole environment beyond what the operator passes: the only variables
     /// its config may reference as `${NAME}`. Secret values never appear in a read.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, crate::env::EnvValue>)]
     pub env: InstanceEnv,
+    /// Where the instance should be (`PUT` sets it; absent for instances created by `POST`,
+    /// which nothing moves on its own beyond the restart policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredState>,
 }
 
 /// Resource limits of an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     /// Memory limit in MiB.
@@ -235,15 +314,19 @@ pub struct Resources {
 }
 
 /// What a platform reports about a placed instance.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeInfo {
+    /// The node (worker host) that runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The process platform: its process id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// The docker platform: its container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// The kubernetes platform: its pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     /// The instance's REST API (drasi-server compatible).
@@ -252,12 +335,16 @@ pub struct RuntimeInfo {
     /// Every endpoint the instance exposes: the API and each listening source or reaction.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<Endpoint>,
+    /// When it last became ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
+    /// How it last exited, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Why it failed or stopped, when known (secret values scrubbed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When its health was last confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_health_at: Option<Timestamp>,
     /// Restarts made by the restart policy since the last start a user asked for.
@@ -270,9 +357,10 @@ pub struct RuntimeInfo {
 }
 
 /// A platform's own view of an instance's workload, as its watcher last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Observed {
+    /// The watcher's verdict.
     pub phase: ObservedPhase,
     /// The platform's reason, e.g. `CrashLoopBackOff` or `ErrImagePull`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,11 +375,12 @@ pub struct Observed {
     pub restarts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit_code: Option<i32>,
+    /// When it was observed.
     pub at: Timestamp,
 }
 
 /// The phases a watcher reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ObservedPhase {
     /// Scheduled or being created, not ready yet.
@@ -354,9 +443,10 @@ impl ObservedPhase {
 }
 
 /// An instance as the API shows it: spec, state and runtime.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
+    /// The instance's id (UUIDv7: ids sort by creation time).
     pub id: Uuid,
     /// The tenant of the token that created it; never changes. Records written before
     /// tenants existed belong to the default tenant.
@@ -364,11 +454,15 @@ pub struct Instance {
     pub tenant: String,
     #[serde(flatten)]
     pub spec: InstanceSpec,
+    /// Where the instance is in its life.
     pub state: InstanceState,
     /// Bumped by every spec change; ApplyConfig names the generation it applies.
     pub generation: u64,
+    /// When it was created.
     pub created_at: Timestamp,
+    /// When its record last changed.
     pub updated_at: Timestamp,
+    /// What the platform reports about it.
     #[serde(default)]
     pub runtime: RuntimeInfo,
 }
@@ -461,5 +555,53 @@ mod tests {
         assert_eq!(p.mode, RestartMode::OnFailure);
         assert_eq!(p.max_attempts, 5);
         assert!(serde_json::from_str::<RestartPolicy>(r#"{"mode":"sometimes"}"#).is_err());
+    }
+
+    #[test]
+    fn restart_delay_by_mode_attempts_and_backoff() {
+        let policy = |mode| RestartPolicy {
+            mode,
+            max_attempts: 3,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 250,
+        };
+        assert_eq!(policy(RestartMode::Never).restart_delay(Some(1), 0), None);
+        assert_eq!(
+            policy(RestartMode::OnFailure).restart_delay(Some(0), 0),
+            None
+        );
+        assert_eq!(
+            policy(RestartMode::OnFailure).restart_delay(Some(1), 0),
+            Some(100)
+        );
+        // A signal or a lost node counts as a failure.
+        assert_eq!(
+            policy(RestartMode::OnFailure).restart_delay(None, 1),
+            Some(200)
+        );
+        assert_eq!(
+            policy(RestartMode::Always).restart_delay(Some(0), 2),
+            Some(250)
+        );
+        assert_eq!(policy(RestartMode::Always).restart_delay(Some(0), 3), None);
+    }
+
+    #[test]
+    fn desired_state_is_optional_and_lowercase() {
+        let spec =
+            |extra: &str| format!(r#"{{"name":"n","platform":"process","config":{{}}{extra}}}"#);
+        let plain: InstanceSpec = serde_json::from_str(&spec("")).unwrap();
+        assert_eq!(plain.desired_state, None);
+        assert!(
+            !serde_json::to_string(&plain)
+                .unwrap()
+                .contains("desiredState")
+        );
+        let stopped: InstanceSpec =
+            serde_json::from_str(&spec(r#","desiredState":"stopped""#)).unwrap();
+        assert_eq!(stopped.desired_state, Some(DesiredState::Stopped));
+        assert!(
+            serde_json::from_str::<InstanceSpec>(&spec(r#","desiredState":"paused""#)).is_err()
+        );
     }
 }

@@ -110,6 +110,12 @@ impl Keyspace {
         format!("{}:platform-counts", self.prefix)
     }
 
+    /// Hash of `<platform>:<state>` → number of instance records in that state, kept by
+    /// every create, transition and delete (the `draas_instances` gauge reads it).
+    pub fn state_counts(&self) -> String {
+        format!("{}:state-counts", self.prefix)
+    }
+
     /// The events stream: every state change of every instance.
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
@@ -178,6 +184,21 @@ impl Keyspace {
 }
 
 impl Keyspace {
+    /// The lease of a platform's controller (the workers' desired-state reconciler): the
+    /// consumer holding it, set with `NX PX` and renewed by its holder only.
+    pub fn converge_lease(&self, platform: Platform) -> String {
+        format!("{}:{{{platform}}}:converge-lease", self.prefix)
+    }
+
+    /// The controller's mark that it already acted on (or reported) one situation of an
+    /// instance: `situation` names the generation, fencing token and states, so the same
+    /// situation seen by two controllers (before and after a lease handover) is handled once.
+    pub fn converge_mark(&self, id: Uuid, situation: &str) -> String {
+        format!("{}:converge:{id}:{situation}", self.prefix)
+    }
+}
+
+impl Keyspace {
     /// The key the start-up permission check names in the commands it queues and never runs
     /// (`bus::acl`); nothing is ever stored under it.
     pub fn acl_probe(&self) -> String {
@@ -223,6 +244,14 @@ mod tests {
         assert_eq!(k.token_id("t1"), "draas:token-id:t1");
         assert_eq!(k.tokens(), "draas:tokens");
         assert_eq!(k.tenant_tokens("acme"), "draas:{tenant-acme}:tokens");
+        assert_eq!(
+            k.converge_lease(Platform::Process),
+            "draas:{process}:converge-lease"
+        );
+        assert_eq!(
+            k.converge_mark(id, "g1"),
+            "draas:converge:00000000-0000-0000-0000-000000000001:g1"
+        );
     }
 
     /// The tag is what Redis Cluster hashes: a platform's streams must share it.

@@ -15,6 +15,7 @@
 //! - [`egress`]: the operator's egress policy for instances.
 //! - [`image`]: the operator's allow list of the images tenants may name.
 //! - [`time`]: the millisecond `Timestamp` used on the wire and in JSON.
+//! - [`schema`]: the OpenAPI schemas of types whose JSON form their Rust type does not say.
 
 pub mod auth;
 pub mod capabilities;
@@ -28,6 +29,7 @@ pub mod image;
 pub mod instance;
 pub mod keys;
 pub mod operation;
+pub mod schema;
 pub mod time;
 
 pub use codec::{DecodeError, SCHEMA_VERSION};
@@ -37,8 +39,8 @@ pub use command::{
 pub use egress::EgressPolicy;
 pub use env::{EnvValue, InstanceEnv};
 pub use instance::{
-    IllegalTransition, Instance, InstanceSpec, InstanceState, Observed, ObservedPhase, Platform,
-    Resources, RestartMode, RestartPolicy, RuntimeInfo,
+    DesiredState, IllegalTransition, Instance, InstanceSpec, InstanceState, Observed,
+    ObservedPhase, Platform, Resources, RestartMode, RestartPolicy, RuntimeInfo,
 };
 pub use keys::Keyspace;
 pub use operation::{Operation, OperationState};

@@ -13,7 +13,7 @@ use crate::instance::Platform;
 use crate::time::Timestamp;
 
 /// Where an operation is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationState {
     Pending,
@@ -46,17 +46,26 @@ impl OperationState {
 }
 
 /// One command as a client sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Operation {
+    /// The operation's id (the command's).
     pub id: Uuid,
+    /// The instance it acts on; `null` for platform commands (ping).
     pub instance_id: Option<Uuid>,
+    /// The platform whose workers run it.
     pub platform: Platform,
+    /// What it does.
     pub command: CommandKind,
+    /// Where it is.
     pub state: OperationState,
+    /// What a succeeded command returned (command-specific).
     pub result: Option<serde_json::Value>,
+    /// Why it failed.
     pub error: Option<ErrorInfo>,
+    /// When it was issued.
     pub created_at: Timestamp,
+    /// When it ended.
     pub completed_at: Option<Timestamp>,
     /// Deliveries that started executing it.
     pub attempts: u32,

@@ -195,7 +195,8 @@ async fn unknown_ids_illegal_transitions_and_bad_parameters() -> anyhow::Result<
     assert_error(status, &body, 404, "not_found");
     let (status, body) = sys.get(&format!("/api/v1/operations/{missing}")).await;
     assert_error(status, &body, 404, "not_found");
-    let (status, body) = sys.get("/api/v1/instances/not-a-uuid").await;
+    // Neither an id nor a name (an unknown name is a 404, as an unknown id).
+    let (status, body) = sys.get("/api/v1/instances/Not_A_Uuid").await;
     assert_error(status, &body, 400, "invalid_id");
     let (status, body) = sys.get("/api/v1/nothing-here").await;
     assert_error(status, &body, 404, "not_found");

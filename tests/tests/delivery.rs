@@ -498,6 +498,7 @@ async fn events(sys: &System, id: &str) -> Vec<String> {
             draas_protocol::EventKind::StateChanged { from, to, .. } => format!("{from}>{to}"),
             draas_protocol::EventKind::RestartScheduled { .. } => "restartScheduled".to_owned(),
             draas_protocol::EventKind::Note { .. } => "note".to_owned(),
+            draas_protocol::EventKind::Drift { .. } => "drift".to_owned(),
         })
         .collect()
 }

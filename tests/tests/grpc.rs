@@ -225,11 +225,9 @@ async fn a_grpc_reaction_delivers_added_updated_and_deleted_results() -> anyhow:
         })
         .await;
         let Ok(items) = seen else {
-            panic!(
-                "the receiver never got `{op}`: {:?}\nlogs: {}",
-                receiver.items.lock().unwrap(),
-                logs(&sys, &id).await
-            );
+            let logs = logs(&sys, &id).await;
+            let got = receiver.items.lock().unwrap().clone();
+            panic!("the receiver never got `{op}`: {got:?}\nlogs: {logs}");
         };
         assert_eq!(items.len(), n + 1, "{items:?}");
         let (query, got, before, after) = &items[n];

@@ -63,6 +63,10 @@ async fn receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
 
 fn leaky_config(receiver: u16) -> Value {
     json!({
+        // Plugin management is the operator's: a shared directory, a host path as registry.
+        "autoInstallPlugins": true,
+        "pluginRegistry": "/tmp/evil-plugins",
+        "plugins": [{"ref": "source/http"}],
         "sources": [{"kind": "http", "id": "readings"}],
         "queries": [{
             "id": "q",
@@ -167,6 +171,22 @@ async fn the_worker_environment_never_reaches_an_instance() -> anyhow::Result<()
     )?;
     assert!(rendered.starts_with(&format!("id: {id}\n")), "{rendered}");
     assert!(!rendered.contains("0.0.0.0"), "{rendered}");
+    // No plugin is installed, fetched or reloaded, whatever the config said; it was told so.
+    assert!(rendered.contains("autoInstallPlugins: false"), "{rendered}");
+    assert!(rendered.contains("hotReloadPlugins: false"), "{rendered}");
+    assert!(
+        !rendered.contains("evil-plugins") && !rendered.contains("plugins:\n"),
+        "{rendered}"
+    );
+    let warned: Vec<&str> = created["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["field"].as_str())
+        .collect();
+    for key in ["config.plugins", "config.autoInstallPlugins", "config.pluginRegistry"] {
+        assert!(warned.contains(&key), "{key} not in {warned:?}");
+    }
 
     // Feed one reading and read the results straight from the instance.
     let source = endpoint(&inst, "source:readings");

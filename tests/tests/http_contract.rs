@@ -244,9 +244,13 @@ async fn framework_errors_come_in_the_error_shape() -> anyhow::Result<()> {
     let url = |path: &str| format!("{}{path}", api.url);
     let some_id = uuid::Uuid::now_v7();
 
-    // 405 with Allow, for PUT, OPTIONS and a method nobody knows.
+    // 405 with Allow, for POST on an instance, OPTIONS and a method nobody knows.
     let cases = [
-        (Method::PUT, format!("/api/v1/instances/{some_id}"), "PATCH"),
+        (
+            Method::POST,
+            format!("/api/v1/instances/{some_id}"),
+            "PATCH",
+        ),
         (Method::OPTIONS, "/api/v1/instances".to_owned(), "POST"),
         (Method::from_bytes(b"FROB")?, "/healthz".to_owned(), "GET"),
         (Method::DELETE, "/api/v1/instances".to_owned(), "GET"),
@@ -480,7 +484,7 @@ async fn keep_alive_connections_survive_every_refusal() -> anyhow::Result<()> {
         ),
         (
             format!(
-                "PUT /api/v1/instances/{id} HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: 2"
+                "POST /api/v1/instances/{id} HTTP/1.1\r\n{host}\r\nContent-Type: application/json\r\nContent-Length: 2"
             ),
             b"{}".to_vec(),
             405,

@@ -260,6 +260,7 @@ async fn a_pasted_config_runs_on_the_platforms_listeners_and_says_so() -> anyhow
     let expected = [
         "config.host",
         "config.id",
+        "config.plugins",
         "config.port",
         "config.sources[0].host",
         "config.sources[0].port",

@@ -44,6 +44,9 @@ pub struct WorkerConfig {
     pub max_deliveries: u64,
     /// Dead consumers with no pending entries are removed from the group after this long.
     pub prune_after: Duration,
+    /// How often the platform's controller (one worker, elected by a lease) moves instances
+    /// toward their `desiredState`; zero turns this worker's controller off.
+    pub converge_interval: Duration,
     pub process: ProcessConfig,
     /// The data-plane listener API nodes forward instances' data requests to; `None`: this
     /// worker serves no data plane.
@@ -162,6 +165,7 @@ impl WorkerConfig {
             claim_idle: Duration::from_secs(30),
             max_deliveries: 5,
             prune_after: Duration::from_secs(3600),
+            converge_interval: Duration::from_secs(5),
             process: ProcessConfig {
                 executable: PathBuf::from("draas-runtime"),
                 readiness_timeout: Duration::from_secs(30),

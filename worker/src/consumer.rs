@@ -188,6 +188,11 @@ async fn serve<D: Driver>(
         slots: Arc::clone(&slots),
     };
     let sweeping = AbortOnDropHandle::new(tokio::spawn(sweeper.run(stop_reading.clone())));
+    let _converging = AbortOnDropHandle::new(tokio::spawn(crate::converge::run(
+        Arc::clone(&ctx),
+        config.converge_interval,
+        stop_reading.clone(),
+    )));
     while !stop_reading.is_cancelled() {
         // Read only as many entries as there are free slots, so nothing waits unclaimed in memory.
         let first = tokio::select! {

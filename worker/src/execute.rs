@@ -13,7 +13,9 @@ use draas_bus::streams::payload;
 use draas_protocol::{
     CommandEnvelope, Operation, OperationState, Outcome, Reply, SCHEMA_VERSION, Timestamp, codec,
 };
+use draas_telemetry::names;
 use redis::streams::StreamId;
+use tracing::Instrument;
 
 use crate::driver::Driver;
 use crate::lifecycle::{Ctx, Dispatch, TRANSIENT};
@@ -45,7 +47,11 @@ pub(crate) async fn entry<D: Driver>(
                 .dead_letter(ctx.platform, stream, entry, &reason, 1)
                 .await
             {
-                Ok(()) => Handled::Acked,
+                Ok(()) => {
+                    metrics::counter!(names::DEAD_LETTERS, "platform" => ctx.platform.as_str())
+                        .increment(1);
+                    Handled::Acked
+                }
                 Err(error) => {
                     tracing::error!(message = "dead-lettering failed", id = %entry.id, %error);
                     Handled::LeftPending
@@ -53,7 +59,24 @@ pub(crate) async fn entry<D: Driver>(
             };
         }
     };
-    match run(ctx, stream, entry, &env, lease).await {
+    let span = tracing::info_span!(
+        "command",
+        otel.name = format!("command {}", env.command.kind().as_str()),
+        otel.kind = "consumer",
+        command = %env.command_id,
+        kind = env.command.kind().as_str(),
+        platform = env.platform.as_str(),
+        attempt = env.attempt,
+        trace_id = tracing::field::Empty,
+    );
+    draas_telemetry::trace::set_parent(&span, env.trace.as_deref(), env.trace_state.as_deref());
+    if let Some(id) = env.trace.as_deref().and_then(draas_telemetry::trace::trace_id) {
+        span.record("trace_id", id);
+    }
+    if env.attempt > 1 {
+        metrics::counter!(names::REDELIVERIES, "platform" => env.platform.as_str()).increment(1);
+    }
+    match run(ctx, stream, entry, &env, lease).instrument(span).await {
         Ok(handled) => handled,
         Err(error) => {
             tracing::warn!(message = "command left pending", id = %entry.id, command = %env.command_id, %error);
@@ -87,6 +110,13 @@ async fn run<D: Driver>(
         }
         Claim::Done(done) => outcome_of(&done),
         Claim::Claimed { attempts } => {
+            let labels = [
+                ("platform", env.platform.as_str()),
+                ("kind", env.command.kind().as_str()),
+            ];
+            let waited = now().millis().saturating_sub(env.issued_at.millis());
+            metrics::histogram!(names::COMMAND_QUEUE_WAIT, &labels).record(waited as f64 / 1000.0);
+            let started = std::time::Instant::now();
             // Stops renewing when this execution ends, however it ends.
             let renewer = tokio_util::task::AbortOnDropHandle::new(renew_while_running(
                 ctx, env, stream, &entry.id, lease,
@@ -112,6 +142,8 @@ async fn run<D: Driver>(
                         .await?;
                     let to = ctx.store.keys().node_commands(ctx.platform, &node);
                     ctx.store.forward(stream, entry, &to).await?;
+                    metrics::counter!(names::FORWARDS, "platform" => env.platform.as_str())
+                        .increment(1);
                     return Ok(Handled::Acked);
                 }
             };
@@ -124,25 +156,39 @@ async fn run<D: Driver>(
                 tracing::warn!(message = "operation taken over while running", command = %env.command_id);
                 return Ok(Handled::LeftPending);
             }
+            metrics::histogram!(names::COMMAND_EXECUTION, &labels)
+                .record(started.elapsed().as_secs_f64());
+            let result = match outcome {
+                Outcome::Succeeded { .. } => "succeeded",
+                Outcome::Failed { .. } => "failed",
+            };
+            metrics::counter!(names::COMMANDS_COMPLETED, "platform" => labels[0].1,
+                "kind" => labels[1].1, "outcome" => result)
+            .increment(1);
             outcome
         }
     };
-    if let Some(reply_to) = &env.reply_to {
-        let reply = Reply {
-            v: SCHEMA_VERSION,
-            command_id: env.command_id,
-            correlation_id: env.correlation_id,
-            instance_id: env.instance_id,
-            platform: env.platform,
-            worker: ctx.consumer.clone(),
-            completed_at: now(),
-            outcome,
-        };
-        ctx.store.send_reply(reply_to, &reply).await?;
+    async {
+        if let Some(reply_to) = &env.reply_to {
+            let reply = Reply {
+                v: SCHEMA_VERSION,
+                command_id: env.command_id,
+                correlation_id: env.correlation_id,
+                instance_id: env.instance_id,
+                platform: env.platform,
+                worker: ctx.consumer.clone(),
+                completed_at: now(),
+                outcome,
+            };
+            ctx.store.send_reply(reply_to, &reply).await?;
+        }
+        ctx.store
+            .ack_and_delete(stream, std::slice::from_ref(&entry.id))
+            .await?;
+        Ok::<_, draas_bus::BusError>(())
     }
-    ctx.store
-        .ack_and_delete(stream, std::slice::from_ref(&entry.id))
-        .await?;
+    .instrument(tracing::info_span!("reply"))
+    .await?;
     Ok(Handled::Acked)
 }
 

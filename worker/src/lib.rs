@@ -12,6 +12,8 @@
 //! - [`monitor`]: turns exits the driver observes into honest instance state, and applies
 //!   the restart policy.
 //! - [`reconcile`]: at start-up, adopts surviving processes and corrects this node's records.
+//! - [`converge`]: the platform's controller (one worker, by lease): moves instances toward
+//!   their `desiredState` after crashes and lost nodes, and reports drift.
 //! - [`sweeper`]: reclaims dead consumers' entries (retry or dead-letter), prunes dead
 //!   consumers with nothing pending, and marks instances of dead nodes lost.
 //! - [`dataplane`]: the data-plane listener: API nodes' data requests, forwarded to the
@@ -21,6 +23,7 @@
 pub mod capabilities;
 pub mod config;
 pub mod consumer;
+mod converge;
 pub mod dataplane;
 pub mod driver;
 mod execute;

@@ -1,11 +1,12 @@
 //! Turns exits the driver observed into honest instance state: a running instance whose
 //! process died unasked becomes `failed`, with the exit code and the log tail.
 
-use draas_protocol::{Command, EventKind, InstanceState, Origin, RestartMode};
+use draas_protocol::{Command, EventKind, InstanceState, Origin};
 use tokio::sync::mpsc;
 
 use crate::driver::{Driver, DriverEvent, Exit};
 use crate::lifecycle::Ctx;
+use draas_telemetry::names;
 use draas_bus::store::Transition;
 
 /// Consumes driver events until the channel closes.
@@ -140,6 +141,7 @@ async fn record<D: Driver>(
         .await?;
     if let Transition::Done(_) = moved {
         tracing::warn!(message = "instance died", instance = %exit.instance, %how);
+        metrics::counter!(names::UNEXPECTED_EXITS, "platform" => ctx.platform.as_str()).increment(1);
         schedule_restart(ctx, exit, &inst).await;
         ctx.emit(
             exit.instance,
@@ -164,20 +166,10 @@ async fn schedule_restart<D: Driver>(
     inst: &draas_protocol::Instance,
 ) {
     let policy = &inst.spec.restart_policy;
-    let restart = match policy.mode {
-        RestartMode::Never => false,
-        RestartMode::OnFailure => exit.code != Some(0),
-        RestartMode::Always => true,
-    };
     let attempt = inst.runtime.restarts + 1;
-    if !restart || inst.runtime.restarts >= policy.max_attempts {
+    let Some(delay_ms) = policy.restart_delay(exit.code, inst.runtime.restarts) else {
         return;
-    }
-    let factor = 1u64 << inst.runtime.restarts.min(20);
-    let delay_ms = policy
-        .initial_backoff_ms
-        .saturating_mul(factor)
-        .min(policy.max_backoff_ms);
+    };
     ctx.emit(
         exit.instance,
         None,
@@ -188,8 +180,13 @@ async fn schedule_restart<D: Driver>(
     let id = exit.instance;
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-        if let Err(error) = ctx.enqueue(id, Command::Start, Origin::RestartPolicy).await {
-            tracing::warn!(message = "restart could not be enqueued", instance = %id, %error);
+        match ctx.enqueue(id, Command::Start, Origin::RestartPolicy).await {
+            Ok(_) => {
+                metrics::counter!(names::RESTARTS, "platform" => ctx.platform.as_str()).increment(1)
+            }
+            Err(error) => {
+                tracing::warn!(message = "restart could not be enqueued", instance = %id, %error)
+            }
         }
     });
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use draas_bus::store::Transition;
 use draas_protocol::keys::WORKER_GROUP;
-use draas_protocol::{Command, EventKind, InstanceState, Origin, RestartMode, RuntimeInfo};
+use draas_protocol::{Command, EventKind, InstanceState, Origin, RuntimeInfo};
 use redis::streams::{StreamAutoClaimReply, StreamInfoConsumersReply, StreamPendingCountReply};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ use crate::driver::Driver;
 use crate::execute;
 use crate::inflight::InFlight;
 use crate::lifecycle::Ctx;
+use draas_telemetry::names;
 
 /// What the sweeper needs besides the shared context.
 pub(crate) struct Sweeper<D> {
@@ -98,6 +99,8 @@ impl<D: Driver> Sweeper<D> {
                 }
                 let counts: Vec<StreamPendingCountReply> = pipe.query_async(&mut conn).await?;
                 for (entry, pending) in reply.claimed.into_iter().zip(counts) {
+                    metrics::counter!(names::RECLAIMS, "platform" => self.ctx.platform.as_str())
+                        .increment(1);
                     let deliveries = pending.ids.first().map_or(1, |p| p.times_delivered as u64);
                     let permit = permits.pop().expect("one permit per claimed entry");
                     self.retry_or_dead_letter(stream, entry, deliveries, permit)
@@ -124,13 +127,19 @@ impl<D: Driver> Sweeper<D> {
                 self.config.max_deliveries
             );
             tracing::error!(message = "dead-lettering a command", %stream, id = %entry.id, %reason);
-            if let Err(error) = self
+            match self
                 .ctx
                 .store
                 .dead_letter(self.ctx.platform, stream, &entry, &reason, deliveries)
                 .await
             {
-                tracing::error!(message = "dead-lettering failed", id = %entry.id, %error);
+                Ok(()) => {
+                    metrics::counter!(names::DEAD_LETTERS, "platform" => self.ctx.platform.as_str())
+                        .increment(1)
+                }
+                Err(error) => {
+                    tracing::error!(message = "dead-lettering failed", id = %entry.id, %error)
+                }
             }
             return;
         }
@@ -277,7 +286,7 @@ impl<D: Driver> Sweeper<D> {
             )
             .await;
         let policy = &inst.spec.restart_policy;
-        if policy.mode != RestartMode::Never && inst.runtime.restarts < policy.max_attempts {
+        if policy.restart_delay(None, inst.runtime.restarts).is_some() {
             self.ctx
                 .enqueue(id, Command::Start, Origin::Reschedule)
                 .await?;

@@ -9,7 +9,7 @@ use draas_protocol::auth::Scope;
 /// What a route demands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No token needed (health and readiness).
+    /// No token needed (health, readiness, the OpenAPI document and its reference page).
     Open,
     /// A valid token holding this scope (`*` holds every scope).
     Scope(Scope),
@@ -22,6 +22,9 @@ use Scope::{Admin, DataRead, DataWrite, InstancesOperate, InstancesRead, Instanc
 pub const POLICIES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Open),
     ("GET", "/readyz", Open),
+    ("GET", "/api/v1/openapi.json", Open),
+    ("GET", "/api/v1/docs", Open),
+    ("GET", "/api/v1/docs/{file}", Open),
     ("GET", "/api/v1/platforms", S(InstancesRead)),
     ("GET", "/api/v1/workers", S(Admin)),
     ("POST", "/api/v1/platforms/{platform}/ping", S(Admin)),
@@ -29,6 +32,7 @@ pub const POLICIES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/instances", S(InstancesRead)),
     ("GET", "/api/v1/instances/{id}", S(InstancesRead)),
     ("PATCH", "/api/v1/instances/{id}", S(InstancesWrite)),
+    ("PUT", "/api/v1/instances/{id}", S(InstancesWrite)),
     ("DELETE", "/api/v1/instances/{id}", S(InstancesWrite)),
     ("POST", "/api/v1/instances/{id}/start", S(InstancesOperate)),
     ("POST", "/api/v1/instances/{id}/stop", S(InstancesOperate)),
@@ -106,10 +110,11 @@ mod tests {
                     .any(|(m2, p2, _)| m == m2 && p == p2),
                 "{m} {p} has two policies"
             );
+            let docs = *p == "/api/v1/openapi.json" || p.starts_with("/api/v1/docs");
             assert_eq!(
                 *access == Open,
-                !p.starts_with("/api/v1/"),
-                "{m} {p}: only health and readiness are open"
+                !p.starts_with("/api/v1/") || docs,
+                "{m} {p}: only health, readiness and the API's documentation are open"
             );
         }
         assert_eq!(

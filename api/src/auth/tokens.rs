@@ -21,13 +21,16 @@ use crate::body::Body;
 use crate::error::{ApiError, ApiResult};
 
 /// The body of `POST /api/v1/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
     /// Defaults to the caller's tenant.
     #[serde(default)]
     tenant: Option<String>,
+    /// What the token may do: `instances:read`, `instances:write`, `instances:operate`,
+    /// `data:read`, `data:write`, `tokens`, `admin`, or `*` (everything, every tenant).
     scopes: Vec<Scope>,
+    /// For people, at most 256 bytes.
     #[serde(default)]
     description: Option<String>,
     /// A lifetime such as `30d`, `12h`; never expires when absent.
@@ -35,6 +38,32 @@ pub struct CreateToken {
     expires: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "createToken",
+    tag = "tokens",
+    summary = "Create a token; its secret is shown once",
+    description = "A token that is not a cluster administrator's makes tokens of its own \
+                   tenant only, with scopes it holds itself, never `*` or `admin`; a token \
+                   never outlives the token that made it.",
+    request_body(content = CreateToken, content_type = "application/json",
+        example = json!({"scopes": ["instances:read", "instances:operate"],
+            "description": "dashboard", "expires": "30d"})),
+    responses(
+        (status = 201, description = "The token, with its secret.",
+            body = crate::openapi::schemas::TokenCreated),
+        (status = 400, description = "A body that is not JSON or has an unknown or mistyped \
+            field.", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "Another tenant, a scope the caller does not hold, or \
+            `admin` from a caller that is not a cluster administrator (`forbidden`), or the \
+            caller lacks `tokens` (`insufficient_scope`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "An invalid tenant (`invalid_tenant`), no scopes \
+            (`invalid_scopes`), or a bad description or lifetime (`invalid_field`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn create(
     State(app): State<App>,
     caller: Caller,
@@ -120,6 +149,26 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    summary = "List tokens (never their secrets)",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500,
+            description = "Tokens per page (default 100)."),
+        ("tenant" = Option<String>, Query, description = "Cluster administrators: one tenant's \
+            tokens (others always see their own tenant's)."),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous \
+            page."),
+    ),
+    responses(
+        (status = 200, description = "A page.", body = crate::openapi::schemas::TokenPage),
+        (status = 400, description = "A bad `limit` (`invalid_query`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(app): State<App>,
     caller: Caller,
@@ -141,6 +190,22 @@ pub async fn list(
     Ok(Json(json!({ "items": items, "nextCursor": next })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    operation_id = "revokeToken",
+    tag = "tokens",
+    summary = "Revoke a token",
+    params(("id" = String, Path, description = "The token's id (not its secret).")),
+    responses(
+        (status = 204, description = "Revoked; every API node refuses it within a second."),
+        (status = 403, description = "The token holds scopes the caller does not (`forbidden`), \
+            or the caller lacks `tokens` (`insufficient_scope`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such token in the caller's tenant (`not_found`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn revoke(
     State(app): State<App>,
     caller: Caller,

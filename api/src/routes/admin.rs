@@ -111,12 +111,45 @@ fn number(q: &HashMap<String, String>, field: &str, default: u64) -> ApiResult<u
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/streams",
+    operation_id = "getStreams",
+    tag = "admin",
+    summary = "Command streams, groups and dead-letter queues",
+    params(("platform" = Option<Platform>, Query, description = "One platform (all when absent).")),
+    responses(
+        (status = 200, description = "Per platform.",
+            body = StreamsReport),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn streams(State(app): State<App>, Query(q): Params) -> ApiResult<Json<StreamsReport>> {
     only(&q, &["platform"])?;
     let platforms: Vec<Platform> = platform(&q)?.into_iter().collect();
     Ok(Json(admin(&app).streams(&platforms).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/pending",
+    operation_id = "listPending",
+    tag = "admin",
+    summary = "A page of a stream's pending entries, decoded",
+    params(("platform" = Platform, Query, description = "The platform."),
+        ("node" = Option<String>, Query, description = "A node's own stream instead of the \
+            platform's."),
+        ("consumer" = Option<String>, Query, description = "Only this consumer's entries."),
+        ("minIdleMs" = Option<u64>, Query, description = "Only entries idle this long."),
+        ("count" = Option<u64>, Query, description = "Entries per page (default 50)."),
+        ("after" = Option<String>, Query, description = "The `next` of the previous page (a \
+            stream id).")),
+    responses(
+        (status = 200, description = "A page.",
+            body = PendingPage),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn pending(State(app): State<App>, Query(q): Params) -> ApiResult<Json<PendingPage>> {
     only(
         &q,
@@ -143,16 +176,21 @@ pub async fn pending(State(app): State<App>, Query(q): Params) -> ApiResult<Json
 }
 
 /// The body of claim, retry and drop.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PendingAction {
     platform: Platform,
+    /// A node's own stream instead of the platform's.
     node: Option<String>,
+    /// The entries, by stream id; or select by `consumer` or `all`.
     #[serde(default)]
     ids: Vec<String>,
+    /// Every entry pending on this consumer.
     consumer: Option<String>,
+    /// Only entries idle at least this long.
     #[serde(default)]
     min_idle_ms: u64,
+    /// Every pending entry of the stream.
     #[serde(default)]
     all: bool,
     /// claim: the live consumer to hand the entries to.
@@ -162,6 +200,7 @@ pub struct PendingAction {
     /// claim, retry, drop: act on entries whose owner is live too.
     #[serde(default)]
     force: bool,
+    /// Say what would be done; change nothing.
     #[serde(default)]
     dry_run: bool,
 }
@@ -181,6 +220,21 @@ impl PendingAction {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/claim",
+    operation_id = "claimPending",
+    tag = "admin",
+    summary = "Hand pending entries to a live consumer",
+    request_body(content = PendingAction, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was done (with `dryRun`: what would be).",
+            body = ActionReport),
+        crate::openapi::responses::AdminErrors,
+        (status = 409, description = "Refused as asked (`refused`): the `to` consumer is not \
+            live.", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn claim(
     State(app): State<App>,
     Body(b): Body<PendingAction>,
@@ -198,6 +252,19 @@ pub async fn claim(
     Ok(Json(report))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/retry",
+    operation_id = "retryPending",
+    tag = "admin",
+    summary = "Append copies of pending entries and ack the originals",
+    request_body(content = PendingAction, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was done (with `dryRun`: what would be).",
+            body = ActionReport),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn retry(
     State(app): State<App>,
     Body(b): Body<PendingAction>,
@@ -208,6 +275,19 @@ pub async fn retry(
     Ok(Json(report))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/drop",
+    operation_id = "dropPending",
+    tag = "admin",
+    summary = "Dead-letter pending entries",
+    request_body(content = PendingAction, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was done (with `dryRun`: what would be).",
+            body = ActionReport),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn drop(
     State(app): State<App>,
     Body(b): Body<PendingAction>,
@@ -219,6 +299,20 @@ pub async fn drop(
     Ok(Json(report))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/dlq",
+    operation_id = "listDeadLetters",
+    tag = "admin",
+    summary = "A page of a platform's dead letters",
+    params(("platform" = Platform, Query, description = "The platform."),
+        ("after" = Option<String>, Query, description = "The `next` of the previous page."),
+        ("count" = Option<u64>, Query, description = "Letters per page (default 50).")),
+    responses(
+        (status = 200, description = "A page.", body = DlqPage),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn dlq_list(State(app): State<App>, Query(q): Params) -> ApiResult<Json<DlqPage>> {
     only(&q, &["platform", "after", "count"])?;
     let platform = required_platform(&q)?;
@@ -229,6 +323,22 @@ pub async fn dlq_list(State(app): State<App>, Query(q): Params) -> ApiResult<Jso
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/dlq/{id}",
+    operation_id = "getDeadLetter",
+    tag = "admin",
+    summary = "One dead letter with its fields and envelope",
+    params(("id" = String, Path, description = "The letter's stream id."),
+        ("platform" = Platform, Query, description = "The platform.")),
+    responses(
+        (status = 200, description = "The letter.",
+            body = DeadLetter),
+        crate::openapi::responses::AdminErrors,
+        (status = 404, description = "No such dead letter (`not_found`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn dlq_show(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -240,14 +350,17 @@ pub async fn dlq_show(
 }
 
 /// The body of dlq/replay and dlq/purge.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DlqAction {
     platform: Platform,
+    /// The letters, by stream id; or `all`.
     #[serde(default)]
     ids: Vec<String>,
+    /// Every letter of the platform.
     #[serde(default)]
     all: bool,
+    /// Say what would be done; change nothing.
     #[serde(default)]
     dry_run: bool,
 }
@@ -262,6 +375,19 @@ impl DlqAction {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dlq/replay",
+    operation_id = "replayDeadLetters",
+    tag = "admin",
+    summary = "Send dead letters back to their streams",
+    request_body(content = DlqAction, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was done (with `dryRun`: what would be).",
+            body = ActionReport),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn dlq_replay(
     State(app): State<App>,
     Body(b): Body<DlqAction>,
@@ -272,6 +398,19 @@ pub async fn dlq_replay(
     Ok(Json(report))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/dlq/purge",
+    operation_id = "purgeDeadLetters",
+    tag = "admin",
+    summary = "Delete dead letters",
+    request_body(content = DlqAction, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What was done (with `dryRun`: what would be).",
+            body = ActionReport),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn dlq_purge(
     State(app): State<App>,
     Body(b): Body<DlqAction>,
@@ -282,6 +421,19 @@ pub async fn dlq_purge(
     Ok(Json(report))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/consumers",
+    operation_id = "listConsumers",
+    tag = "admin",
+    summary = "The consumers of a platform's streams",
+    params(("platform" = Platform, Query, description = "The platform.")),
+    responses(
+        (status = 200, description = "Every consumer, live or not.",
+            body = crate::openapi::admin::ConsumerList),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn consumers(State(app): State<App>, Query(q): Params) -> ApiResult<Json<Value>> {
     only(&q, &["platform"])?;
     let platform = required_platform(&q)?;
@@ -289,16 +441,32 @@ pub async fn consumers(State(app): State<App>, Query(q): Params) -> ApiResult<Js
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(Deserialize)]
+/// The body of prune.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PruneBody {
     platform: Platform,
+    /// Only consumers idle at least this long.
     #[serde(default)]
     min_idle_ms: u64,
+    /// Say what would be done; change nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/prune",
+    operation_id = "pruneConsumers",
+    tag = "admin",
+    summary = "Remove dead consumers without pending entries",
+    request_body(content = PruneBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One report per stream.",
+            body = crate::openapi::admin::ActionReports),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn prune(State(app): State<App>, Body(b): Body<PruneBody>) -> ApiResult<Json<Value>> {
     let reports = admin(&app)
         .prune(b.platform, b.min_idle_ms, b.dry_run)
@@ -306,24 +474,42 @@ pub async fn prune(State(app): State<App>, Body(b): Body<PruneBody>) -> ApiResul
     Ok(Json(json!({ "reports": reports })))
 }
 
-#[derive(Deserialize)]
+/// What trim shortens: the dead-letter queue, or the command streams' acked leftovers.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 enum TrimWhat {
     Dlq,
     Commands,
 }
 
-#[derive(Deserialize)]
+/// The body of trim.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrimBody {
     platform: Platform,
     target: TrimWhat,
+    /// `dlq`: keep at most this many letters.
     maxlen: Option<u64>,
+    /// `dlq`: drop letters older than this.
     older_than_ms: Option<u64>,
+    /// Say what would be done; change nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/trim",
+    operation_id = "trimStreams",
+    tag = "admin",
+    summary = "Trim a platform's dead-letter queue or acked command leftovers",
+    request_body(content = TrimBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One report per stream.",
+            body = crate::openapi::admin::ActionReports),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn trim(State(app): State<App>, Body(b): Body<TrimBody>) -> ApiResult<Json<Value>> {
     let target = match b.target {
         TrimWhat::Dlq => TrimTarget::Dlq {
@@ -346,6 +532,19 @@ pub async fn trim(State(app): State<App>, Body(b): Body<TrimBody>) -> ApiResult<
 }
 
 /// `GET /api/v1/admin/audit?limit=&cursor=`: a page of the audit stream, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/audit",
+    operation_id = "getAuditTrail",
+    tag = "admin",
+    summary = "A page of the audit trail, newest first",
+    params(("limit" = Option<u64>, Query, description = "Entries per page (default 50)."),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page.")),
+    responses(
+        (status = 200, description = "A page.", body = draas_bus::store::AuditPage),
+        crate::openapi::responses::AdminErrors,
+    ),
+)]
 pub async fn audit(
     State(app): State<App>,
     Query(q): Params,

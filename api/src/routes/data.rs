@@ -18,12 +18,38 @@ use draas_protocol::{Instance, InstanceState};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::parse_id;
+use super::instance_ref;
 use crate::App;
 use crate::auth::Caller;
 use crate::dataplane::{Outgoing, passthrough, sse};
 use crate::error::{ApiError, ApiResult};
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/queries",
+    operation_id = "listQueries",
+    tag = "data",
+    summary = "The instance's continuous queries and their status",
+    params(crate::openapi::params::InstancePath),
+    responses(
+        (status = 200, description = "Every query of every drasi instance of the config, as \
+            the running instance reports it.", body = crate::openapi::schemas::QueryList,
+            example = json!({"items": [{"id": "hot", "status": "Running"}]})),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`), \
+            or no such query in its config (`query_not_found`); the instance's own 404.",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The instance is not running (`instance_not_running`), \
+            as the instance says.", body = crate::openapi::schemas::ErrorBody),
+        (status = 502, description = "The instance or the worker that runs it cannot be reached \
+            (`instance_unreachable`), or answered with a body that is not JSON \
+            (`upstream_error`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "No worker serves the instance's data plane, or this node \
+            has none (`data_plane_disabled`), or Redis cannot be reached (`unavailable`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn queries(
     State(app): State<App>,
     caller: Caller,
@@ -32,6 +58,36 @@ pub async fn queries(
     read(app, caller, id, DataRoute::Queries).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/queries/{query}/results",
+    operation_id = "getQueryResults",
+    tag = "data",
+    summary = "A query's current result set",
+    params(
+        crate::openapi::params::InstancePath,
+        ("query" = String, Path, description = "The id of a query of the config."),
+    ),
+    responses(
+        (status = 200, description = "The rows, keyed by the query's `RETURN` aliases.",
+            body = crate::openapi::schemas::QueryResults,
+            example = json!({"queryId": "hot", "items": [{"id": "s1", "temperature": 80}]})),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`), \
+            or no such query in its config (`query_not_found`); the instance's own 404.",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The instance is not running (`instance_not_running`), \
+            or the query lives in an `instances[]` entry without an id \
+            (`query_unaddressable`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 502, description = "The instance or the worker that runs it cannot be reached \
+            (`instance_unreachable`), or answered with a body that is not JSON \
+            (`upstream_error`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "No worker serves the instance's data plane, or this node \
+            has none (`data_plane_disabled`), or Redis cannot be reached (`unavailable`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn results(
     State(app): State<App>,
     caller: Caller,
@@ -52,6 +108,44 @@ async fn read(app: App, caller: Caller, id: String, route: DataRoute) -> ApiResu
 
 /// The change feed: relayed frame by frame; it ends when the client goes (the worker's
 /// connection is dropped with it), when the caller's token lapses, or when this node stops.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/queries/{query}/changes",
+    operation_id = "watchQueryChanges",
+    tag = "data",
+    summary = "A query's result changes (Server-Sent Events)",
+    description = "A `snapshot` event with the current rows (unless `snapshot=false`), then a \
+                   `change` event per result change (`added`, `updated`, `deleted`), each with \
+                   an `id`; reconnect with `Last-Event-ID` to resume. `reset` says the resume \
+                   point is gone (a new snapshot follows); `error` ends a feed the worker \
+                   lost.",
+    params(
+        crate::openapi::params::InstancePath,
+        ("query" = String, Path, description = "The id of a query of the config."),
+        ("snapshot" = Option<bool>, Query, description = "Send the current rows first \
+            (default `true`)."),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "Resume after this change."),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; the schema is one event's.",
+            content_type = "text/event-stream", body = crate::openapi::schemas::QueryChangeFrame),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`), or a \
+            `snapshot` that is neither true nor false (`invalid_query`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`), \
+            or no such query in its config (`query_not_found`); the instance's own 404.",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The instance is not running (`instance_not_running`), \
+            or the query lives in an `instances[]` entry without an id \
+            (`query_unaddressable`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 502, description = "The instance or the worker that runs it cannot be reached \
+            (`instance_unreachable`), or answered with a body that is not JSON \
+            (`upstream_error`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "No worker serves the instance's data plane, or this node \
+            has none (`data_plane_disabled`), or Redis cannot be reached (`unavailable`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn changes(
     State(app): State<App>,
     caller: Caller,
@@ -98,6 +192,40 @@ pub async fn changes(
     Ok(out)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/sources/{source}/events",
+    operation_id = "postSourceEvent",
+    tag = "data",
+    summary = "One change event into an http source",
+    params(
+        crate::openapi::params::InstancePath,
+        ("source" = String, Path, description = "The id of an `http` source of the config."),
+    ),
+    request_body(content = crate::openapi::schemas::SourceEvent,
+        content_type = "application/json"),
+    responses(
+        (status = 200, description = "The instance's answer, passed through.",
+            body = crate::openapi::schemas::SourceAnswer,
+            example = json!({"success": true, "message": "All 1 events processed successfully"})),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`), \
+            or no such source in its config (`source_not_found`); the instance's own 404.",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The instance is not running (`instance_not_running`), \
+            or the source is not an http source (`source_not_http`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 502, description = "The instance or the worker that runs it cannot be reached \
+            (`instance_unreachable`), or answered with a body that is not JSON \
+            (`upstream_error`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "No worker serves the instance's data plane, or this node \
+            has none (`data_plane_disabled`), or Redis cannot be reached (`unavailable`).",
+            body = crate::openapi::schemas::ErrorBody),
+
+        (status = 422, description = "The instance refused the event(s) (its own status and \
+            message, `upstream_error`).", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn event(
     State(app): State<App>,
     caller: Caller,
@@ -108,6 +236,39 @@ pub async fn event(
     post_events(app, caller, id, DataRoute::Event(source), headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/sources/{source}/events/batch",
+    operation_id = "postSourceEvents",
+    tag = "data",
+    summary = "Many change events into an http source, in order",
+    params(
+        crate::openapi::params::InstancePath,
+        ("source" = String, Path, description = "The id of an `http` source of the config."),
+    ),
+    request_body(content = crate::openapi::schemas::SourceEventBatch,
+        content_type = "application/json"),
+    responses(
+        (status = 200, description = "The instance's answer, passed through.",
+            body = crate::openapi::schemas::SourceAnswer),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`), \
+            or no such source in its config (`source_not_found`); the instance's own 404.",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The instance is not running (`instance_not_running`), \
+            or the source is not an http source (`source_not_http`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 502, description = "The instance or the worker that runs it cannot be reached \
+            (`instance_unreachable`), or answered with a body that is not JSON \
+            (`upstream_error`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "No worker serves the instance's data plane, or this node \
+            has none (`data_plane_disabled`), or Redis cannot be reached (`unavailable`).",
+            body = crate::openapi::schemas::ErrorBody),
+
+        (status = 422, description = "The instance refused the event(s) (its own status and \
+            message, `upstream_error`).", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn batch(
     State(app): State<App>,
     caller: Caller,
@@ -146,7 +307,7 @@ async fn admit(
     id: &str,
     route: DataRoute,
 ) -> ApiResult<(Instance, DataRoute)> {
-    let id = parse_id(id, "instance")?;
+    let id = instance_ref(app, caller, id).await?;
     let instance = super::instances::load(app, caller, id).await?;
     let config = &instance.spec.config;
     let not_found = |code, what: &str, name: &str| ApiError::Data {

@@ -11,7 +11,7 @@ use futures::stream::{self, Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
-use super::parse_id;
+use super::instance_ref;
 use crate::App;
 use crate::auth::Caller;
 use crate::error::ApiResult;
@@ -19,6 +19,21 @@ use crate::error::ApiResult;
 /// How many past events a new subscriber is sent before live ones.
 const HISTORY: usize = 200;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    operation_id = "watchEvents",
+    tag = "events",
+    summary = "Every state change of the tenant's instances (Server-Sent Events)",
+    description = "An `open` comment first, then up to 200 recent events, then live ones, each \
+                   as `event: instance`, `id: <stream id>`, `data: <Event as JSON>` (see the \
+                   `Event` schema). Only the caller's tenant's instances. The stream ends when \
+                   the token lapses or the node stops; keep-alive comments keep it open.",
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; the schema is one event's.",
+            content_type = "text/event-stream", body = crate::openapi::schemas::InstanceEventFrame),
+    ),
+)]
 pub async fn all(
     State(app): State<App>,
     caller: Caller,
@@ -26,12 +41,32 @@ pub async fn all(
     stream_events(app, caller, None).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/events",
+    operation_id = "watchInstanceEvents",
+    tag = "events",
+    summary = "One instance's state changes (Server-Sent Events)",
+    description = "An `open` comment first, then up to 200 recent events, then live ones, each \
+                   as `event: instance`, `id: <stream id>`, `data: <Event as JSON>` (see the \
+                   `Event` schema). Only the caller's tenant's instances. The stream ends when \
+                   the token lapses or the node stops; keep-alive comments keep it open.",
+    params(crate::openapi::params::InstancePath),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; the schema is one event's.",
+            content_type = "text/event-stream", body = crate::openapi::schemas::InstanceEventFrame),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn instance(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let id = parse_id(&id, "instance")?;
+    let id = instance_ref(&app, &caller, &id).await?;
     // An unknown (or unseen) instance is a 404 at once, not a stream that never says anything.
     super::instances::load(&app, &caller, id).await?;
     stream_events(app, caller, Some(id)).await

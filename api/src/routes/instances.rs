@@ -8,43 +8,57 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
-use draas_bus::clock::now;
-use draas_bus::store::CreateOutcome;
-use draas_protocol::drasi::{ConfigError, DrasiConfig};
 use draas_protocol::env::{self, InstanceEnv};
 use draas_protocol::{
-    Command, Instance, InstanceSpec, InstanceState, Platform, Resources, RestartPolicy, RuntimeInfo,
+    DesiredState, Instance, InstanceSpec, InstanceState, Platform, Resources, RestartPolicy,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::lifecycle::{submit_and_wait, wait_param};
-use super::parse_id;
+use super::instance_ref;
+use super::lifecycle::wait_param;
+use super::spec::{config_of, set_etag};
 use crate::App;
 use crate::auth::Caller;
 use crate::body::{Body, content_type, parse};
-use crate::dispatch::Request as DispatchRequest;
 use crate::error::{ApiError, ApiResult};
 
 /// The body of `POST /api/v1/instances`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "sensors", "platform": "process", "config": {
+    "sources": [{"kind": "http", "id": "readings"}],
+    "queries": [{"id": "hot", "query": "MATCH (s:Sensor) WHERE s.temperature > 75 RETURN s.id AS id, s.temperature AS temperature",
+        "sources": [{"sourceId": "readings"}]}],
+    "reactions": [{"kind": "log", "id": "log", "queries": ["hot"]}]}}))]
 pub struct CreateInstance {
+    /// 1 to 63 lowercase letters, digits or `-`, not starting or ending with `-`; unique in
+    /// the tenant.
     name: String,
+    /// Free text for people, at most 1024 bytes.
     #[serde(default)]
     description: Option<String>,
     platform: Platform,
+    /// The drasi-server configuration, as drasi-server reads it (YAML as JSON).
+    #[schema(value_type = draas_protocol::drasi::DrasiConfig)]
     config: Value,
+    /// Keys 1–63 bytes, values 0–63 bytes; `GET /api/v1/instances?label=k=v` filters on them.
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
     restart_policy: RestartPolicy,
+    /// Container image (docker and kubernetes only; the process platform refuses it), within
+    /// the operator's allow list; the platform's image when absent.
     #[serde(default)]
     image: Option<String>,
+    /// Memory and CPU limits (docker and kubernetes only).
     #[serde(default)]
     resources: Option<Resources>,
+    /// The instance's environment: the only variables its config may reference as
+    /// `${NAME}`. Secret values are never shown again.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, draas_protocol::EnvValue>)]
     env: InstanceEnv,
 }
 
@@ -67,8 +81,42 @@ struct Patchable {
     /// Redacted: a secret keeps its stored value unless the patch gives a new one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     env: InstanceEnv,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    desired_state: Option<DesiredState>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances",
+    operation_id = "createInstance",
+    tag = "instances",
+    summary = "Create an instance (state `created`)",
+    description = "The config is checked before anything is stored: its schema (unknown keys \
+                   refused), references between sources, queries and reactions, `${NAME}` \
+                   variables against `env`, file paths, the egress policy and the kinds the \
+                   live workers can run. Listen addresses it sets are replaced by the \
+                   platform's and named in `warnings`.",
+    request_body(content = CreateInstance, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created.", body = crate::openapi::schemas::InstanceView,
+            headers(
+                ("Location" = String, description = "The instance's URL."),
+                ("ETag" = String, description = "The instance's generation, quoted."),
+            )),
+        (status = 400, description = "A body that is not JSON (`malformed_json`, with line \
+            and column) or has an unknown or mistyped field (`invalid_field`); \
+            `details.field` names it.", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The name is taken in the tenant (`name_taken`, \
+            `details.instanceId` names the holder), or the tenant's `max-instances` or \
+            `max-config-bytes` quota is reached (`quota_exceeded`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "A field breaks a rule: the config (`invalid_config`, \
+            `unresolved_variable`, `egress_denied`, `unsupported_kind`), the name \
+            (`invalid_name`), the environment (`invalid_env`), labels (`invalid_label`), the \
+            image (`image_not_allowed`) or another field (`invalid_field`); `details.field` \
+            names it.", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn create(
     State(app): State<App>,
     caller: Caller,
@@ -84,54 +132,67 @@ pub async fn create(
         image: body.image,
         resources: body.resources,
         env: body.env,
+        desired_state: None,
     };
-    validate_spec(&app, &spec)?;
-    crate::kinds::check(&app, spec.platform, &spec.config).await?;
-    let now = now();
-    let inst = Instance {
-        id: Uuid::now_v7(),
-        tenant: caller.tenant.clone(),
-        spec,
-        state: InstanceState::Created,
-        generation: 1,
-        created_at: now,
-        updated_at: now,
-        runtime: RuntimeInfo::default(),
-    };
-    // The instance is counted against the tenant's quota first (atomically; a refusal writes
-    // nothing) and uncounted when the create is refused. A create that failed without an
-    // answer stays counted: its record may exist, and counting one too many is safer than
-    // letting a live record go uncounted.
-    crate::quota::reserve_instance(&app, &caller.tenant, inst.id, &inst.spec.config).await?;
-    let created = app.store.create_instance(&inst).await;
-    if matches!(created, Ok(CreateOutcome::NameTaken { .. })) {
-        app.store.release_instance(&caller.tenant, inst.id).await?;
-    }
-    match created? {
-        CreateOutcome::Created => {
-            let location = format!("/api/v1/instances/{}", inst.id);
-            Ok((
-                StatusCode::CREATED,
-                [(LOCATION, location)],
-                Json(view(inst)?),
-            )
-                .into_response())
-        }
-        CreateOutcome::NameTaken { by } => Err(name_taken(&inst.spec.name, by)),
-    }
+    let inst = super::spec::create(&app, &caller, spec).await?;
+    let location = format!("/api/v1/instances/{}", inst.id);
+    let generation = inst.generation;
+    let mut response = (
+        StatusCode::CREATED,
+        [(LOCATION, location)],
+        Json(view(inst)?),
+    )
+        .into_response();
+    set_etag(&mut response, generation);
+    Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}",
+    operation_id = "getInstance",
+    tag = "instances",
+    summary = "Read an instance",
+    params(crate::openapi::params::InstancePath),
+    responses(
+        (status = 200, description = "The instance.", body = crate::openapi::schemas::InstanceView,
+            headers(("ETag" = String, description = "The instance's generation, quoted: the \
+                value of a later `If-Match`."))),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn get(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let id = parse_id(&id, "instance")?;
-    Ok(Json(view(load(&app, &caller, id).await?)?))
+) -> ApiResult<Response> {
+    let id = instance_ref(&app, &caller, &id).await?;
+    let inst = load(&app, &caller, id).await?;
+    let generation = inst.generation;
+    let mut response = Json(view(inst)?).into_response();
+    set_etag(&mut response, generation);
+    Ok(response)
 }
 
 /// Lists the caller's tenant's instances from its own index (a cluster administrator: every
 /// instance, from the global index).
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances",
+    operation_id = "listInstances",
+    tag = "instances",
+    summary = "List the tenant's instances (cluster administrators: every tenant's)",
+    params(crate::openapi::params::InstanceListQuery),
+    responses(
+        (status = 200, description = "A page, oldest first.",
+            body = crate::openapi::schemas::InstancePage),
+        (status = 400, description = "A bad filter or paging parameter (`invalid_query`); \
+            `details.field` names it.", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn list(
     State(app): State<App>,
     caller: Caller,
@@ -224,6 +285,48 @@ pub async fn list(
     Ok(Json(json!({ "items": items, "nextCursor": next })))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/instances/{id}",
+    operation_id = "patchInstance",
+    tag = "instances",
+    summary = "Change an instance's spec",
+    description = "A JSON Merge Patch (RFC 7396) or a JSON Patch (RFC 6902) over the patchable \
+                   fields. The result is checked as a create is. A running instance whose \
+                   config or environment changed restarts on it (`ApplyConfig`, waited for up \
+                   to `wait`, named by `Operation-Location`); a stopped one picks it up at its \
+                   next start. An unchanged spec writes nothing.",
+    params(crate::openapi::params::InstancePath, crate::openapi::params::WaitQuery),
+    request_body(content(
+        (crate::openapi::schemas::InstanceMergePatch = "application/merge-patch+json"),
+        (Vec<crate::openapi::schemas::JsonPatchOperation> = "application/json-patch+json",
+            example = json!([{"op": "replace", "path": "/description", "value": "hot sensors"}])),
+    )),
+    responses(
+        (status = 200, description = "The instance after the patch.",
+            body = crate::openapi::schemas::InstanceView,
+            headers(
+                ("ETag" = String, description = "The instance's generation, quoted."),
+                ("Operation-Location" = String, description = "The `ApplyConfig` operation, \
+                    when the patch restarted a running instance."),
+            )),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`), a bad \
+            `wait` (`invalid_query`), a body that is not JSON (`malformed_json`), or a result \
+            with an unknown or mistyped field (`invalid_field`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The new name is taken (`name_taken`), the instance \
+            changed meanwhile (`concurrent_modification`), a quota is reached \
+            (`quota_exceeded`), or the restart cannot run in the instance's state \
+            (`illegal_transition`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "A JSON Patch operation failed (`patch_failed`), or the \
+            result breaks a rule (as for create).", body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "A running instance needs a restart and no live worker \
+            can take it, or Redis cannot be reached (`unavailable`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn patch(
     State(app): State<App>,
     caller: Caller,
@@ -231,7 +334,7 @@ pub async fn patch(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id, "instance")?;
+    let id = instance_ref(&app, &caller, &id).await?;
     let wait = wait_param(&app, &q)?;
     let media = content_type(&req).unwrap_or_default();
     let bytes = Bytes::from_request_body(req).await?;
@@ -246,6 +349,7 @@ pub async fn patch(
         image: current.spec.image.clone(),
         resources: current.spec.resources.clone(),
         env: env::redacted(&current.spec.env),
+        desired_state: current.spec.desired_state,
     })
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     match media.as_str() {
@@ -270,73 +374,21 @@ pub async fn patch(
         image: patched.image,
         resources: patched.resources,
         env: patched.env,
+        desired_state: patched.desired_state,
     };
-    validate_spec(&app, &spec)?;
-    crate::kinds::check(&app, spec.platform, &spec.config).await?;
-    if spec == current.spec {
-        return Ok(Json(view(current)?).into_response());
-    }
-    if spec.config != current.spec.config {
-        crate::quota::check_config(&app, &current.tenant, &spec.config).await?;
-    }
-    if spec.name != current.spec.name
-        && let Some(by) = app
-            .store
-            .instance_id_by_name(&current.tenant, &spec.name)
-            .await?
-            .filter(|by| *by != id)
-    {
-        return Err(name_taken(&spec.name, by));
-    }
-    // A running instance applies a new config through a command: make sure someone can take
-    // it before storing the spec, so a refusal leaves nothing half-done.
-    let reconfigure = (spec.config != current.spec.config || spec.env != current.spec.env)
-        && current.state == InstanceState::Running;
-    let route = match reconfigure {
-        true => Some(
-            app.dispatcher
-                .route(current.spec.platform, Some(&current))
-                .await?,
-        ),
-        false => None,
-    };
-    let Some(generation) = app
-        .store
-        .update_spec(
-            id,
-            &current.tenant,
-            current.generation,
-            &spec,
-            &current.spec.name,
-        )
-        .await?
-    else {
-        return Err(ApiError::Conflict {
-            code: "concurrent_modification",
-            message: "the instance changed while this patch was applied; read it again and retry"
-                .into(),
-            details: json!({ "generation": current.generation }),
-        });
-    };
-    let mut headers = Vec::new();
-    if let Some(stream) = route {
-        let command = Command::ApplyConfig { generation };
-        let mut request =
-            DispatchRequest::new(stream, current.spec.platform, Some(&current), command, wait);
-        request.actor = Some(caller.actor());
-        let op = submit_and_wait(&app, request, wait).await?;
-        headers.push((
-            "operation-location",
-            format!("/api/v1/operations/{}", op.id),
-        ));
-    }
-    let inst = load(&app, &caller, id).await?;
+    let (inst, operation) =
+        match super::spec::change(&app, &caller, current.clone(), spec, wait, true).await? {
+            Some(changed) => (changed.instance, changed.operation),
+            None => (current, None),
+        };
+    let generation = inst.generation;
     let mut response = Json(view(inst)?).into_response();
-    for (name, value) in headers {
-        if let Ok(value) = value.parse() {
-            response.headers_mut().insert(name, value);
-        }
+    if let Some(op) = operation
+        && let Ok(value) = format!("/api/v1/operations/{}", op.id).parse()
+    {
+        response.headers_mut().insert("operation-location", value);
     }
+    set_etag(&mut response, generation);
     Ok(response)
 }
 
@@ -352,7 +404,7 @@ pub(crate) async fn load(app: &App, caller: &Caller, id: Uuid) -> ApiResult<Inst
 
 /// An instance as every response shows it: redacted, with the `warnings` of its config (the
 /// fields DRaaS replaces, computed from the stored spec: always present, possibly empty).
-fn view(inst: Instance) -> ApiResult<Value> {
+pub(crate) fn view(inst: Instance) -> ApiResult<Value> {
     let warnings = inst.spec.config.warnings();
     let mut value =
         serde_json::to_value(inst.redacted()).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -360,130 +412,6 @@ fn view(inst: Instance) -> ApiResult<Value> {
         map.insert("warnings".to_owned(), json!(warnings));
     }
     Ok(value)
-}
-
-fn name_taken(name: &str, by: Uuid) -> ApiError {
-    ApiError::Conflict {
-        code: "name_taken",
-        message: format!("an instance named `{name}` already exists"),
-        details: json!({ "field": "name", "instanceId": by }),
-    }
-}
-
-fn config_of(value: Value) -> ApiResult<DrasiConfig> {
-    let config =
-        DrasiConfig::from_json_value(value).map_err(|e| config_error("invalid_config", e))?;
-    // File paths as written; the rest of the checks run on the config as the workload reads
-    // it ([`validate_spec`]).
-    config
-        .check_paths()
-        .map_err(|e| config_error("invalid_config", e))?;
-    Ok(config)
-}
-
-fn config_error(code: &'static str, e: draas_protocol::drasi::ConfigError) -> ApiError {
-    let field = if e.path.is_empty() {
-        "config".to_owned()
-    } else {
-        format!("config.{}", e.path)
-    };
-    ApiError::unprocessable(code, format!("{field}: {}", e.message), Some(field))
-}
-
-/// Rules on the spec beyond its types: a name usable as a container or pod name, an
-/// environment within its rules, every `${NAME}` of the config resolvable from that
-/// environment, the resolved config valid, and literal outbound URLs within the operator's
-/// egress policy. Listener addresses a config sets are accepted: the platform replaces them,
-/// and every read of the instance names them in its `warnings`.
-fn validate_spec(app: &App, spec: &InstanceSpec) -> ApiResult<()> {
-    env::validate(&spec.env, false).map_err(|e| {
-        ApiError::unprocessable("invalid_env", e.to_string(), Some(e.field.clone()))
-    })?;
-    let resolved = spec
-        .config
-        .resolve(&env::lookup(&spec.env))
-        .map_err(|e| config_error("unresolved_variable", e))?;
-    // The config as the workload reads it: file paths again (a variable may hold one) and
-    // drasi-server's checks on the resolved values (`logLevel: ${LOG_LEVEL:-info}`).
-    resolved.validate_user_supplied().map_err(|e| {
-        let message = env::scrub(&e.message, &spec.env);
-        config_error("invalid_config", ConfigError { message, ..e })
-    })?;
-    resolved.check_egress(&app.config.egress).map_err(|e| {
-        // The resolved URL may carry a secret value.
-        let message = env::scrub(&e.message, &spec.env);
-        config_error("egress_denied", ConfigError { message, ..e })
-    })?;
-    let name = &spec.name;
-    let valid = (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if !valid {
-        return Err(ApiError::unprocessable(
-            "invalid_name",
-            "name must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'",
-            Some("name".into()),
-        ));
-    }
-    if spec.platform == Platform::Process {
-        if spec.image.is_some() {
-            return Err(ApiError::unprocessable(
-                "invalid_field",
-                "image applies to the docker and kubernetes platforms; a process instance runs the worker's executable",
-                Some("image".into()),
-            ));
-        }
-        if spec.resources.is_some() {
-            return Err(ApiError::unprocessable(
-                "invalid_field",
-                "resource limits are not supported on the process platform; use docker or kubernetes",
-                Some("resources".into()),
-            ));
-        }
-    }
-    if spec
-        .image
-        .as_ref()
-        .is_some_and(|i| i.is_empty() || i.chars().any(char::is_whitespace))
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            "image must be a non-empty reference without spaces",
-            Some("image".into()),
-        ));
-    }
-    if let Some(image) = &spec.image
-        && !app.config.allowed_images.allows(image)
-    {
-        return Err(ApiError::unprocessable(
-            "image_not_allowed",
-            format!(
-                "image `{image}` is not allowed by the operator (draas api --allowed-image); \
-                 omit it to run the platform's image"
-            ),
-            Some("image".into()),
-        ));
-    }
-    if spec.description.as_ref().is_some_and(|d| d.len() > 1024) {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            "description is longer than 1024 bytes",
-            Some("description".into()),
-        ));
-    }
-    for (k, v) in &spec.labels {
-        if k.is_empty() || k.len() > 63 || v.len() > 63 {
-            return Err(ApiError::unprocessable(
-                "invalid_label",
-                format!("label `{k}`: keys are 1-63 and values 0-63 bytes"),
-                Some(format!("labels.{k}")),
-            ));
-        }
-    }
-    Ok(())
 }
 
 trait FromRequestBody: Sized {

@@ -18,12 +18,28 @@ use draas_protocol::{Command, Instance, InstanceState, Operation};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::parse_id;
+use super::instance_ref;
 use crate::App;
 use crate::auth::Caller;
 use crate::dispatch::Request;
 use crate::error::{ApiError, ApiResult};
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/start",
+    operation_id = "startInstance",
+    tag = "lifecycle",
+    summary = "Start an instance",
+    description = "Places the instance on its platform and waits until it is ready \
+                   (healthy, every component `Running`). It answers when the command ends or `wait` runs out, whichever comes \
+                   first; the operation goes on either way.",
+    params(
+        crate::openapi::params::InstancePath,
+        crate::openapi::params::WaitQuery,
+        crate::openapi::params::CommandHeaders,
+    ),
+    responses(crate::openapi::responses::CommandAnswers),
+)]
 pub async fn start(
     s: State<App>,
     caller: Caller,
@@ -34,6 +50,22 @@ pub async fn start(
     request(s, caller, id, q, h, Command::Start).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/stop",
+    operation_id = "stopInstance",
+    tag = "lifecycle",
+    summary = "Stop an instance",
+    description = "Stops the instance gracefully (SIGINT, then a forced stop after the \
+                   grace period). It answers when the command ends or `wait` runs out, whichever comes \
+                   first; the operation goes on either way.",
+    params(
+        crate::openapi::params::InstancePath,
+        crate::openapi::params::WaitQuery,
+        crate::openapi::params::CommandHeaders,
+    ),
+    responses(crate::openapi::responses::CommandAnswers),
+)]
 pub async fn stop(
     s: State<App>,
     caller: Caller,
@@ -44,6 +76,21 @@ pub async fn stop(
     request(s, caller, id, q, h, Command::Stop).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances/{id}/restart",
+    operation_id = "restartInstance",
+    tag = "lifecycle",
+    summary = "Restart an instance",
+    description = "Stops the instance and starts it on its stored configuration. It answers when the command ends or `wait` runs out, whichever comes \
+                   first; the operation goes on either way.",
+    params(
+        crate::openapi::params::InstancePath,
+        crate::openapi::params::WaitQuery,
+        crate::openapi::params::CommandHeaders,
+    ),
+    responses(crate::openapi::responses::CommandAnswers),
+)]
 pub async fn restart(
     s: State<App>,
     caller: Caller,
@@ -54,6 +101,22 @@ pub async fn restart(
     request(s, caller, id, q, h, Command::Restart).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/instances/{id}",
+    operation_id = "deleteInstance",
+    tag = "lifecycle",
+    summary = "Delete an instance",
+    description = "Stops the instance, removes every trace of it from its platform, \
+                   then drops its record. It answers when the command ends or `wait` runs out, whichever comes \
+                   first; the operation goes on either way.",
+    params(
+        crate::openapi::params::InstancePath,
+        crate::openapi::params::WaitQuery,
+        crate::openapi::params::CommandHeaders,
+    ),
+    responses(crate::openapi::responses::CommandAnswers),
+)]
 pub async fn delete(
     s: State<App>,
     caller: Caller,
@@ -72,7 +135,7 @@ async fn request(
     headers: HeaderMap,
     command: Command,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id, "instance")?;
+    let id = instance_ref(&app, &caller, &id).await?;
     let wait = wait_param(&app, &query)?;
     let key = idempotency_key(&headers)?;
     let operation_id = Uuid::now_v7();
@@ -122,25 +185,50 @@ async fn request(
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let starts = matches!(
-        command.entry_state(inst.state),
-        Some(Ok(InstanceState::Starting))
-    );
     let mut request = Request::new(stream, inst.spec.platform, Some(&inst), command, wait);
     request.idempotency_key = key;
     request.trace = trace;
     request.operation_id = operation_id;
     request.actor = Some(caller.actor());
-    let submitted = submit_and_wait(&app, request, wait).await;
-    // A start that could not be appended gives its max-running slot back (one that was
-    // appended is counted by the worker's state changes whatever this answer says).
+    send(&app, &inst, request, wait).await.map(respond)
+}
+
+/// Sends a command for `inst` as `caller` (checked, routed and counted as a client's request
+/// is) and waits up to `wait` for it; returns the operation as it stands then.
+pub(crate) async fn issue(
+    app: &App,
+    caller: &Caller,
+    inst: &Instance,
+    command: Command,
+    wait: Duration,
+) -> ApiResult<Operation> {
+    let stream = admit(app, inst, &command).await?;
+    let mut request = Request::new(stream, inst.spec.platform, Some(inst), command, wait);
+    request.actor = Some(caller.actor());
+    send(app, inst, request, wait).await
+}
+
+/// Appends an admitted command and waits for it. A start that could not be appended gives
+/// its max-running slot back (one that was appended is counted by the worker's state changes
+/// whatever this answer says).
+async fn send(
+    app: &App,
+    inst: &Instance,
+    request: Request<'_>,
+    wait: Duration,
+) -> ApiResult<Operation> {
+    let starts = matches!(
+        request.command.entry_state(inst.state),
+        Some(Ok(InstanceState::Starting))
+    );
+    let submitted = submit_and_wait(app, request, wait).await;
     if submitted.is_err()
         && starts
-        && let Err(error) = app.store.untrack_running(&inst.tenant, id).await
+        && let Err(error) = app.store.untrack_running(&inst.tenant, inst.id).await
     {
-        tracing::warn!(message = "max-running slot not given back", instance = %id, %error);
+        tracing::warn!(message = "max-running slot not given back", instance = %inst.id, %error);
     }
-    submitted.map(respond)
+    submitted
 }
 
 /// Loads the instance, checks the command may enter from its state, and routes it.
@@ -151,6 +239,14 @@ async fn prepare(
     command: &Command,
 ) -> ApiResult<(Instance, String)> {
     let inst = super::instances::load(app, caller, id).await?;
+    let stream = admit(app, &inst, command).await?;
+    Ok((inst, stream))
+}
+
+/// Checks the command may enter from the instance's state and routes it; a command that
+/// starts the instance takes a slot of the tenant's max-running.
+async fn admit(app: &App, inst: &Instance, command: &Command) -> ApiResult<String> {
+    let id = inst.id;
     if let Some(Err(illegal)) = command.entry_state(inst.state) {
         return Err(ApiError::Conflict {
             code: "illegal_transition",
@@ -158,16 +254,13 @@ async fn prepare(
             details: serde_json::json!({ "state": inst.state, "allowed": illegal.from.successors() }),
         });
     }
-    let stream = app
-        .dispatcher
-        .route(inst.spec.platform, Some(&inst))
-        .await?;
+    let stream = app.dispatcher.route(inst.spec.platform, Some(inst)).await?;
     // A command that starts the instance takes a slot of the tenant's max-running, last, so
     // no refusal above leaves a slot taken.
     if let Some(Ok(InstanceState::Starting)) = command.entry_state(inst.state) {
         crate::quota::reserve_start(app, &inst.tenant, id).await?;
     }
-    Ok((inst, stream))
+    Ok(stream)
 }
 
 /// Sends a command for `inst` (routing it first) and waits up to `wait` for it; returns the
@@ -261,17 +354,48 @@ fn fingerprint(parts: &[&str]) -> String {
 
 /// `GET /api/v1/instances/{id}/logs?tail=N`: the instance's last log lines, read by the worker
 /// that runs it (through the bus, like every platform access).
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/logs",
+    operation_id = "getInstanceLogs",
+    tag = "lifecycle",
+    summary = "The instance's last log lines",
+    description = "Read by the worker that runs the instance, through the bus.",
+    params(
+        crate::openapi::params::InstancePath,
+        ("tail" = Option<u32>, Query, minimum = 1, maximum = 10000,
+            description = "How many lines (default 100)."),
+        crate::openapi::params::WaitQuery,
+    ),
+    responses(
+        (status = 200, description = "The lines.", body = crate::openapi::schemas::Logs),
+        (status = 202, description = "Not read within `wait`: the pending operation, whose \
+            `result.lines` holds them once it succeeds.", body = draas_protocol::Operation,
+            headers(("Location" = String, description = "The operation's URL."))),
+        (status = 400, description = "Neither an instance id nor a name (`invalid_id`), or a \
+            bad `tail` or `wait` (`invalid_query`).", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such instance in the caller's tenant (`not_found`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 503, description = "No live worker, the logs could not be read, or Redis \
+            cannot be reached (`unavailable`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn logs(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let id = parse_id(&id, "instance")?;
+    let id = instance_ref(&app, &caller, &id).await?;
     let tail = super::count_param(&query, "tail", 100, 1..=10_000)? as u32;
     let wait = wait_param(&app, &query)?;
     let inst = super::instances::load(&app, &caller, id).await?;
     let op = run_command(&app, &inst, Command::Logs { tail }, wait).await?;
+    // Not read within `wait`: the pending operation, whose result will hold the lines.
+    if !op.state.is_terminal() {
+        return Ok(respond(op));
+    }
     match (op.state, op.result, op.error) {
         (draas_protocol::OperationState::Succeeded, Some(result), _) => {
             let lines = result["lines"].as_str().unwrap_or_default().to_owned();

@@ -1,6 +1,9 @@
 //! The router: every route of the API, one module per resource.
 //!
 //! - [`instances`]: create, list, read, patch.
+//! - [`apply`]: `PUT /api/v1/instances/{name}`, the declarative upsert of an instance document
+//!   ([`document`]: its types, rules and `If-Match`).
+//! - [`spec`]: the spec rules, create and change shared by POST, PATCH and PUT.
 //! - [`lifecycle`]: start, stop, restart, delete: commands with a wait.
 //! - [`operations`]: durable operation records.
 //! - [`system`]: health, readiness, platforms, workers.
@@ -8,21 +11,24 @@
 //! - [`data`]: the data plane: queries, results, change feeds, source events.
 //! - [`admin`]: operator actions on streams, pending entries and dead letters.
 
-mod admin;
-mod data;
-mod events;
-mod instances;
-mod lifecycle;
-mod operations;
-mod system;
+pub(crate) mod admin;
+pub(crate) mod apply;
+pub(crate) mod data;
+mod document;
+pub(crate) mod events;
+pub(crate) mod instances;
+pub(crate) mod lifecycle;
+pub(crate) mod operations;
+mod spec;
+pub(crate) mod system;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use axum::{Router, middleware};
 
 use crate::error::ApiError;
-use crate::{App, audit, auth, guard, limits};
+use crate::{App, audit, auth, guard, limits, openapi};
 
 /// Every route, registered through [`Routes::add`] so the table of (method, template) is
 /// known to the code: [`table`] lists it, and each must have a policy in
@@ -31,6 +37,9 @@ fn routes() -> Routes {
     let mut r = Routes::default();
     r.add("GET", "/healthz", get(system::healthz));
     r.add("GET", "/readyz", get(system::readyz));
+    r.add("GET", "/api/v1/openapi.json", get(openapi::docs::document));
+    r.add("GET", "/api/v1/docs", get(openapi::docs::page));
+    r.add("GET", "/api/v1/docs/{file}", get(openapi::docs::asset));
     r.add("GET", "/api/v1/platforms", get(system::platforms));
     r.add("GET", "/api/v1/workers", get(system::workers));
     r.add(
@@ -42,6 +51,7 @@ fn routes() -> Routes {
     r.add("GET", "/api/v1/instances", get(instances::list));
     r.add("GET", "/api/v1/instances/{id}", get(instances::get));
     r.add("PATCH", "/api/v1/instances/{id}", patch(instances::patch));
+    r.add("PUT", "/api/v1/instances/{id}", put(apply::put));
     r.add(
         "DELETE",
         "/api/v1/instances/{id}",
@@ -157,6 +167,7 @@ pub fn router(app: App) -> Router {
             auth::authorize,
         ))
         .layer(middleware::from_fn_with_state(policy, guard::guard))
+        .layer(middleware::from_fn(crate::observe::http))
         .with_state(app);
     Router::new()
         .fallback_service(routes)
@@ -193,6 +204,30 @@ pub(crate) fn count_param(
                 Some(name.into()),
             )
         })
+}
+
+/// The instance a path segment names: UUID-shaped text is its id, anything else its name in
+/// the caller's tenant (one lookup). An unknown name is the same 404 as an unknown id (the
+/// tenant check on the id is [`instances::load`]'s); text that is neither is a 400.
+pub(crate) async fn instance_ref(
+    app: &App,
+    caller: &auth::Caller,
+    text: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    if let Ok(id) = text.parse::<uuid::Uuid>() {
+        return Ok(id);
+    }
+    if !spec::valid_name(text) {
+        return Err(ApiError::bad_request(
+            "invalid_id",
+            format!("`{text}` is neither an instance id nor an instance name"),
+            Some("id".into()),
+        ));
+    }
+    app.store
+        .instance_id_by_name(&caller.tenant, text)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("instance {text} does not exist")))
 }
 
 /// Parses a path id, naming it on failure.

@@ -10,6 +10,24 @@ use crate::App;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/operations/{id}",
+    operation_id = "getOperation",
+    tag = "operations",
+    summary = "A command's operation record",
+    description = "Poll it until `state` is `succeeded` or `failed`. Records are kept 7 days \
+                   after they end.",
+    params(("id" = uuid::Uuid, Path, description = "The operation's id.")),
+    responses(
+        (status = 200, description = "The operation as it stands.",
+            body = draas_protocol::Operation),
+        (status = 400, description = "Not an operation id (`invalid_id`).",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such operation, or another tenant's (`not_found`).",
+            body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn get(
     State(app): State<App>,
     caller: Caller,

@@ -20,34 +20,41 @@ use super::{
     field_bytes, field_text,
 };
 
-/// One page of dead letters.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One page of a platform's dead-letter queue.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DlqPage {
     pub stream: String,
     pub length: u64,
     pub letters: Vec<DeadLetter>,
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 
 /// One dead letter, decoded.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeadLetter {
     pub id: String,
+    /// Why it was dead-lettered.
     pub reason: String,
     /// The stream and entry id it was taken from.
     pub stream: String,
     pub entry: String,
+    #[schema(required = true)]
     pub deliveries: Option<u64>,
     /// When it was dead-lettered (ms since the epoch).
+    #[schema(required = true)]
     pub at: Option<u64>,
+    #[schema(required = true)]
     pub age_ms: Option<u64>,
     pub payload: Payload,
+    #[schema(required = true)]
     pub operation: Option<String>,
-    /// `show` only: every field (binary values summarised) and the whole envelope.
+    /// `show` (`dlq/{id}`) only: every field (binary values summarised).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, String>>,
+    /// `show` (`dlq/{id}`) only: the whole envelope.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub envelope: Option<serde_json::Value>,
 }

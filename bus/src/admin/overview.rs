@@ -14,54 +14,63 @@ use super::{
     value_text, value_u64,
 };
 
-/// Everything `ops streams` shows.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// Everything `ops streams` shows: per platform, its command streams, their consumer groups
+/// and the dead-letter queue.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamsReport {
     pub platforms: Vec<PlatformStreams>,
 }
 
 /// One platform's streams.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlatformStreams {
     pub platform: Platform,
     pub live_workers: u64,
+    /// The dead-letter stream's key.
     pub dlq: String,
     pub dlq_length: u64,
     pub streams: Vec<StreamOverview>,
 }
 
 /// One command stream.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamOverview {
+    /// The stream's key.
     pub stream: String,
+    /// The node of a node stream; `null` for the platform stream.
+    #[schema(required = true)]
     pub node: Option<String>,
     pub length: u64,
-    /// The worker group; `None` while no worker has joined the stream yet.
+    /// The worker group; `null` while no worker has joined the stream yet.
+    #[schema(required = true)]
     pub group: Option<GroupInfo>,
+    #[schema(required = true)]
     pub oldest_pending: Option<OldestPending>,
 }
 
 /// The worker group of a stream, from XINFO GROUPS.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupInfo {
     pub consumers: u64,
     pub pending: u64,
     pub last_delivered_id: String,
     /// Entries not yet delivered to the group, when the server reports it (7.0+).
+    #[schema(required = true)]
     pub lag: Option<u64>,
 }
 
 /// The pending entry with the lowest id.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OldestPending {
     pub id: String,
     pub consumer: String,
     /// Since it was appended.
+    #[schema(required = true)]
     pub age_ms: Option<u64>,
     /// Since it was last delivered.
     pub idle_ms: u64,
@@ -69,16 +78,18 @@ pub struct OldestPending {
 }
 
 /// One consumer of one stream's worker group.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConsumerRow {
     pub stream: String,
+    #[schema(required = true)]
     pub node: Option<String>,
     pub consumer: String,
     pub pending: u64,
     /// Since its last read attempt.
     pub idle_ms: u64,
     /// Since its last successful read (Redis 7.2+ only).
+    #[schema(required = true)]
     pub inactive_ms: Option<u64>,
     /// Whether it belongs to a worker whose heartbeat is current.
     pub live: bool,

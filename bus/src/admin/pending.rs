@@ -21,31 +21,35 @@ pub struct PendingQuery {
     pub after: Option<String>,
 }
 
-/// One page of pending entries.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One page of pending entries, decoded.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PendingPage {
     pub stream: String,
     pub rows: Vec<PendingRow>,
-    /// Pass as `after` for the next page; `None` on the last page.
+    /// Pass as `after` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 
 /// One pending entry, decoded.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PendingRow {
     pub id: String,
     pub consumer: String,
     pub consumer_live: bool,
     pub idle_ms: u64,
     pub deliveries: u64,
+    #[schema(required = true)]
     pub age_ms: Option<u64>,
     pub payload: Payload,
     /// The operation record's state, when the payload names one and the record exists.
+    #[schema(required = true)]
     pub operation: Option<String>,
-    /// Why the consumer counts as live or dead (its last heartbeat against its TTL); `None`
+    /// Why the consumer counts as live or dead (its last heartbeat against its TTL); `null`
     /// for a consumer that never registered a heartbeat.
+    #[schema(required = true)]
     pub liveness: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::REPORT_ITEMS;
 
 /// A stream entry's payload, decoded for people.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "camelCase")]
 pub enum Payload {
     /// A command envelope this build can read.
@@ -16,7 +16,9 @@ pub enum Payload {
         kind: String,
         command_id: uuid::Uuid,
         correlation_id: uuid::Uuid,
+        #[schema(required = true)]
         instance_id: Option<uuid::Uuid>,
+        #[schema(required = true)]
         idempotency_key: Option<String>,
         platform: Platform,
     },
@@ -57,7 +59,7 @@ impl Payload {
 }
 
 /// Why an action left an entry alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SkipReason {
     /// Its owner is a live worker (judged by the TTL that worker registered): it runs the
@@ -72,20 +74,22 @@ pub enum SkipReason {
 }
 
 /// Entries left alone for one reason (and, for a live owner or a lease, one worker).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Skipped {
     pub reason: SkipReason,
     /// The live owner, or the lease holder.
+    #[schema(required = true)]
     pub consumer: Option<String>,
     pub count: u64,
     /// Why, for people (as for the first such entry).
     pub message: String,
 }
 
-/// The result of a state-changing action, per entry and in total.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The result of a state-changing action (or, with `dryRun`, what it would do), per entry
+/// and in total.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionReport {
     pub action: String,
     pub stream: String,
@@ -94,10 +98,11 @@ pub struct ActionReport {
     pub matched: u64,
     /// Entries actually changed (0 in a dry run).
     pub changed: u64,
-    /// Entries selected but left alone; `skip_reasons` says why, with counts.
+    /// Entries selected but left alone; `skipReasons` says why, with counts.
     pub skipped: u64,
     pub skip_reasons: Vec<Skipped>,
-    /// Per-entry outcomes, the first [`REPORT_ITEMS`].
+    /// Per-entry outcomes, the first 1000 (`REPORT_ITEMS`); `itemsTruncated` when there were
+    /// more.
     pub items: Vec<ActionItem>,
     pub items_truncated: bool,
     /// Anything the operator should know about the whole action.
@@ -161,12 +166,11 @@ impl ActionReport {
 }
 
 /// What an action did (or would do) to one entry.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionItem {
     pub id: String,
-    /// e.g. `claimed`, `would retry`, `skipped` (see [`ActionReport::skip_reasons`]),
-    /// `not pending`.
+    /// e.g. `claimed`, `would retry`, `skipped` (see `skipReasons`), `not pending`.
     pub outcome: String,
     /// Why, or what follows (the new entry id, the operation state).
     pub detail: String,

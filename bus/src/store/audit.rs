@@ -13,11 +13,12 @@ use super::Store;
 use crate::BusError;
 
 /// One audited request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// The stream id (empty before it is written).
     #[serde(default)]
+    #[schema(required = true)]
     pub id: String,
     /// When the request was answered, ms since the epoch.
     pub at: u64,
@@ -25,23 +26,27 @@ pub struct AuditEntry {
     /// caller was known.
     pub actor: String,
     /// The caller's tenant, when known.
+    #[schema(required = true)]
     pub tenant: Option<String>,
     pub method: String,
     /// The route template (`/api/v1/instances/{id}`), when a route matched.
+    #[schema(required = true)]
     pub route: Option<String>,
     /// The concrete path.
     pub path: String,
     pub status: u16,
     /// The operation the response named, if any.
+    #[schema(required = true)]
     pub operation: Option<String>,
 }
 
 /// A page of audit entries, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     pub items: Vec<AuditEntry>,
-    /// Pass as `cursor` for the next (older) page; `None` at the end.
+    /// Pass as `cursor` for the next (older) page; `null` at the end.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

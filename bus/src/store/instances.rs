@@ -82,6 +82,12 @@ impl Store {
             .ignore()
             .hincr(self.keys.platform_counts(), inst.spec.platform.as_str(), 1)
             .ignore()
+            .hincr(
+                self.keys.state_counts(),
+                format!("{}:{}", inst.spec.platform.as_str(), inst.state.as_str()),
+                1,
+            )
+            .ignore()
             .exec_async(&mut conn)
             .await?;
         Ok(CreateOutcome::Created)
@@ -132,12 +138,33 @@ impl Store {
             .await
     }
 
+    /// [`Store::instances_page`] with each record's fencing token and last command (the
+    /// workers' controller judges by them).
+    pub async fn stored_instances_page(
+        &self,
+        after: Option<Uuid>,
+        count: usize,
+    ) -> Result<(Vec<StoredInstance>, Option<Uuid>), BusError> {
+        self.stored_page_of(self.keys.instance_index(), after, count)
+            .await
+    }
+
     async fn page_of(
         &self,
         index: String,
         after: Option<Uuid>,
         count: usize,
     ) -> Result<(Vec<Instance>, Option<Uuid>), BusError> {
+        let (stored, last) = self.stored_page_of(index, after, count).await?;
+        Ok((stored.into_iter().map(|s| s.instance).collect(), last))
+    }
+
+    async fn stored_page_of(
+        &self,
+        index: String,
+        after: Option<Uuid>,
+        count: usize,
+    ) -> Result<(Vec<StoredInstance>, Option<Uuid>), BusError> {
         let after = after.map(|id| id.to_string());
         let ids = self.lex_page(&index, after.as_deref(), count).await?;
         let ids: Vec<Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
@@ -152,7 +179,7 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for (id, fields) in ids.iter().zip(records) {
             if !fields.is_empty() {
-                out.push(parse_instance(&self.keys.instance(*id), *id, &fields)?.instance);
+                out.push(parse_instance(&self.keys.instance(*id), *id, &fields)?);
             }
         }
         Ok((out, ids.last().copied()))
@@ -194,6 +221,24 @@ impl Store {
             self.release_name(tenant, old_name, id).await?;
         }
         Ok(Some(result as u64))
+    }
+
+    /// Moves one instance of `platform` from state `from` to `to` in the per-state counts.
+    async fn count_move(&self, platform: &str, from: &str, to: InstanceState) -> Result<(), BusError> {
+        let key = self.keys.state_counts();
+        redis::pipe()
+            .hincr(&key, format!("{platform}:{from}"), -1)
+            .ignore()
+            .hincr(&key, format!("{platform}:{}", to.as_str()), 1)
+            .ignore()
+            .exec_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Instance records by `<platform>:<state>`, from the counts every change keeps.
+    pub async fn state_counts(&self) -> Result<HashMap<String, i64>, BusError> {
+        Ok(self.conn().hgetall(self.keys.state_counts()).await?)
     }
 
     /// Instance count per platform.
@@ -239,7 +284,7 @@ impl Store {
             Some(r) => runtime_json(r)?,
             None => String::new(),
         };
-        let (status, detail): (String, String) = scripts::TRANSITION
+        let reply: Vec<String> = scripts::TRANSITION
             .key(self.keys.instance(id))
             .arg(expected.as_str())
             .arg(to.as_str())
@@ -250,9 +295,21 @@ impl Store {
             .invoke_async(&mut self.conn())
             .await?;
         let key = || self.keys.instance(id);
+        let mut reply = reply.into_iter();
+        let status = reply.next().unwrap_or_default();
+        let detail = reply.next().unwrap_or_default();
+        let platform = reply.next().unwrap_or_default();
         let state =
             |s: &str| InstanceState::parse(s).ok_or_else(|| BusError::corrupt(key(), "state"));
         if status == "ok" {
+            // The per-state counts follow (one more round trip; a process that dies between
+            // the two leaves them off by one, which the next restart of the API does not
+            // repair: they are gauges for operators, not inputs to decisions).
+            if !platform.is_empty()
+                && let Err(error) = self.count_move(&platform, &detail, to).await
+            {
+                tracing::warn!(message = "state counts not updated", instance = %id, %error);
+            }
             // The tenant's running set follows the state (max-running is checked against it).
             // Bookkeeping only: the state change stands even if this write fails; the next
             // change of the instance (or its delete) puts the set right.
@@ -308,7 +365,8 @@ impl Store {
     ) -> Result<(), BusError> {
         let mut conn = self.conn();
         let tenant = self.instance_tenant(id).await?;
-        let (removed,): (i64,) = redis::pipe()
+        let (state, removed): (Option<String>, i64) = redis::pipe()
+            .hget(self.keys.instance(id), "state")
             .del(self.keys.instance(id))
             .zrem(self.keys.instance_index(), id.to_string())
             .ignore()
@@ -317,7 +375,17 @@ impl Store {
             .query_async(&mut conn)
             .await?;
         if removed == 1 {
-            conn.hincr::<_, _, _, ()>(self.keys.platform_counts(), platform.as_str(), -1)
+            let state = state.unwrap_or_default();
+            redis::pipe()
+                .hincr(self.keys.platform_counts(), platform.as_str(), -1)
+                .ignore()
+                .hincr(
+                    self.keys.state_counts(),
+                    format!("{}:{state}", platform.as_str()),
+                    -1,
+                )
+                .ignore()
+                .exec_async(&mut conn)
                 .await?;
         }
         // The tenant's quota count goes with the record, and so does any running mark a failed
@@ -346,6 +414,7 @@ fn instance_fields(inst: &Instance) -> Result<Vec<(&'static str, String)>, BusEr
     Ok(vec![
         ("id", inst.id.to_string()),
         ("tenant", inst.tenant.clone()),
+        ("platform", inst.spec.platform.as_str().to_owned()),
         ("spec", spec),
         ("state", inst.state.as_str().to_owned()),
         ("generation", inst.generation.to_string()),

@@ -7,8 +7,10 @@
 //! - [`audit`]: the audit stream of API requests.
 //! - [`quotas`]: tenant quotas, usage counters and the running set.
 //! - [`tokens`]: API tokens (records keyed by the secret's SHA-256).
+//! - [`converge`]: the workers' controller: its lease per platform and its marks.
 
 mod audit;
+mod converge;
 mod events;
 mod instances;
 mod operations;

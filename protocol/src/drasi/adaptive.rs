@@ -27,43 +27,55 @@ use super::reaction::{
 pub const HTTP_ADAPTIVE_BATCH_ENDPOINT: &str = "/batch";
 
 /// `kind: http-adaptive`: result changes posted to `baseUrl` in batches sized by load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpAdaptiveReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
+    /// The URL batches are posted to (under `/batch`).
     pub base_url: String,
     /// Sent as `Authorization: Bearer …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// How long one call may take, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub timeout_ms: Option<u64>,
     /// Per-query calls; only `body` (each batch item's template) applies in batch delivery.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, HttpAdaptiveQueryCalls>,
+    /// The fewest changes worth a batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_min_batch_size: Option<u64>,
+    /// The most changes in one batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_max_batch_size: Option<u64>,
     /// In units of 100 ms.
     #[serde(
@@ -71,35 +83,45 @@ pub struct HttpAdaptiveReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_window_size: Option<u64>,
+    /// The longest a change waits for its batch, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_batch_timeout_ms: Option<u64>,
 }
 
 /// drasi-server's per-operation http-adaptive calls.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpAdaptiveQueryCalls {
+    /// For rows added to the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<HttpAdaptiveCallSpec>,
+    /// For rows that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<HttpAdaptiveCallSpec>,
+    /// For rows removed from the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<HttpAdaptiveCallSpec>,
 }
 
 /// `{url, method, body, headers}` as drasi-server's http-adaptive reaction takes it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpAdaptiveCallSpec {
+    /// The URL, relative to `baseUrl`.
     pub url: String,
+    /// The HTTP method.
     pub method: String,
+    /// The request body, a Handlebars template over the change.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
+    /// Extra request headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
 }
@@ -158,58 +180,76 @@ impl HttpAdaptiveReactionConfig {
 }
 
 /// `kind: grpc-adaptive`: result changes sent to a gRPC `endpoint` in batches sized by load.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrpcAdaptiveReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
     /// `grpc://host:port` or `http://host:port`.
     pub endpoint: String,
+    /// How long one call may take, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub timeout_ms: Option<u64>,
+    /// How often a failed call is retried.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub max_retries: Option<u32>,
+    /// How often connecting is retried.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub connection_retry_attempts: Option<u32>,
+    /// How long the first connection may take, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub initial_connection_timeout_ms: Option<u64>,
+    /// gRPC metadata sent with every call.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// The fewest changes worth a batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_min_batch_size: Option<u64>,
+    /// The most changes in one batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_max_batch_size: Option<u64>,
     /// In units of 100 ms.
     #[serde(
@@ -217,12 +257,15 @@ pub struct GrpcAdaptiveReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_window_size: Option<u64>,
+    /// The longest a change waits for its batch, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_batch_timeout_ms: Option<u64>,
 }
 

@@ -20,9 +20,11 @@ use super::source::{body_as, split_kind, unknown_kind};
 pub const SUPPORTED_BOOTSTRAP_KINDS: &[&str] = &["postgres"];
 
 /// A bootstrap provider's settings, tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum BootstrapProviderConfig {
+    /// `kind: postgres`: the current rows of the source's tables; keys left out are taken from
+    /// the `postgres` source it serves.
     Postgres(PostgresBootstrapConfig),
 }
 

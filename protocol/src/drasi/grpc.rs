@@ -17,31 +17,38 @@ use super::outbound::OutboundAddress;
 use super::reaction::RecoveryPolicy;
 
 /// `kind: grpc` (source): a gRPC server receiving source change events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrpcSourceConfig {
+    /// The source's id, unique in its instance: queries subscribe to it by this id.
     pub id: String,
+    /// Start the source with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// Where the source's initial data comes from: the id of a `bootstrapProviders` entry, or
+    /// an inline provider, kept verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_provider: Option<serde_json::Value>,
+    /// The id of an `identityProviders` entry the source authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
-    /// The plugin defaults to `0.0.0.0`; DRaaS fills it in with
-    /// [`super::DrasiConfig::assign_ports`].
+    /// The address its gRPC listener binds (the plugin's default: `0.0.0.0`). The platform
+    /// assigns it under DRaaS; a value here is replaced and named in `warnings`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// The plugin defaults to 50051; DRaaS fills it in with
-    /// [`super::DrasiConfig::assign_ports`].
+    /// The port its gRPC listener binds (the plugin's default: 50051). The platform assigns it
+    /// under DRaaS; a value here is replaced and named in `warnings`.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Port>)]
     pub port: Option<u16>,
     /// An optional service endpoint (informational for the plugin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,6 +59,7 @@ pub struct GrpcSourceConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub timeout_ms: Option<u64>,
     /// WAL durability settings, passed through to drasi-lib's `DurabilityConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,17 +71,22 @@ pub const GRPC_SCHEME: &str = "grpc";
 
 /// `kind: grpc` (reaction): sends each batch of a query's result changes as one
 /// `drasi.v1.ReactionService/ProcessResults` call to `endpoint`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrpcReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
     /// `grpc://host:port` or `http://host:port`.
@@ -84,6 +97,7 @@ pub struct GrpcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub timeout_ms: Option<u64>,
     /// Default 3.
     #[serde(
@@ -91,6 +105,7 @@ pub struct GrpcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub max_retries: Option<u32>,
     /// Default 5.
     #[serde(
@@ -98,6 +113,7 @@ pub struct GrpcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub connection_retry_attempts: Option<u32>,
     /// Default 10000.
     #[serde(
@@ -105,6 +121,7 @@ pub struct GrpcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub initial_connection_timeout_ms: Option<u64>,
     /// Sent with every call, as gRPC request metadata and in the request body.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -115,13 +132,17 @@ pub struct GrpcReactionConfig {
     /// Default `{mode: fixed, batchSize: 100, batchFlushTimeoutMs: 1000}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<GrpcBatching>,
+    /// Templates per query and change (with `canonicalJson`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_templates: Option<GrpcOutputTemplates>,
+    /// What a restarted reaction does when the query no longer holds every change it missed:
+    /// `strict` or `auto_skip_gap`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_policy: Option<RecoveryPolicy>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a grpc reaction encodes changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum GrpcOutputFormat {
     CanonicalJson,
@@ -129,79 +150,102 @@ pub enum GrpcOutputFormat {
 }
 
 /// `batching: {mode: fixed | adaptive, …}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "camelCase")]
 pub enum GrpcBatching {
+    /// Batches of a fixed size.
     #[serde(rename_all = "camelCase")]
     Fixed {
+        /// Changes per batch.
         #[serde(
             default,
             deserialize_with = "lenient::opt",
             skip_serializing_if = "Option::is_none"
         )]
+        #[schema(value_type = Option<crate::schema::Count>)]
         batch_size: Option<u64>,
+        /// The longest a partial batch waits, in milliseconds.
         #[serde(
             default,
             deserialize_with = "lenient::opt",
             skip_serializing_if = "Option::is_none"
         )]
+        #[schema(value_type = Option<crate::schema::Count>)]
         batch_flush_timeout_ms: Option<u64>,
     },
+    /// Batches sized by measured throughput.
     #[serde(rename_all = "camelCase")]
     Adaptive {
+        /// The fewest changes worth a batch.
         #[serde(
             default,
             deserialize_with = "lenient::opt",
             skip_serializing_if = "Option::is_none"
         )]
+        #[schema(value_type = Option<crate::schema::Count>)]
         adaptive_min_batch_size: Option<u64>,
+        /// The most changes in one batch.
         #[serde(
             default,
             deserialize_with = "lenient::opt",
             skip_serializing_if = "Option::is_none"
         )]
+        #[schema(value_type = Option<crate::schema::Count>)]
         adaptive_max_batch_size: Option<u64>,
+        /// How many recent batches throughput is measured over.
         #[serde(
             default,
             deserialize_with = "lenient::opt",
             skip_serializing_if = "Option::is_none"
         )]
+        #[schema(value_type = Option<crate::schema::Count>)]
         adaptive_window_size: Option<u64>,
+        /// The longest a change waits for its batch, in milliseconds.
         #[serde(
             default,
             deserialize_with = "lenient::opt",
             skip_serializing_if = "Option::is_none"
         )]
+        #[schema(value_type = Option<crate::schema::Count>)]
         adaptive_batch_timeout_ms: Option<u64>,
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A grpc reaction's templates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrpcOutputTemplates {
+    /// The templates for queries without a route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_template: Option<GrpcQueryTemplates>,
+    /// The templates per query, by query id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, GrpcQueryTemplates>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A grpc reaction's templates for one query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrpcQueryTemplates {
+    /// For rows added to the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<GrpcTemplateSpec>,
+    /// For rows that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<GrpcTemplateSpec>,
+    /// For rows removed from the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<GrpcTemplateSpec>,
 }
 
 /// A Handlebars body template (rendered into the item's `payload`) and per-call metadata
 /// templates.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrpcTemplateSpec {
+    /// A Handlebars template over the change: the message's payload.
     pub template: String,
+    /// gRPC metadata of these calls.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }

@@ -34,6 +34,7 @@ pub mod interpolate;
 mod lenient;
 pub mod outbound;
 pub mod owned;
+pub mod plugins;
 pub mod postgres;
 pub mod query;
 pub mod reaction;

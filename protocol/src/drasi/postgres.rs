@@ -20,24 +20,29 @@ pub const POSTGRES_DEFAULT_HOST: &str = "localhost";
 /// `kind: postgres`: streams a database's row changes from a logical replication slot (which
 /// the source creates) of an existing publication. The server needs `wal_level=logical` and a
 /// user with `REPLICATION`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PostgresSourceConfig {
+    /// The source's id, unique in its instance: queries subscribe to it by this id.
     pub id: String,
+    /// Start the source with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
     /// An inline provider (`{kind: postgres, …}`) or the id of one in `bootstrapProviders`;
-    /// checked against [`bootstrap::BootstrapProviderRef`] while parsing.
+    /// anything else is refused while parsing.
     #[serde(
         default,
         deserialize_with = "bootstrap::checked_ref",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::BootstrapProviderRefSchema>)]
     pub bootstrap_provider: Option<serde_json::Value>,
+    /// The id of an `identityProviders` entry the source authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
     /// Default `localhost`.
@@ -49,9 +54,13 @@ pub struct PostgresSourceConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Port>)]
     pub port: Option<u16>,
+    /// The database whose changes it follows.
     pub database: String,
+    /// A user with the `REPLICATION` attribute.
     pub user: String,
+    /// The user's password; write `${NAME}` with a secret `env` value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// The tables to follow (`schema.table` or `table`).
@@ -72,7 +81,7 @@ pub struct PostgresSourceConfig {
 }
 
 /// `sslMode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PostgresSslMode {
     Disable,
@@ -81,41 +90,54 @@ pub enum PostgresSslMode {
 }
 
 /// `tableKeys[]`: the columns that identify a row of `table`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TableKeyConfig {
+    /// The table (`schema.table` or `table`).
     pub table: String,
+    /// The columns that identify a row.
     pub key_columns: Vec<String>,
 }
 
 /// A `postgres` bootstrap provider: the same keys as the source, every one optional. The
 /// plugin does not read its source's settings, so [`PostgresBootstrapConfig::filled_from`]
 /// supplies the missing ones from the `postgres` source it serves.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PostgresBootstrapConfig {
+    /// The server (default: the source's, else `localhost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The server's port (default: the source's, else 5432).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Port>)]
     pub port: Option<u16>,
+    /// The database (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// The user (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The password (default: the source's); write `${NAME}` with a secret `env` value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The tables whose rows are loaded (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables: Option<Vec<String>>,
+    /// The replication slot (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot_name: Option<String>,
+    /// The publication (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publication_name: Option<String>,
+    /// TLS towards the server (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl_mode: Option<PostgresSslMode>,
+    /// Key columns of tables without a primary key (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_keys: Option<Vec<TableKeyConfig>>,
 }

@@ -27,8 +27,11 @@ pub const SUPPORTED_REACTION_KINDS: &[&str] = &[
     "grpc-adaptive",
 ];
 
-/// One entry of `reactions[]`, tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One entry of `reactions[]`, tagged by `kind`: `log` (to the instance's log), `http` and
+/// `http-adaptive` (HTTP calls), `sse` (Server-Sent Events on a port of its own), `grpc` and
+/// `grpc-adaptive` (gRPC calls), `profiler` (latency statistics), `storedproc-postgres`,
+/// `storedproc-mysql` and `storedproc-mssql` (stored-procedure calls).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 // Config values are few and cold; unboxed variants keep construction and matching plain.
 #[allow(clippy::large_enum_variant)]
@@ -52,17 +55,22 @@ pub enum ReactionConfig {
 
 /// `kind: profiler`: measures each result change's latency through the pipeline and logs
 /// percentiles over a sliding window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfilerReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
     /// Changes per statistics window.
@@ -71,6 +79,7 @@ pub struct ProfilerReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub window_size: Option<u64>,
     /// Seconds between reports.
     #[serde(
@@ -78,151 +87,202 @@ pub struct ProfilerReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub report_interval_secs: Option<u64>,
 }
 
 /// `kind: log`: writes result changes to stdout, optionally through Handlebars templates.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
+    /// Templates per query, by query id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, LogQueryTemplates>,
+    /// Templates for queries without a route; without any, each change is logged as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_template: Option<LogQueryTemplates>,
 }
 
 /// Per-operation templates of the log reaction.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogQueryTemplates {
+    /// For rows added to the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<TemplateSpec>,
+    /// For rows that changed (`before` and `after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<TemplateSpec>,
+    /// For rows removed from the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<TemplateSpec>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateSpec {
+    /// A Handlebars template over the change (`after`, `before`, `query_name`, …).
     #[serde(default)]
     pub template: String,
 }
 
 /// `kind: http`: calls HTTP endpoints on result changes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
+    /// The URL every call's `url` is relative to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// A bearer token sent with every call; write `${NAME}` with a secret `env` value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// How long a call may take, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub timeout_ms: Option<u64>,
+    /// The capacity of its queue of incoming changes (default: `defaultPriorityQueueCapacity`).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub priority_queue_capacity: Option<u64>,
+    /// The calls made per query and change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_templates: Option<HttpOutputTemplates>,
+    /// Adaptive batching: with `batchEndpoint`, changes are posted in batches sized by
+    /// throughput.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<HttpAdaptiveConfig>,
+    /// The path (under `baseUrl`) batches are posted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_endpoint: Option<String>,
+    /// What a restarted reaction does when the query no longer holds every change it missed:
+    /// `strict` (fail) or `auto_skip_gap` (carry on past the gap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_policy: Option<RecoveryPolicy>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// An http reaction's calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpOutputTemplates {
+    /// The calls for queries without a route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_template: Option<HttpQueryCalls>,
+    /// The calls per query, by query id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, HttpQueryCalls>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The calls made for one query's changes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpQueryCalls {
+    /// For rows added to the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<HttpCallSpec>,
+    /// For rows that changed (`before` and `after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<HttpCallSpec>,
+    /// For rows removed from the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<HttpCallSpec>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One HTTP call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpCallSpec {
+    /// The request body, a Handlebars template over the change.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template: String,
+    /// The URL, relative to `baseUrl` (a template too).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// The HTTP method (default POST).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub method: String,
+    /// Extra request headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Adaptive batching of an http reaction.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpAdaptiveConfig {
+    /// The fewest changes worth a batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_min_batch_size: Option<u64>,
+    /// The most changes in one batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_max_batch_size: Option<u64>,
+    /// How many recent batches throughput is measured over.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_window_size: Option<u64>,
+    /// The longest a change waits for its batch, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_batch_timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a restarted reaction does about changes it can no longer get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecoveryPolicy {
     Strict,
@@ -230,57 +290,78 @@ pub enum RecoveryPolicy {
 }
 
 /// `kind: sse`: serves result changes as Server-Sent Events on its own port.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SseReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
+    /// The address its SSE listener binds. The platform assigns it under DRaaS; a value here is
+    /// replaced and named in `warnings`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The port its SSE listener binds. The platform assigns it under DRaaS; a value here is
+    /// replaced and named in `warnings`.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Port>)]
     pub port: Option<u16>,
+    /// The path of its event stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse_path: Option<String>,
+    /// Milliseconds between keep-alive heartbeats.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub heartbeat_interval_ms: Option<u64>,
+    /// Templates per query, by query id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, SseQueryTemplates>,
+    /// Templates for queries without a route; without any, each change is sent as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_template: Option<SseQueryTemplates>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// An sse reaction's templates for one query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SseQueryTemplates {
+    /// For rows added to the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<SseTemplateSpec>,
+    /// For rows that changed (`before` and `after`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<SseTemplateSpec>,
+    /// For rows removed from the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<SseTemplateSpec>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SseTemplateSpec {
+    /// A Handlebars template over the change: the event's data.
     #[serde(default)]
     pub template: String,
+    /// A stream path of their own for these events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }

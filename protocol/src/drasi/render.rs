@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{DrasiConfig, QueryConfig, ReactionConfig, SourceConfig};
 
 /// A network endpoint an instance listens on once started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Endpoint {
     /// `api`, `source:<id>` or `reaction:<id>`.
     pub name: String,

@@ -15,8 +15,9 @@ use super::{ConfigError, lenient};
 /// Source kinds this model (and draas-runtime) supports.
 pub const SUPPORTED_SOURCE_KINDS: &[&str] = &["http", "mock", "postgres", "grpc"];
 
-/// One entry of `sources[]`, tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One entry of `sources[]`, tagged by `kind`: `http` (change events posted to it), `mock`
+/// (generated data), `postgres` (a database's row changes) or `grpc` (change events over gRPC).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 // Config values are few and cold; unboxed variants keep construction and matching plain.
 #[allow(clippy::large_enum_variant)]
@@ -28,73 +29,97 @@ pub enum SourceConfig {
 }
 
 /// `kind: http`: receives change events over HTTP (standard mode) or webhooks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpSourceConfig {
+    /// The source's id, unique in its instance: queries subscribe to it by this id.
     pub id: String,
+    /// Start the source with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// Where the source's initial data comes from: the id of a `bootstrapProviders` entry, or
+    /// an inline provider, kept verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_provider: Option<serde_json::Value>,
+    /// The id of an `identityProviders` entry the source authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
-    /// Required by drasi-server; DRaaS fills it in with [`super::DrasiConfig::assign_ports`].
+    /// The address its HTTP listener binds (drasi-server requires it). The platform assigns it
+    /// under DRaaS; a value here is replaced and named in `warnings`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Required by drasi-server; DRaaS fills it in with [`super::DrasiConfig::assign_ports`].
+    /// The port its HTTP listener binds (drasi-server requires it). The platform assigns it
+    /// under DRaaS; a value here is replaced and named in `warnings`.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Port>)]
     pub port: Option<u16>,
+    /// A path prefix for its event endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// How long a request to the source may take, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub timeout_ms: Option<u64>,
+    /// Adaptive batching: the most events dispatched as one batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_max_batch_size: Option<u64>,
+    /// Adaptive batching: the fewest events worth a batch.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_min_batch_size: Option<u64>,
+    /// Adaptive batching: the longest an event waits for its batch, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_max_wait_ms: Option<u64>,
+    /// Adaptive batching: the shortest wait for a batch, in milliseconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_min_wait_ms: Option<u64>,
+    /// Adaptive batching: the window over which throughput is measured, in seconds.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub adaptive_window_secs: Option<u64>,
+    /// Batch incoming events by measured throughput.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub adaptive_enabled: Option<bool>,
     /// Webhook mode (custom routes) instead of the standard event endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,42 +130,58 @@ pub struct HttpSourceConfig {
 }
 
 /// `kind: mock`: generates synthetic data.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MockSourceConfig {
+    /// The source's id, unique in its instance: queries subscribe to it by this id.
     pub id: String,
+    /// Start the source with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// Where the source's initial data comes from: the id of a `bootstrapProviders` entry, or
+    /// an inline provider, kept verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_provider: Option<serde_json::Value>,
+    /// The id of an `identityProviders` entry the source authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
+    /// What it generates: `{type: counter}`, `{type: sensorReading, sensorCount, mesh}` or
+    /// `{type: generic}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::MockDataTypeSchema>)]
     pub data_type: Option<MockDataType>,
+    /// Milliseconds between generated changes.
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub interval_ms: Option<u64>,
 }
 
 /// What a mock source generates (`dataType: {type: ...}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
 pub enum MockDataType {
+    /// A node whose value counts up.
     Counter,
+    /// Sensor nodes with changing readings.
     #[serde(rename_all = "camelCase")]
     SensorReading {
+        /// How many sensors.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sensor_count: Option<u32>,
+        /// Also relate the sensors to each other.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mesh: Option<bool>,
     },
+    /// Nodes with generic properties.
     Generic,
 }
 

@@ -55,17 +55,22 @@ impl StoredProcDialect {
 /// `kind: storedproc-postgres | storedproc-mysql | storedproc-mssql`: calls a stored
 /// procedure per result change, its command a Handlebars template whose `{{param after.x}}`
 /// become bound parameters (`CALL p(…)` for PostgreSQL and MySQL, `EXEC p …` for SQL Server).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoredProcReactionConfig {
+    /// The reaction's id, unique in its instance.
     pub id: String,
+    /// The ids of the queries whose result changes it receives.
     pub queries: Vec<String>,
+    /// Start the reaction with the instance (default true).
     #[serde(
         default,
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub auto_start: Option<bool>,
+    /// The id of an `identityProviders` entry the reaction authenticates with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
     /// Default `localhost`.
@@ -77,11 +82,14 @@ pub struct StoredProcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Port>)]
     pub port: Option<u16>,
+    /// The database user.
     pub user: String,
     /// Default empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The database the procedures live in.
     pub database: String,
     /// TLS when true; default false.
     #[serde(
@@ -89,6 +97,7 @@ pub struct StoredProcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Flag>)]
     pub ssl: Option<bool>,
     /// Per-query commands, keyed by query id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -102,6 +111,7 @@ pub struct StoredProcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub command_timeout_ms: Option<u64>,
     /// Default 3.
     #[serde(
@@ -109,6 +119,7 @@ pub struct StoredProcReactionConfig {
         deserialize_with = "lenient::opt",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<crate::schema::Count>)]
     pub retry_attempts: Option<u32>,
 }
 
@@ -140,21 +151,26 @@ impl ReactionConfig {
 }
 
 /// The command of each kind of result change.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoredProcQueryCommands {
+    /// For rows added to the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<StoredProcCommand>,
+    /// For rows that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<StoredProcCommand>,
+    /// For rows removed from the result set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<StoredProcCommand>,
 }
 
 /// `{template: "CALL record_added({{param after.id}})"}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoredProcCommand {
+    /// The call, a template whose `{{param after.id}}` placeholders become bound parameters:
+    /// `CALL add_order({{param after.id}})`.
     pub template: String,
 }
 

@@ -10,9 +10,11 @@ use super::error::join_path;
 
 /// One field of a config that DRaaS replaces. `field` names it as it appears in an instance
 /// (`config.sources[0].port`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConfigWarning {
+    /// The field, as an instance shows it (`config.sources[0].port`).
     pub field: String,
+    /// What DRaaS does instead.
     pub message: String,
 }
 
@@ -24,7 +26,8 @@ impl DrasiConfig {
     /// The fields this config sets that DRaaS replaces, in document order: the host and port
     /// of every listener (the REST API's top-level `host`/`port`, http and grpc sources and sse
     /// reactions, under `instances` too: the platform assigns them all), and the top-level
-    /// `id` of a single-instance config (the runtime runs under the DRaaS instance id).
+    /// `id` of a single-instance config (the runtime runs under the DRaaS instance id), and the
+    /// plugin management keys (the operator's: [`super::plugins`]).
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let mut out = Vec::new();
         let field = |path: &str, key: &str| format!("config.{}", join_path(path, key));
@@ -32,6 +35,12 @@ impl DrasiConfig {
             out.push(ConfigWarning {
                 field: field("", "id"),
                 message: ID.to_owned(),
+            });
+        }
+        for key in self.plugin_settings() {
+            out.push(ConfigWarning {
+                field: field("", key),
+                message: super::plugins::IGNORED.to_owned(),
             });
         }
         for listener in self.listeners() {

@@ -8,7 +8,9 @@ pub mod cluster;
 pub mod kmock;
 mod nodes;
 pub mod observer;
+pub mod otlp;
 pub mod postgres;
+pub mod prometheus;
 pub mod sse;
 
 #[allow(unused_imports)]

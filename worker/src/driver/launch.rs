@@ -30,6 +30,7 @@ pub fn render(
     if config.instances.is_empty() {
         config.id = Some(instance.id.to_string());
     }
+    config.clear_plugin_settings();
     let yaml = config.to_yaml();
     let refuse = |message: String| DriverError::Config(env::scrub(&message, &instance.spec.env));
     let seen = interpolate(&yaml, &env::lookup(&instance.spec.env))
@@ -95,6 +96,7 @@ mod tests {
                 image: None,
                 resources: None,
                 env: serde_json::from_value(env).unwrap(),
+                desired_state: None,
             },
             state: InstanceState::Starting,
             generation: 1,

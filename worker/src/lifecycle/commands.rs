@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use super::{CommandResult, Ctx, Exec, TRANSIENT, internal};
 use crate::driver::Driver;
+use draas_telemetry::names;
+use tracing::Instrument;
 
 impl<D: Driver> Ctx<D> {
     pub(super) async fn start(&self, mut inst: StoredInstance, ex: &Exec) -> CommandResult {
@@ -71,8 +73,16 @@ impl<D: Driver> Ctx<D> {
             .await?;
             inst.instance.state = InstanceState::Starting;
         }
-        match self.driver.start(&inst.instance).await {
+        let launched = std::time::Instant::now();
+        let started = self
+            .driver
+            .start(&inst.instance)
+            .instrument(tracing::info_span!("driver.start", platform = self.platform.as_str()))
+            .await;
+        match started {
             Ok(mut runtime) => {
+                metrics::histogram!(names::START_TO_READY, "platform" => self.platform.as_str())
+                    .record(launched.elapsed().as_secs_f64());
                 runtime.node = Some(self.node.clone());
                 runtime.restarts = restarts;
                 let moved = self
@@ -283,6 +293,8 @@ impl<D: Driver> Ctx<D> {
                 ));
             }
             Transition::Fenced(newer) => {
+                metrics::counter!(names::FENCING_REFUSALS, "platform" => self.platform.as_str())
+                    .increment(1);
                 return Err(ErrorInfo::new(
                     "fenced",
                     format!(

@@ -269,10 +269,22 @@ impl<D: Driver> Ctx<D> {
         command: Command,
         origin: Origin,
     ) -> Result<(), draas_bus::BusError> {
-        let stored = self.store.instance(id).await?;
-        let Some(stored) = stored else { return Ok(()) };
         let mut env = CommandEnvelope::new(self.platform, Some(id), command, now());
         env.origin = origin;
+        self.enqueue_envelope(env).await
+    }
+
+    /// [`Ctx::enqueue`] of a ready envelope (the controller's, whose command id it marked
+    /// first). Nothing is appended for an instance that no longer exists.
+    pub(crate) async fn enqueue_envelope(
+        &self,
+        env: CommandEnvelope,
+    ) -> Result<(), draas_bus::BusError> {
+        let Some(id) = env.instance_id else {
+            return Ok(());
+        };
+        let stored = self.store.instance(id).await?;
+        let Some(stored) = stored else { return Ok(()) };
         let op = draas_protocol::Operation::pending(
             env.command_id,
             Some(id),

@@ -109,6 +109,7 @@ impl DockerDriver {
     }
 
     /// Makes sure `image` is present, pulling it (with progress events) when allowed.
+    #[tracing::instrument(name = "image.check", skip_all)]
     async fn ensure_image(&self, instance: Uuid, image: &str) -> Result<(), DriverError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => return Ok(()),
@@ -172,6 +173,7 @@ impl DockerDriver {
         Ok(Some((inspect.id.unwrap_or_default(), endpoints)))
     }
 
+    #[tracing::instrument(name = "container.create", skip_all)]
     async fn create(&self, instance: &Instance) -> Result<(String, Vec<Endpoint>), DriverError> {
         let id = instance.id;
         // A tenant's `image` runs only when the operator allows it.
@@ -275,6 +277,7 @@ impl DockerDriver {
             .collect())
     }
 
+    #[tracing::instrument(name = "readiness", skip_all)]
     async fn wait_ready(&self, id: Uuid, api: &str, config: &DrasiConfig) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + self.timing.readiness_timeout;
         loop {

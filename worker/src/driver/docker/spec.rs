@@ -181,6 +181,7 @@ mod tests {
                     cpu_millis: Some(500),
                 }),
                 env: Default::default(),
+                desired_state: None,
             },
             state: InstanceState::Starting,
             generation: 1,

@@ -148,6 +148,7 @@ impl KubernetesDriver {
         format!("{LABEL_MANAGED}={}", self.deployment)
     }
 
+    #[tracing::instrument(name = "kubernetes.apply", skip_all)]
     async fn apply<K>(&self, object: &K, manager: &str) -> Result<K, DriverError>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned,
@@ -189,6 +190,7 @@ impl KubernetesDriver {
 
     /// Waits until the Deployment's current generation has a ready pod. A pod that cannot
     /// come up ends the wait at once.
+    #[tracing::instrument(name = "readiness", skip_all)]
     async fn wait_ready(&self, id: Uuid) -> Result<String, String> {
         let deadline = tokio::time::Instant::now() + self.timing.readiness_timeout;
         loop {

@@ -297,6 +297,7 @@ mod tests {
                     cpu_millis: Some(500),
                 }),
                 env: Default::default(),
+                desired_state: None,
             },
             state: InstanceState::Created,
             generation: 1,

@@ -91,6 +91,7 @@ impl ProcessDriver {
             .cloned()
     }
 
+    #[tracing::instrument(name = "readiness", skip_all)]
     async fn wait_ready(
         &self,
         url: &str,
@@ -120,6 +121,7 @@ impl ProcessDriver {
         }
     }
 
+    #[tracing::instrument(name = "process.spawn", skip_all)]
     async fn launch(&self, instance: &Instance) -> Result<Tracked, DriverError> {
         let id = instance.id;
         let dir = self.dir(id);
