@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use draas_bus::streams::{last_id, payload};
 use draas_bus::{Store, clock, connect};
-use draas_telemetry::names;
 use draas_protocol::{
     Command, CommandEnvelope, Instance, Operation, Platform, Reply, Timestamp, codec,
 };
+use draas_telemetry::cache::Handles;
+use draas_telemetry::names;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -75,9 +76,9 @@ pub struct Submitted {
     pub operation: Uuid,
     reply: oneshot::Receiver<Reply>,
     dispatcher: Arc<Dispatcher>,
-    /// When it was appended, and its metric labels: the reply's latency is recorded.
+    /// When it was appended, and where the reply's latency is recorded.
     issued: std::time::Instant,
-    labels: [(&'static str, String); 2],
+    latency: metrics::Histogram,
 }
 
 impl Submitted {
@@ -85,8 +86,7 @@ impl Submitted {
     pub async fn wait(mut self, wait: Duration) -> Option<Reply> {
         match tokio::time::timeout(wait, &mut self.reply).await {
             Ok(Ok(reply)) => {
-                metrics::histogram!(names::COMMAND_LATENCY, &self.labels)
-                    .record(self.issued.elapsed().as_secs_f64());
+                self.latency.record(self.issued.elapsed().as_secs_f64());
                 Some(reply)
             }
             _ => None,
@@ -206,13 +206,10 @@ impl Dispatcher {
             reply: rx,
             dispatcher: Arc::clone(self),
             issued: std::time::Instant::now(),
-            labels: [
-                ("platform", platform.as_str().to_owned()),
-                ("kind", env.command.kind().as_str().to_owned()),
-            ],
+            latency: command_handles(platform, env.command.kind()).1,
         };
         self.store.submit(&stream, &env, &op).await?;
-        metrics::counter!(names::COMMANDS_ISSUED, &submitted.labels).increment(1);
+        command_handles(platform, env.command.kind()).0.increment(1);
         if self.wait_aof {
             self.wait_for_aof().await?;
         }
@@ -298,4 +295,20 @@ fn bus_to_redis(error: draas_bus::BusError) -> redis::RedisError {
             other.to_string(),
         )),
     }
+}
+
+/// The issued counter and the latency histogram of (platform, kind).
+fn command_handles(
+    platform: Platform,
+    kind: draas_protocol::CommandKind,
+) -> (metrics::Counter, metrics::Histogram) {
+    static HANDLES: std::sync::LazyLock<
+        Handles<(Platform, draas_protocol::CommandKind), (metrics::Counter, metrics::Histogram)>,
+    > = std::sync::LazyLock::new(Handles::default);
+    HANDLES.get(&(platform, kind), || {
+        let labels = [("platform", platform.as_str()), ("kind", kind.as_str())];
+        let issued = metrics::counter!(names::COMMANDS_ISSUED, &labels);
+        let latency = metrics::histogram!(names::COMMAND_LATENCY, &labels);
+        ((platform, kind), (issued, latency))
+    })
 }

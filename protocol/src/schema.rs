@@ -1,6 +1,7 @@
 //! OpenAPI schemas (utoipa) of the wire types whose JSON form is not what their Rust type
 //! says: [`Timestamp`] (an RFC 3339 string), the drasi-server config's scalars that also accept
-//! a string (`lenient` in `drasi/`: [`Port`], [`Count`], [`Flag`]), a mock source's closed
+//! a string (`lenient` in `drasi/`: [`Count`], [`Flag`]; `drasi/port.rs`: [`Port`], which also
+//! takes a `${VAR}` reference), a mock source's closed
 //! `dataType`, and a postgres source's `bootstrapProvider`. Schemas only: nothing here is
 //! constructed or parsed at run time.
 
@@ -36,7 +37,9 @@ fn as_string(pattern: &str, what: &str) -> ObjectBuilder {
         )))
 }
 
-/// A TCP port: an integer 0–65535, or the same number as a string.
+/// A TCP port ([`crate::drasi::Port`]): an integer 0–65535, the same number as a string, or
+/// a string that is one whole `${VAR}` / `${VAR:-default}` reference (drasi-server's
+/// `ConfigValue<u16>`), resolved from the instance's `env` and then read as the number.
 pub struct Port;
 
 impl PartialSchema for Port {
@@ -49,8 +52,19 @@ impl PartialSchema for Port {
                     .maximum(Some(65535)),
             )
             .item(as_string(r"^\s*\+?[0-9]{1,5}\s*$", "port"))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^\s*\$\{[A-Za-z0-9_]+(:-[^}]*)?\}\s*$"))
+                    .description(Some(
+                        "A `${VAR}` or `${VAR:-default}` reference, the whole value: resolved \
+                         from the instance's `env` when it starts, then read as the port number",
+                    ))
+                    .examples(["${DB_PORT:-5432}"]),
+            )
             .description(Some(
-                "A TCP port, 0–65535; a string holding the number is accepted too.",
+                "A TCP port, 0–65535; a string holding the number, or a whole-value `${VAR}` \
+                 reference resolving to it, is accepted too.",
             ))
             .into()
     }

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(port) = cli.port {
-        config.port = Some(port);
+        config.port = Some(port.into());
     }
     if matches!(cli.command, Some(Command::Validate)) {
         println!("configuration {} is valid", path.display());
@@ -100,7 +100,7 @@ async fn serve(config: DrasiConfig, egress: Option<EgressSettings>) -> anyhow::R
     }
     let runtime = Runtime::start(&config).await?;
     let host = config.host.as_deref().unwrap_or("0.0.0.0");
-    let addr = format!("{host}:{}", config.port.unwrap_or(8080));
+    let addr = format!("{host}:{}", config.port.clone().unwrap_or(8080.into()));
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(listener) => listener,
         Err(e) => {

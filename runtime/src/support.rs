@@ -97,7 +97,8 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
                     "required for an http source",
                 ));
             }
-            match http.port {
+            // Every port is a number here: `DrasiConfig::validate` ran on the resolved config.
+            match http.port.as_ref().and_then(|p| p.number()) {
                 None => {
                     return Err(ConfigError::new(
                         path("port"),
@@ -126,7 +127,7 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
             ));
         }
         if let SourceConfig::Grpc(grpc) = source {
-            if grpc.port == Some(0) {
+            if grpc.port.as_ref().is_some_and(|p| *p == 0) {
                 return Err(ConfigError::new(
                     path("port"),
                     "must be between 1 and 65535",
@@ -157,7 +158,7 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
             ));
         }
         if let ReactionConfig::Sse(sse) = reaction
-            && sse.port == Some(0)
+            && sse.port.as_ref().is_some_and(|p| *p == 0)
         {
             return Err(ConfigError::new(
                 at(prefix, &format!("reactions[{i}].port")),

@@ -1,5 +1,6 @@
 //! Observability shared by the API, the workers and the operator CLI.
 //!
+//! - [`cache`]: metric handles per label set, for hot paths.
 //! - [`names`]: every metric's name, unit and help text; labels bounded by construction.
 //! - [`metrics`]: the process-wide Prometheus recorder (`metrics` + `metrics-exporter-prometheus`,
 //!   `metrics-process` for CPU, memory and fds) and its exposition.
@@ -7,6 +8,7 @@
 //! - [`trace`]: the log subscriber (text or JSON), OTLP export through OpenTelemetry when the
 //!   standard `OTEL_*` variables ask for it, and W3C trace context across the bus.
 
+pub mod cache;
 pub mod metrics;
 pub mod names;
 pub mod serve;

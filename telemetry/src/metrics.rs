@@ -43,6 +43,12 @@ impl Metrics {
         INSTALLED.get().cloned()
     }
 
+    /// Folds recorded histogram samples into their buckets (the exporter keeps them until
+    /// then).
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// The Prometheus text exposition, with the process figures read now.
     pub fn render(&self) -> String {
         self.process.collect();

@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Content type of the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -19,6 +22,7 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let metrics_upkeep = metrics.clone();
     let app = Router::new().route(
         "/metrics",
         get(move || {
@@ -26,7 +30,23 @@ pub async fn serve(
             async move { ([(CONTENT_TYPE, CONTENT_TYPE_TEXT)], metrics.render()).into_response() }
         }),
     );
-    axum::serve(listener, app)
+    // Histograms keep their samples until upkeep folds them into buckets: without it a
+    // process nobody scrapes would grow without bound.
+    let upkeep = tokio::spawn({
+        let (metrics, shutdown) = (metrics_upkeep, shutdown.clone());
+        async move {
+            let mut tick = tokio::time::interval(UPKEEP);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => metrics.upkeep(),
+                }
+            }
+        }
+    });
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+        .await;
+    upkeep.abort();
+    served
 }

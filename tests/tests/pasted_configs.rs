@@ -133,6 +133,7 @@ fn the_directory_covers_every_kind_and_feature() {
         "kind: storedproc-mssql",
         "persistIndex: true",
         "port: 8080",
+        "port: \"${DB_PORT:-5432}\"",
     ] {
         assert!(all.contains(needle), "no config has `{needle}`");
     }
@@ -348,5 +349,101 @@ async fn a_pasted_config_runs_on_the_platforms_listeners_and_says_so() -> anyhow
     assert_eq!(row["id"], "s1", "{row}");
     let (status, _) = sys.post(&format!("/api/v1/instances/{id}/stop")).await;
     assert_eq!(status, 200);
+    Ok(())
+}
+
+/// A port written as a whole `${VAR}` reference (drasi-server's `ConfigValue<u16>`) is kept
+/// as written and resolved from the instance's env: unset, it is the `unresolved_variable`
+/// 422 naming the field; set to something that is no port, a 422 naming the field and the
+/// reference but not the value; the egress check judges the resolved port.
+#[tokio::test]
+async fn a_port_reference_is_resolved_from_the_env_and_named_when_it_fails() -> anyhow::Result<()> {
+    let sys = System::start().await?;
+    let config = |host: &str, port: &str| {
+        json!({
+            "sources": [{"kind": "postgres", "id": "pg", "host": host, "port": port,
+                         "database": "shop", "user": "drasi", "tables": ["public.orders"]}],
+            "queries": [{"id": "q", "query": "MATCH (o:orders) RETURN o.id AS id",
+                         "sources": [{"sourceId": "pg"}]}]})
+    };
+    let create = |name: &str, config: Value, env: Value| {
+        let body = json!({"name": name, "platform": "process", "config": config, "env": env});
+        let sys = &sys;
+        async move { sys.post_json("/api/v1/instances", &body).await }
+    };
+
+    let (status, body) = create("missing", config("db.example.com", "${MISSING}"), json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unresolved_variable", "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "config.sources[0].port",
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`MISSING`"),
+        "{body}"
+    );
+
+    for (env, name) in [
+        (json!({"DB_PORT": "abc"}), "not-a-number"),
+        (
+            json!({"DB_PORT": {"value": "hunter2", "secret": true}}),
+            "secret",
+        ),
+        (json!({"DB_PORT": "70000"}), "too-big"),
+    ] {
+        let (status, body) = create(name, config("db.example.com", "${DB_PORT}"), env).await;
+        assert!((400..500).contains(&status), "{name}: {status} {body}");
+        assert_eq!(
+            body["error"]["details"]["field"], "config.sources[0].port",
+            "{body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`${DB_PORT}`"), "{message}");
+        assert!(
+            !message.contains("hunter2"),
+            "a secret value leaked: {message}"
+        );
+    }
+
+    // Egress is judged on the resolved address.
+    let (status, body) = create(
+        "local-db",
+        config("127.0.0.1", "${DB_PORT:-5432}"),
+        json!({"DB_PORT": "6543"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("egress_denied")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"]["field"], "config.sources[0].host",
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:6543"),
+        "{body}"
+    );
+
+    // Resolvable: created, the reference kept as written.
+    let (status, body) = create(
+        "resolved",
+        config("db.example.com", "${DB_PORT:-5432}"),
+        json!({"DB_PORT": "6543"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["config"]["sources"][0]["port"], "${DB_PORT:-5432}",
+        "{body}"
+    );
     Ok(())
 }

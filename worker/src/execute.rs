@@ -13,6 +13,7 @@ use draas_bus::streams::payload;
 use draas_protocol::{
     CommandEnvelope, Operation, OperationState, Outcome, Reply, SCHEMA_VERSION, Timestamp, codec,
 };
+use draas_telemetry::cache::Handles;
 use draas_telemetry::names;
 use redis::streams::StreamId;
 use tracing::Instrument;
@@ -70,7 +71,11 @@ pub(crate) async fn entry<D: Driver>(
         trace_id = tracing::field::Empty,
     );
     draas_telemetry::trace::set_parent(&span, env.trace.as_deref(), env.trace_state.as_deref());
-    if let Some(id) = env.trace.as_deref().and_then(draas_telemetry::trace::trace_id) {
+    if let Some(id) = env
+        .trace
+        .as_deref()
+        .and_then(draas_telemetry::trace::trace_id)
+    {
         span.record("trace_id", id);
     }
     if env.attempt > 1 {
@@ -110,12 +115,9 @@ async fn run<D: Driver>(
         }
         Claim::Done(done) => outcome_of(&done),
         Claim::Claimed { attempts } => {
-            let labels = [
-                ("platform", env.platform.as_str()),
-                ("kind", env.command.kind().as_str()),
-            ];
+            let metrics = CommandMetrics::of(env);
             let waited = now().millis().saturating_sub(env.issued_at.millis());
-            metrics::histogram!(names::COMMAND_QUEUE_WAIT, &labels).record(waited as f64 / 1000.0);
+            metrics.queue_wait.record(waited as f64 / 1000.0);
             let started = std::time::Instant::now();
             // Stops renewing when this execution ends, however it ends.
             let renewer = tokio_util::task::AbortOnDropHandle::new(renew_while_running(
@@ -156,15 +158,11 @@ async fn run<D: Driver>(
                 tracing::warn!(message = "operation taken over while running", command = %env.command_id);
                 return Ok(Handled::LeftPending);
             }
-            metrics::histogram!(names::COMMAND_EXECUTION, &labels)
-                .record(started.elapsed().as_secs_f64());
-            let result = match outcome {
-                Outcome::Succeeded { .. } => "succeeded",
-                Outcome::Failed { .. } => "failed",
-            };
-            metrics::counter!(names::COMMANDS_COMPLETED, "platform" => labels[0].1,
-                "kind" => labels[1].1, "outcome" => result)
-            .increment(1);
+            metrics.execution.record(started.elapsed().as_secs_f64());
+            match outcome {
+                Outcome::Succeeded { .. } => metrics.succeeded.increment(1),
+                Outcome::Failed { .. } => metrics.failed.increment(1),
+            }
             outcome
         }
     };
@@ -248,4 +246,37 @@ fn renew_while_running<D: Driver>(
             }
         }
     })
+}
+
+/// The metric handles of one (platform, kind), made once per process.
+#[derive(Clone)]
+struct CommandMetrics {
+    queue_wait: metrics::Histogram,
+    execution: metrics::Histogram,
+    succeeded: metrics::Counter,
+    failed: metrics::Counter,
+}
+
+impl CommandMetrics {
+    fn of(env: &CommandEnvelope) -> CommandMetrics {
+        static HANDLES: std::sync::LazyLock<
+            Handles<(draas_protocol::Platform, draas_protocol::CommandKind), CommandMetrics>,
+        > = std::sync::LazyLock::new(Handles::default);
+        let key = (env.platform, env.command.kind());
+        HANDLES.get(&key, || {
+            let (platform, kind) = (key.0.as_str(), key.1.as_str());
+            let labels = [("platform", platform), ("kind", kind)];
+            let done = |outcome: &'static str| {
+                metrics::counter!(names::COMMANDS_COMPLETED, "platform" => platform,
+                    "kind" => kind, "outcome" => outcome)
+            };
+            let handles = CommandMetrics {
+                queue_wait: metrics::histogram!(names::COMMAND_QUEUE_WAIT, &labels),
+                execution: metrics::histogram!(names::COMMAND_EXECUTION, &labels),
+                succeeded: done("succeeded"),
+                failed: done("failed"),
+            };
+            (key, handles)
+        })
+    }
 }

@@ -35,7 +35,10 @@ pub fn spawn(app: &App) {
             }
             let started = Instant::now();
             // The Redis connection's round trip, as every request of this node sees it.
-            match redis::cmd("PING").query_async::<String>(&mut store.conn()).await {
+            match redis::cmd("PING")
+                .query_async::<String>(&mut store.conn())
+                .await
+            {
                 Ok(_) => metrics::histogram!(names::REDIS_LATENCY, "op" => "ping")
                     .record(started.elapsed().as_secs_f64()),
                 Err(error) => tracing::warn!(message = "redis ping failed", %error),

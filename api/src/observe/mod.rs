@@ -7,12 +7,16 @@
 
 pub mod gauges;
 
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use draas_telemetry::cache::Handles;
 use draas_telemetry::{names, trace};
+use metrics::{Counter, Histogram};
 use tracing::Instrument;
 
 tokio::task_local! {
@@ -23,19 +27,16 @@ tokio::task_local! {
 /// Middleware: the request's span (a child of the caller's `traceparent`), then its count
 /// and latency by route template, method and status. Unmatched paths count as `unmatched`.
 pub async fn http(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
+    let method = req.method().clone();
     let incoming = (header(&req, "traceparent"), header(&req, "tracestate"));
     let span = tracing::info_span!(
         "http.request",
         otel.name = format!("{method} {route}"),
         otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
+        http.request.method = method.as_str(),
+        http.route = route,
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
@@ -50,12 +51,25 @@ pub async fn http(req: Request, next: Next) -> Response {
         .await;
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
-    let elapsed = started.elapsed().as_secs_f64();
-    metrics::counter!(names::HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(),
-        "status" => status.to_string())
-    .increment(1);
-    metrics::histogram!(names::HTTP_DURATION, "route" => route, "method" => method).record(elapsed);
+    let (count, latency) = http_handles(route, &method, status);
+    count.increment(1);
+    latency.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The request counter and latency histogram of (route template, method, status).
+fn http_handles(route: &str, method: &Method, status: u16) -> (Counter, Histogram) {
+    static ROUTES: LazyLock<Handles<String, Arc<Handles<(Method, u16), (Counter, Histogram)>>>> =
+        LazyLock::new(Handles::default);
+    let by_route = ROUTES.get(route, || (route.to_owned(), Arc::default()));
+    let key = (method.clone(), status);
+    by_route.get(&key, || {
+        let (route, name) = (route.to_owned(), method.as_str().to_owned());
+        let count = metrics::counter!(names::HTTP_REQUESTS, "route" => route.clone(),
+            "method" => name.clone(), "status" => status.to_string());
+        let latency = metrics::histogram!(names::HTTP_DURATION, "route" => route, "method" => name);
+        (key.clone(), (count, latency))
+    })
 }
 
 /// The W3C `traceparent` and `tracestate` a command issued now carries: the current span's

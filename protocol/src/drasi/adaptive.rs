@@ -318,7 +318,7 @@ impl ReactionConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::DrasiConfig;
+    use super::super::{DrasiConfig, Port};
     use super::*;
     use serde_json::json;
 
@@ -414,9 +414,13 @@ mod tests {
             (
                 addresses[0].key.as_str(),
                 addresses[0].host.as_str(),
-                addresses[0].port
+                addresses[0].port.clone()
             ),
-            ("reactions[0].endpoint", "collector.example.com", 50052)
+            (
+                "reactions[0].endpoint",
+                "collector.example.com",
+                Port::Number(50052)
+            )
         );
         let err = DrasiConfig::from_json_value(config(json!({
             "kind": "grpc-adaptive", "id": "g", "queries": ["q"], "endpoint": "nowhere"})))

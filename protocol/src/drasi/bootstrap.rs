@@ -134,6 +134,7 @@ pub(crate) fn checked_ref<'de, D: Deserializer<'de>>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::Port;
     use super::*;
     use serde_json::json;
 
@@ -146,7 +147,7 @@ mod tests {
         .unwrap();
         assert_eq!(entry.id, "shared");
         let BootstrapProviderConfig::Postgres(pg) = &entry.provider;
-        assert_eq!(pg.port, Some(5433));
+        assert_eq!(pg.port, Some(Port::Number(5433)));
 
         let err = BootstrapProviderEntry::from_value(
             &json!({"id": "s", "kind": "postgres", "tablez": []}),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::lenient;
+use super::port::Port;
 use super::{ConfigError, QueryConfig, ReactionConfig, SourceConfig};
 
 /// A drasi-server configuration file. Every top-level key drasi-server accepts is accepted;
@@ -24,13 +25,9 @@ pub struct DrasiConfig {
     pub host: Option<String>,
     /// The REST API's port (drasi-server's default: 8080). The platform assigns it under DRaaS;
     /// a value here is replaced and named in `warnings`.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Port>)]
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// trace, debug, info, warn or error (any case).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lenient;
 use super::outbound::OutboundAddress;
+use super::port::Port;
 use super::reaction::RecoveryPolicy;
 
 /// `kind: grpc` (source): a gRPC server receiving source change events.
@@ -43,13 +44,9 @@ pub struct GrpcSourceConfig {
     pub host: Option<String>,
     /// The port its gRPC listener binds (the plugin's default: 50051). The platform assigns it
     /// under DRaaS; a value here is replaced and named in `warnings`.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Port>)]
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// An optional service endpoint (informational for the plugin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -293,7 +290,7 @@ pub(crate) fn endpoint_address(endpoint: &str) -> Result<OutboundAddress, String
     Ok(OutboundAddress {
         key: "endpoint".to_owned(),
         host: host.to_owned(),
-        port: url.port_or_known_default().unwrap_or(80),
+        port: Port::Number(url.port_or_known_default().unwrap_or(80)),
     })
 }
 
@@ -304,11 +301,14 @@ mod tests {
     #[test]
     fn endpoints_name_their_host_and_port() {
         let a = endpoint_address("grpc://collector.example.com:50052").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("collector.example.com", 50052));
+        assert_eq!(
+            (a.host.as_str(), a.port),
+            ("collector.example.com", Port::Number(50052))
+        );
         let a = endpoint_address("http://127.0.0.1").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", 80));
+        assert_eq!((a.host.as_str(), a.port), ("127.0.0.1", Port::Number(80)));
         let a = endpoint_address("GRPC://[::1]:9").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("::1", 9));
+        assert_eq!((a.host.as_str(), a.port), ("::1", Port::Number(9)));
         let a = endpoint_address("grpc://user@169.254.169.254:1").unwrap();
         assert_eq!(a.host, "169.254.169.254");
         assert!(endpoint_address("collector:50052").is_err());

@@ -23,7 +23,8 @@
 //! [`resolve_value`] applies the rule to every string of a document (mapping keys are never
 //! resolved) and names the field of an unresolved reference; [`interpolate`] does the same
 //! for a YAML document's text. The runtime, the API and the worker all resolve through these,
-//! so they agree.
+//! so they agree. [`unaccepted_value`] says a resolved value a typed field refuses (a port
+//! that is no number) in terms of the reference, never the value.
 
 use serde_json::Value;
 
@@ -114,6 +115,42 @@ pub fn resolve_value(
         }
         _ => Ok(false),
     }
+}
+
+/// The error of a resolved config's typed parse: when the field it names held a reference
+/// as written, it is said in terms of the reference, the resolved value left out.
+pub(crate) fn unaccepted_value(e: ConfigError, written: &Value, resolved: &Value) -> ConfigError {
+    let (Some(Value::String(before)), Some(Value::String(after))) =
+        (value_at(written, &e.path), value_at(resolved, &e.path))
+    else {
+        return e;
+    };
+    if !before.contains("${") {
+        return e;
+    }
+    let mut why = e.message.replace(&format!("{after:?}"), "(the value)");
+    if !after.is_empty() {
+        why = why.replace(after.as_str(), "(the value)");
+    }
+    let message = format!("`{before}` resolves to a value this field does not accept: {why}");
+    ConfigError::new(e.path, message)
+}
+
+/// The value at a key path (`sources[0].port`) of a document, if there is one.
+fn value_at<'v>(doc: &'v Value, path: &str) -> Option<&'v Value> {
+    let mut at = doc;
+    for part in path.split('.') {
+        let (key, indexes) = part
+            .split_once('[')
+            .map_or((part, ""), |(k, rest)| (k, rest));
+        if !key.is_empty() {
+            at = at.get(key)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            at = at.get(index.strip_suffix(']')?.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(at)
 }
 
 /// Parses a YAML (or JSON) document into a JSON value, as a config pasted into a request body

@@ -1,5 +1,6 @@
 //! Serde helpers for scalar settings that drasi-server also accepts as strings (for example
-//! `port: "8080"` after `${PORT}` interpolation inside quotes).
+//! `timeoutMs: "5000"` after `${TIMEOUT}` interpolation inside quotes). Ports are [`super::Port`],
+//! which also keeps a whole-value `${VAR}` reference until it is resolved.
 
 use std::fmt::Display;
 use std::str::FromStr;

@@ -16,6 +16,7 @@
 //!   http and grpc reactions with adaptive batching.
 //! - [`grpc`]: the gRPC kinds' settings (source, reaction).
 //! - [`bootstrap`]: bootstrap providers, inline or by id.
+//! - [`port`]: [`Port`], a port field's value: a number or a whole-value `${VAR}` reference.
 //! - [`outbound`]: the addresses a config connects out to directly (PostgreSQL, gRPC).
 //! - [`validate`]: reference and value checks.
 //! - [`render`]: YAML rendering and port assignment.
@@ -35,6 +36,7 @@ mod lenient;
 pub mod outbound;
 pub mod owned;
 pub mod plugins;
+pub mod port;
 pub mod postgres;
 pub mod query;
 pub mod reaction;
@@ -60,6 +62,7 @@ pub use grpc::{GrpcReactionConfig, GrpcSourceConfig};
 pub use interpolate::interpolate;
 pub use outbound::OutboundAddress;
 pub use owned::Listener;
+pub use port::Port;
 pub use postgres::{PostgresBootstrapConfig, PostgresSourceConfig, PostgresSslMode};
 pub use query::{MiddlewareConfig, QueryConfig, QueryLanguage, SourceSubscription};
 pub use reaction::{

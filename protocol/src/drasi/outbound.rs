@@ -8,7 +8,7 @@
 use super::bootstrap::{BootstrapProviderConfig, BootstrapProviderEntry, BootstrapProviderRef};
 use super::error::join_path;
 use super::postgres::{POSTGRES_DEFAULT_HOST, POSTGRES_DEFAULT_PORT};
-use super::{DrasiConfig, SourceConfig};
+use super::{DrasiConfig, Port, SourceConfig};
 
 /// A host and port a component connects out to. `key` names the host's key: relative to the
 /// component from [`SourceConfig::outbound_addresses`] and
@@ -18,18 +18,18 @@ use super::{DrasiConfig, SourceConfig};
 pub struct OutboundAddress {
     pub key: String,
     pub host: String,
-    pub port: u16,
+    pub port: Port,
 }
 
 impl OutboundAddress {
     /// A PostgreSQL server address, with the plugins' defaults for what is unset.
-    pub(crate) fn postgres(key: &str, host: &Option<String>, port: Option<u16>) -> Self {
+    pub(crate) fn postgres(key: &str, host: &Option<String>, port: &Option<Port>) -> Self {
         Self {
             key: key.to_owned(),
             host: host
                 .clone()
                 .unwrap_or_else(|| POSTGRES_DEFAULT_HOST.to_owned()),
-            port: port.unwrap_or(POSTGRES_DEFAULT_PORT),
+            port: port.clone().unwrap_or(Port::Number(POSTGRES_DEFAULT_PORT)),
         }
     }
 }
@@ -69,7 +69,7 @@ impl DrasiConfig {
                     _ => bp.clone(),
                 };
                 let key = join_path(&prefix, &format!("bootstrapProviders[{j}].host"));
-                out.push(OutboundAddress::postgres(&key, &bp.host, bp.port));
+                out.push(OutboundAddress::postgres(&key, &bp.host, &bp.port));
             }
             for (i, reaction) in inst.reactions.iter().enumerate() {
                 let at = join_path(&prefix, &format!("reactions[{i}]"));
@@ -103,12 +103,12 @@ mod tests {
                            "user": "u", "database": "d", "hostname": "169.254.169.254"}]
         }))
         .unwrap();
-        let seen: Vec<(String, String, u16)> = config
+        let seen: Vec<(String, String, Port)> = config
             .outbound_addresses()
             .into_iter()
             .map(|a| (a.key, a.host, a.port))
             .collect();
-        let row = |k: &str, h: &str, p: u16| (k.to_owned(), h.to_owned(), p);
+        let row = |k: &str, h: &str, p: u16| (k.to_owned(), h.to_owned(), Port::Number(p));
         assert_eq!(
             seen,
             [

@@ -13,8 +13,8 @@
 use serde_json::Value;
 
 use super::error::join_path;
-use super::interpolate::resolve_value;
-use super::{ConfigError, DrasiConfig, ReactionConfig, SourceConfig};
+use super::interpolate::{resolve_value, unaccepted_value};
+use super::{ConfigError, DrasiConfig, Port, ReactionConfig, SourceConfig};
 use crate::egress::EgressPolicy;
 
 /// drasi-reaction-http's base URL when the config names none.
@@ -25,7 +25,7 @@ pub const HTTP_REACTION_DEFAULT_BASE_URL: &str = "http://localhost";
 pub struct Listener {
     pub path: String,
     pub host: Option<String>,
-    pub port: Option<u16>,
+    pub port: Option<Port>,
 }
 
 impl DrasiConfig {
@@ -35,19 +35,19 @@ impl DrasiConfig {
         let mut out = vec![Listener {
             path: String::new(),
             host: self.host.clone(),
-            port: self.port,
+            port: self.port.clone(),
         }];
         for (prefix, instance) in self.effective_instances() {
             for (i, source) in instance.sources.iter().enumerate() {
                 let (host, port) = match source {
-                    SourceConfig::Http(s) => (&s.host, s.port),
-                    SourceConfig::Grpc(s) => (&s.host, s.port),
+                    SourceConfig::Http(s) => (&s.host, &s.port),
+                    SourceConfig::Grpc(s) => (&s.host, &s.port),
                     _ => continue,
                 };
                 out.push(Listener {
                     path: join_path(&prefix, &format!("sources[{i}]")),
                     host: host.clone(),
-                    port,
+                    port: port.clone(),
                 });
             }
             for (i, reaction) in instance.reactions.iter().enumerate() {
@@ -55,7 +55,7 @@ impl DrasiConfig {
                     out.push(Listener {
                         path: join_path(&prefix, &format!("reactions[{i}]")),
                         host: r.host.clone(),
-                        port: r.port,
+                        port: r.port.clone(),
                     });
                 }
             }
@@ -159,12 +159,18 @@ impl DrasiConfig {
 
     /// Resolves `${NAME}` in every string of the config with `lookup`, by the rules the
     /// runtime and the worker use ([`super::interpolate`]); an unresolved reference is an
-    /// error naming the field that holds it.
+    /// error naming the field that holds it. A reference whose value the field does not
+    /// accept (a port that is not a number) is an error naming the field and the reference,
+    /// never the value (it may be a secret). Every port of the result is a number.
     pub fn resolve(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut doc = serde_json::to_value(self)
+        let written = serde_json::to_value(self)
             .map_err(|e| ConfigError::new("", format!("cannot serialize the config: {e}")))?;
+        let mut doc = written.clone();
         resolve_value(&mut doc, "", lookup)?;
-        DrasiConfig::from_json_value(doc)
+        let resolved = DrasiConfig::from_json_value(doc.clone())
+            .map_err(|e| unaccepted_value(e, &written, &doc))?;
+        resolved.check_ports_resolved()?;
+        Ok(resolved)
     }
 }
 
@@ -419,7 +425,7 @@ mod tests {
         let l = c.listeners();
         assert_eq!(l.len(), 2);
         assert_eq!(l[1].path, "sources[0]");
-        assert_eq!(l[1].port, Some(50051));
+        assert_eq!(l[1].port, Some(Port::Number(50051)));
         let mut c = c;
         let mut next = 41000;
         let endpoints = c
@@ -434,8 +440,8 @@ mod tests {
             panic!("a grpc source")
         };
         assert_eq!(
-            (g.host.as_deref(), g.port),
-            (Some("127.0.0.1"), Some(41002))
+            (g.host.as_deref(), g.port.clone()),
+            (Some("127.0.0.1"), Some(Port::Number(41002)))
         );
     }
 
@@ -448,7 +454,7 @@ mod tests {
         let l = c.listeners();
         assert_eq!(l.len(), 3);
         assert_eq!(l[1].path, "sources[0]");
-        assert_eq!(l[1].port, Some(9000));
+        assert_eq!(l[1].port, Some(Port::Number(9000)));
         assert_eq!(l[2].path, "reactions[0]");
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bootstrap;
 use super::lenient;
+use super::port::Port;
 
 /// The server port every PostgreSQL kind uses when the config names none.
 pub const POSTGRES_DEFAULT_PORT: u16 = 5432;
@@ -49,13 +50,9 @@ pub struct PostgresSourceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Default 5432.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Port>)]
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// The database whose changes it follows.
     pub database: String,
     /// A user with the `REPLICATION` attribute.
@@ -109,13 +106,9 @@ pub struct PostgresBootstrapConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// The server's port (default: the source's, else 5432).
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Port>)]
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// The database (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
@@ -154,7 +147,7 @@ impl PostgresBootstrapConfig {
         };
         Self {
             host: or(&self.host, &source.host),
-            port: self.port.or(source.port),
+            port: self.port.clone().or_else(|| source.port.clone()),
             database: self.database.clone().or(Some(source.database.clone())),
             user: self.user.clone().or(Some(source.user.clone())),
             password: or(&self.password, &source.password),
@@ -172,7 +165,7 @@ impl PostgresBootstrapConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ConfigError, DrasiConfig, ReactionConfig, SourceConfig};
+    use super::super::{ConfigError, DrasiConfig, Port, ReactionConfig, SourceConfig};
     use serde_json::json;
 
     fn parse(v: serde_json::Value) -> Result<DrasiConfig, ConfigError> {
@@ -198,7 +191,7 @@ mod tests {
         let SourceConfig::Postgres(pg) = &cfg.sources[0] else {
             panic!("postgres source expected")
         };
-        assert_eq!(pg.port, Some(5433));
+        assert_eq!(pg.port, Some(Port::Number(5433)));
         assert_eq!(cfg.sources[0].kind(), "postgres");
         let yaml = cfg.to_yaml();
         assert!(yaml.contains("kind: postgres"), "{yaml}");
@@ -256,7 +249,7 @@ mod tests {
         };
         let filled = own.filled_from(pg);
         assert_eq!(filled.host.as_deref(), Some("replica.example.com"));
-        assert_eq!(filled.port, Some(5433));
+        assert_eq!(filled.port, Some(Port::Number(5433)));
         assert_eq!(filled.database.as_deref(), Some("shop"));
         assert_eq!(filled.password.as_deref(), Some("${PG_PASSWORD}"));
         assert_eq!(filled.tables, Some(vec!["orders".to_owned()]));
@@ -281,7 +274,10 @@ mod tests {
         let ReactionConfig::StoredProcPostgres(sp) = &cfg.reactions[0] else {
             panic!("storedproc-postgres expected")
         };
-        assert_eq!((sp.port, sp.ssl), (Some(5432), Some(false)));
+        assert_eq!(
+            (sp.port.clone(), sp.ssl),
+            (Some(Port::Number(5432)), Some(false))
+        );
         assert_eq!(cfg.reactions[0].kind(), "storedproc-postgres");
         let yaml = cfg.to_yaml();
         assert!(yaml.contains("kind: storedproc-postgres"), "{yaml}");

@@ -10,6 +10,7 @@ use super::adaptive::{GrpcAdaptiveReactionConfig, HttpAdaptiveReactionConfig};
 use super::grpc::GrpcReactionConfig;
 use super::lenient;
 use super::outbound::OutboundAddress;
+use super::port::Port;
 use super::source::{body_as, split_kind, unknown_kind};
 use super::storedproc::StoredProcReactionConfig;
 
@@ -314,13 +315,9 @@ pub struct SseReactionConfig {
     pub host: Option<String>,
     /// The port its SSE listener binds. The platform assigns it under DRaaS; a value here is
     /// replaced and named in `warnings`.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Port>)]
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// The path of its event stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse_path: Option<String>,
@@ -448,7 +445,7 @@ impl ReactionConfig {
     pub fn outbound_addresses(&self) -> Vec<OutboundAddress> {
         match self {
             Self::StoredProcPostgres(r) => {
-                vec![OutboundAddress::postgres("hostname", &r.hostname, r.port)]
+                vec![OutboundAddress::postgres("hostname", &r.hostname, &r.port)]
             }
             Self::Grpc(r) => r.outbound_address().into_iter().collect(),
             Self::StoredProcMysql(_) | Self::StoredProcMssql(_) => self

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DrasiConfig, QueryConfig, ReactionConfig, SourceConfig};
+use super::{DrasiConfig, Port, QueryConfig, ReactionConfig, SourceConfig};
 
 /// A network endpoint an instance listens on once started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -15,7 +15,7 @@ pub struct Endpoint {
 
 /// A visit of one listener: its endpoint name, host and port.
 type ListenerVisit<'a> =
-    dyn FnMut(String, &mut Option<String>, &mut Option<u16>) -> std::io::Result<()> + 'a;
+    dyn FnMut(String, &mut Option<String>, &mut Option<Port>) -> std::io::Result<()> + 'a;
 
 impl DrasiConfig {
     /// Renders YAML for drasi-server (or draas-runtime): camelCase keys, lowercase `logLevel`,
@@ -49,7 +49,7 @@ impl DrasiConfig {
         self.each_listener(&mut |name, h, p| {
             let port = alloc()?;
             *h = Some(host.to_string());
-            *p = Some(port);
+            *p = Some(Port::Number(port));
             endpoints.push(endpoint(name, host, port, host));
             Ok(())
         })?;
@@ -62,7 +62,8 @@ impl DrasiConfig {
         let mut endpoints = Vec::new();
         self.clone()
             .each_listener(&mut |name, h, p| {
-                let (Some(bind), Some(port)) = (h.as_deref(), *p) else {
+                let (Some(bind), Some(port)) = (h.as_deref(), p.as_ref().and_then(Port::number))
+                else {
                     return Err(std::io::Error::other("listener without an address"));
                 };
                 endpoints.push(endpoint(name, bind, port, host));

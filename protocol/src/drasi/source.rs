@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::bootstrap::{BootstrapProviderConfig, BootstrapProviderRef};
 use super::grpc::GrpcSourceConfig;
 use super::outbound::OutboundAddress;
+use super::port::Port;
 use super::postgres::PostgresSourceConfig;
 use super::webhook::WebhookConfig;
 use super::{ConfigError, lenient};
@@ -55,13 +56,9 @@ pub struct HttpSourceConfig {
     pub host: Option<String>,
     /// The port its HTTP listener binds (drasi-server requires it). The platform assigns it
     /// under DRaaS; a value here is replaced and named in `warnings`.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Port>)]
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// A path prefix for its event endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -240,7 +237,7 @@ impl SourceConfig {
         let Self::Postgres(pg) = self else {
             return Vec::new();
         };
-        let mut out = vec![OutboundAddress::postgres("host", &pg.host, pg.port)];
+        let mut out = vec![OutboundAddress::postgres("host", &pg.host, &pg.port)];
         let inline = pg
             .bootstrap_provider
             .as_ref()
@@ -250,7 +247,7 @@ impl SourceConfig {
             out.push(OutboundAddress::postgres(
                 "bootstrapProvider.host",
                 &bp.host,
-                bp.port,
+                &bp.port,
             ));
         }
         out

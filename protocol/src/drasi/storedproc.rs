@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lenient;
 use super::outbound::OutboundAddress;
+use super::port::Port;
 use super::postgres::{POSTGRES_DEFAULT_HOST, POSTGRES_DEFAULT_PORT};
 use super::reaction::ReactionConfig;
 
@@ -77,13 +78,9 @@ pub struct StoredProcReactionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Default 5432 (PostgreSQL), 3306 (MySQL), 1433 (SQL Server).
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schema::Port>)]
-    pub port: Option<u16>,
+    pub port: Option<Port>,
     /// The database user.
     pub user: String,
     /// Default empty.
@@ -133,7 +130,10 @@ impl StoredProcReactionConfig {
                 .hostname
                 .clone()
                 .unwrap_or_else(|| STOREDPROC_DEFAULT_HOST.to_owned()),
-            port: self.port.unwrap_or(dialect.default_port()),
+            port: self
+                .port
+                .clone()
+                .unwrap_or(Port::Number(dialect.default_port())),
         }
     }
 }
@@ -211,9 +211,13 @@ mod tests {
                 (
                     addresses[0].key.as_str(),
                     addresses[0].host.as_str(),
-                    addresses[0].port
+                    addresses[0].port.clone()
                 ),
-                ("reactions[0].hostname", "db.example.com", port)
+                (
+                    "reactions[0].hostname",
+                    "db.example.com",
+                    Port::Number(port)
+                )
             );
             let yaml = cfg.to_yaml();
             assert!(yaml.contains(&format!("kind: {kind}")), "{yaml}");
@@ -228,7 +232,10 @@ mod tests {
                 "kind": kind, "id": "sp", "queries": ["q"], "user": "u", "database": "d"})))
             .unwrap();
             let a = &cfg.outbound_addresses()[0];
-            assert_eq!((a.host.as_str(), a.port), ("localhost", port));
+            assert_eq!(
+                (a.host.as_str(), a.port.clone()),
+                ("localhost", Port::Number(port))
+            );
             let err = DrasiConfig::from_json_value(config(json!({
                 "kind": kind, "id": "sp", "queries": ["q"], "user": "u", "database": "d",
                 "host": "db"})))

@@ -47,7 +47,11 @@ fn parses_and_validates_a_full_config() {
     let SourceConfig::Http(http) = &cfg.sources[0] else {
         panic!("http source expected")
     };
-    assert_eq!(http.port, Some(9100), "a quoted port is accepted");
+    assert_eq!(
+        http.port,
+        Some(Port::Number(9100)),
+        "a quoted port is accepted"
+    );
     assert_eq!(cfg.queries[1].query_language, Some(QueryLanguage::Gql));
     assert_eq!(cfg.reactions[0].queries(), ["hot".to_string()]);
 }
@@ -216,7 +220,7 @@ fn user_supplied_listener_addresses_are_accepted_and_warned_about() {
     http.port = None;
     cfg.id = None;
     assert_eq!(fields(&cfg), Vec::<String>::new());
-    cfg.port = Some(8080);
+    cfg.port = Some(Port::Number(8080));
     cfg.host = Some("0.0.0.0".into());
     assert_eq!(fields(&cfg), ["config.host", "config.port"]);
     let yaml =
@@ -226,7 +230,7 @@ fn user_supplied_listener_addresses_are_accepted_and_warned_about() {
         ["config.instances[0].reactions[0].host"]
     );
     // The other rules still refuse.
-    cfg.port = Some(0);
+    cfg.port = Some(Port::Number(0));
     assert_eq!(cfg.validate_user_supplied().unwrap_err().path, "port");
 }
 
@@ -269,12 +273,12 @@ fn assign_ports_replaces_every_listener() {
             ("reaction:s".into(), "http://127.0.0.1:5004".into()),
         ]
     );
-    assert_eq!(cfg.port, Some(5001));
+    assert_eq!(cfg.port, Some(Port::Number(5001)));
     assert_eq!(cfg.host.as_deref(), Some("127.0.0.1"));
     let ReactionConfig::Sse(sse) = &cfg.reactions[0] else {
         unreachable!()
     };
-    assert_eq!(sse.port, Some(5004));
+    assert_eq!(sse.port, Some(Port::Number(5004)));
     assert_eq!(
         cfg.assigned_endpoints("127.0.0.1").unwrap()[2].url,
         "http://127.0.0.1:5003"
@@ -307,7 +311,7 @@ fn interpolation_then_parse() {
     let out = interpolate(text, &|k| (k == "API_PORT").then(|| "8123".to_string())).unwrap();
     let cfg = parse(&out);
     // A resolved value is a string; numeric settings accept one, as drasi-server's do.
-    assert_eq!(cfg.port, Some(8123));
+    assert_eq!(cfg.port, Some(Port::Number(8123)));
     assert_eq!(cfg.log_level.as_deref(), Some("debug"));
 }
 

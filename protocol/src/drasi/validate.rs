@@ -9,7 +9,7 @@ use super::{ConfigError, DrasiConfig, InstanceConfig, LOG_LEVELS};
 impl DrasiConfig {
     /// Checks what parsing cannot: ids are non-empty and unique per kind, every query source
     /// and every reaction query exists, pipeline steps name declared middleware, `logLevel`
-    /// is a known level. (`queryLanguage` and component kinds are checked while parsing.)
+    /// is a known level, every port is a number (run it on a resolved config). (`queryLanguage` and component kinds are checked while parsing.)
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(level) = &self.log_level
             && !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str())
@@ -22,11 +22,11 @@ impl DrasiConfig {
                 ),
             ));
         }
-        if let Some(port) = self.port
-            && port == 0
-        {
+        if self.port.as_ref().is_some_and(|port| *port == 0) {
             return Err(ConfigError::new("port", "must be between 1 and 65535"));
         }
+        // Checked on the config as the workload reads it: every port is a number by now.
+        self.check_ports_resolved()?;
         let mut instance_ids = HashSet::new();
         for (i, instance) in self.instances.iter().enumerate() {
             if let Some(id) = &instance.id

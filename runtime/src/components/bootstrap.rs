@@ -174,7 +174,7 @@ mod tests {
         let BootstrapProviderConfig::Postgres(bp) = resolved.provider;
         assert_eq!(
             (bp.port, bp.database.as_deref()),
-            (Some(5433), Some("shop"))
+            (Some(5433.into()), Some("shop"))
         );
         let err = for_source("", &inst, 1, &found).unwrap_err();
         assert_eq!(err.path, "sources[1].bootstrapProvider");

@@ -7,8 +7,9 @@
 //!   never the worker's environment;
 //! - [`render`] checks the config *as the workload will read it*, after `${NAME}`
 //!   interpolation with that environment: listeners must still be the assigned ones, literal
-//!   outbound URLs within the egress policy and file paths inside the instance's directory,
-//!   whatever a variable's value did.
+//!   outbound URLs and database hosts within the egress policy (judged with the resolved
+//!   ports), file paths inside the instance's directory and every port a number, whatever a
+//!   variable's value did.
 
 use draas_protocol::drasi::{DrasiConfig, interpolate};
 use draas_protocol::env::{self, InstanceEnv};
@@ -45,6 +46,7 @@ pub fn render(
     }
     seen.check_egress(egress)
         .and_then(|()| seen.check_paths())
+        .and_then(|()| seen.check_ports_resolved())
         .map_err(|e| refuse(format!("config.{}: {}", e.path, e.message)))?;
     Ok(yaml)
 }
@@ -148,6 +150,29 @@ mod tests {
             "a secret value leaked: {err}"
         );
         launch(&inst, &EgressPolicy::Allow).unwrap();
+    }
+
+    #[test]
+    fn a_database_port_is_checked_as_resolved() {
+        let inst = |port: &str| {
+            instance(
+                serde_json::json!({
+                    "port": "${API_PORT:-8080}",
+                    "sources": [{"kind": "postgres", "id": "pg", "host": "db.example.com",
+                                 "port": "${DB_PORT:-5432}", "database": "d", "user": "u"}]}),
+                serde_json::json!({"DB_PORT": {"value": port, "secret": true}}),
+            )
+        };
+        // The rendered config keeps the reference; the workload resolves it.
+        let yaml = launch(&inst("6543"), &EgressPolicy::default()).unwrap();
+        assert!(yaml.contains("${DB_PORT:-5432}"), "{yaml}");
+        for bad in ["s3cr3t", "${OTHER:-1}"] {
+            let err = launch(&inst(bad), &EgressPolicy::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("sources[0].port"), "{err}");
+            assert!(!err.contains("s3cr3t"), "a secret value leaked: {err}");
+        }
     }
 
     #[test]
