@@ -92,9 +92,16 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<Tracing, Telemet
         }
         false => None,
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+    let otel = provider.as_ref().map(|p| {
+        // Per span: no thread, source location or busy/idle attributes. They cost an
+        // allocation or a clock read on every span (sampled or not) and say nothing the
+        // span's name and parent do not.
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer(service))
+            .with_threads(false)
+            .with_location(false)
+            .with_tracked_inactivity(false)
+    });
     let fmt_text = (format == LogFormat::Text)
         .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
     let fmt_json = (format == LogFormat::Json).then(|| {
