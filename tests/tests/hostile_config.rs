@@ -184,7 +184,11 @@ async fn the_worker_environment_never_reaches_an_instance() -> anyhow::Result<()
         .flatten()
         .filter_map(|w| w["field"].as_str())
         .collect();
-    for key in ["config.plugins", "config.autoInstallPlugins", "config.pluginRegistry"] {
+    for key in [
+        "config.plugins",
+        "config.autoInstallPlugins",
+        "config.pluginRegistry",
+    ] {
         assert!(warned.contains(&key), "{key} not in {warned:?}");
     }
 

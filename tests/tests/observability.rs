@@ -437,13 +437,17 @@ async fn one_start_is_one_trace_across_the_api_and_the_worker() {
         .await
         .expect("start again");
     assert_eq!(again.status().as_u16(), 409);
-    let logged = within(Duration::from_secs(10), "a log line with the trace id", || async {
-        fleet
-            .logs()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|l| l["span"]["trace_id"] == trace)
-    })
+    let logged = within(
+        Duration::from_secs(10),
+        "a log line with the trace id",
+        || async {
+            fleet
+                .logs()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|l| l["span"]["trace_id"] == trace)
+        },
+    )
     .await;
     assert!(logged["fields"]["message"].is_string(), "{logged}");
     let (driver_id, _) = find("driver.start");

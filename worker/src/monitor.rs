@@ -6,8 +6,8 @@ use tokio::sync::mpsc;
 
 use crate::driver::{Driver, DriverEvent, Exit};
 use crate::lifecycle::Ctx;
-use draas_telemetry::names;
 use draas_bus::store::Transition;
+use draas_telemetry::names;
 
 /// Consumes driver events until the channel closes.
 pub(crate) async fn run<D: Driver>(
@@ -141,7 +141,8 @@ async fn record<D: Driver>(
         .await?;
     if let Transition::Done(_) = moved {
         tracing::warn!(message = "instance died", instance = %exit.instance, %how);
-        metrics::counter!(names::UNEXPECTED_EXITS, "platform" => ctx.platform.as_str()).increment(1);
+        metrics::counter!(names::UNEXPECTED_EXITS, "platform" => ctx.platform.as_str())
+            .increment(1);
         schedule_restart(ctx, exit, &inst).await;
         ctx.emit(
             exit.instance,

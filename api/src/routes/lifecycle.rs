@@ -38,7 +38,7 @@ use crate::error::{ApiError, ApiResult};
         crate::openapi::params::WaitQuery,
         crate::openapi::params::CommandHeaders,
     ),
-    responses(crate::openapi::responses::CommandAnswers),
+    responses(crate::openapi::responses::CommandAnswers)
 )]
 pub async fn start(
     s: State<App>,
@@ -64,7 +64,7 @@ pub async fn start(
         crate::openapi::params::WaitQuery,
         crate::openapi::params::CommandHeaders,
     ),
-    responses(crate::openapi::responses::CommandAnswers),
+    responses(crate::openapi::responses::CommandAnswers)
 )]
 pub async fn stop(
     s: State<App>,
@@ -89,7 +89,7 @@ pub async fn stop(
         crate::openapi::params::WaitQuery,
         crate::openapi::params::CommandHeaders,
     ),
-    responses(crate::openapi::responses::CommandAnswers),
+    responses(crate::openapi::responses::CommandAnswers)
 )]
 pub async fn restart(
     s: State<App>,
@@ -115,7 +115,7 @@ pub async fn restart(
         crate::openapi::params::WaitQuery,
         crate::openapi::params::CommandHeaders,
     ),
-    responses(crate::openapi::responses::CommandAnswers),
+    responses(crate::openapi::responses::CommandAnswers)
 )]
 pub async fn delete(
     s: State<App>,

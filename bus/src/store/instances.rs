@@ -224,7 +224,12 @@ impl Store {
     }
 
     /// Moves one instance of `platform` from state `from` to `to` in the per-state counts.
-    async fn count_move(&self, platform: &str, from: &str, to: InstanceState) -> Result<(), BusError> {
+    async fn count_move(
+        &self,
+        platform: &str,
+        from: &str,
+        to: InstanceState,
+    ) -> Result<(), BusError> {
         let key = self.keys.state_counts();
         redis::pipe()
             .hincr(&key, format!("{platform}:{from}"), -1)

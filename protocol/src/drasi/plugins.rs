@@ -85,6 +85,9 @@ mod tests {
         // What the worker writes is itself a config with nothing to warn about but the two
         // explicit refusals.
         let again = DrasiConfig::from_yaml_str(&yaml).unwrap();
-        assert_eq!(again.plugin_settings(), ["autoInstallPlugins", "hotReloadPlugins"]);
+        assert_eq!(
+            again.plugin_settings(),
+            ["autoInstallPlugins", "hotReloadPlugins"]
+        );
     }
 }

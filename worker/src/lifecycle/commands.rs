@@ -77,7 +77,10 @@ impl<D: Driver> Ctx<D> {
         let started = self
             .driver
             .start(&inst.instance)
-            .instrument(tracing::info_span!("driver.start", platform = self.platform.as_str()))
+            .instrument(tracing::info_span!(
+                "driver.start",
+                platform = self.platform.as_str()
+            ))
             .await;
         match started {
             Ok(mut runtime) => {
