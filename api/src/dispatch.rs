@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use draas_bus::store::WorkerInfo;
 use draas_bus::streams::{last_id, payload};
 use draas_bus::{Store, clock, connect};
 use draas_protocol::{
@@ -29,7 +30,19 @@ pub struct Dispatcher {
     waiters: Mutex<HashMap<Uuid, oneshot::Sender<Reply>>>,
     worker_ttl: Duration,
     wait_aof: bool,
+    /// The live workers last read per platform, and when ([`LIVE_TTL`]).
+    live_seen: Mutex<HashMap<Platform, LiveWorkers>>,
 }
+
+/// A platform's live workers as read, and when.
+type LiveWorkers = (std::time::Instant, Arc<Vec<WorkerInfo>>);
+
+/// How long a node routes commands by what it last read of a platform's live workers. Reading
+/// them costs a `ZRANGEBYSCORE` and an `HGETALL` per worker, which would otherwise be paid by
+/// every command. Only a non-empty answer is kept, and each worker kept still has to be within
+/// its heartbeat TTL when used, so this can only make a worker that left gracefully look live
+/// for this long: its commands then wait in the stream like those sent just before it left.
+const LIVE_TTL: Duration = Duration::from_millis(500);
 
 /// What to send: a command for a platform (and maybe an instance), under an operation id.
 pub struct Request<'a> {
@@ -74,6 +87,8 @@ impl<'a> Request<'a> {
 /// A command on the bus and the way to its reply.
 pub struct Submitted {
     pub operation: Uuid,
+    /// The operation record as written at submit, which a reply completes.
+    pending: Operation,
     reply: oneshot::Receiver<Reply>,
     dispatcher: Arc<Dispatcher>,
     /// When it was appended, and where the reply's latency is recorded.
@@ -91,6 +106,38 @@ impl Submitted {
             }
             _ => None,
         }
+    }
+
+    /// Waits up to `wait` for the reply and returns the operation it completes: the record as
+    /// submitted with the reply's outcome, attempts, worker and completion time, which is what
+    /// the worker wrote to the record before it replied (so no read of the record is needed).
+    /// `None` when no reply came in time, or one whose sender did not know the attempts (a
+    /// dead letter): the record then says where the operation is.
+    pub async fn operation(self, wait: Duration) -> Option<Operation> {
+        let pending = self.pending.clone();
+        let reply = self.wait(wait).await?;
+        if reply.attempts == 0 {
+            return None;
+        }
+        let (state, result, error) = match reply.outcome {
+            draas_protocol::Outcome::Succeeded { result } => (
+                draas_protocol::OperationState::Succeeded,
+                Some(result),
+                None,
+            ),
+            draas_protocol::Outcome::Failed { error } => {
+                (draas_protocol::OperationState::Failed, None, Some(error))
+            }
+        };
+        Some(Operation {
+            state,
+            result,
+            error,
+            completed_at: Some(reply.completed_at),
+            attempts: reply.attempts,
+            worker: Some(reply.worker),
+            ..pending
+        })
     }
 }
 
@@ -121,6 +168,7 @@ impl Dispatcher {
             waiters: Mutex::default(),
             worker_ttl,
             wait_aof,
+            live_seen: Mutex::default(),
         });
         let redis_url = redis_url.into();
         let mut reader = connect::blocking(&redis_url).await?;
@@ -141,8 +189,7 @@ impl Dispatcher {
         platform: Platform,
         instance: Option<&Instance>,
     ) -> ApiResult<String> {
-        let ttl = self.worker_ttl.as_millis() as u64;
-        let workers = self.store.live_workers(platform, ttl).await?;
+        let workers = self.live_workers(platform).await?;
         if workers.is_empty() {
             return Err(ApiError::NoWorker(format!(
                 "no live worker for platform `{platform}`; start one with `draas worker --platform {platform}`"
@@ -156,6 +203,33 @@ impl Dispatcher {
             }
             _ => keys.commands(platform),
         })
+    }
+
+    /// The platform's live workers, as read at most [`LIVE_TTL`] ago (an empty answer is never
+    /// kept, so a platform whose first worker just arrived is routed to at once).
+    async fn live_workers(&self, platform: Platform) -> ApiResult<Arc<Vec<WorkerInfo>>> {
+        let ttl = self.worker_ttl.as_millis() as u64;
+        let seen = self
+            .live_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&platform)
+            .filter(|(at, _)| at.elapsed() < LIVE_TTL)
+            .map(|(_, workers)| Arc::clone(workers));
+        if let Some(workers) = seen {
+            let since = clock::now().millis().saturating_sub(ttl);
+            if workers.iter().all(|w| w.last_heartbeat.millis() >= since) {
+                return Ok(workers);
+            }
+        }
+        let workers = Arc::new(self.store.live_workers(platform, ttl).await?);
+        if !workers.is_empty() {
+            self.live_seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(platform, (std::time::Instant::now(), Arc::clone(&workers)));
+        }
+        Ok(workers)
     }
 
     /// Writes the operation record and appends the command, registering for its reply first.
@@ -203,6 +277,7 @@ impl Dispatcher {
             .insert(operation_id, tx);
         let submitted = Submitted {
             operation: operation_id,
+            pending: op.clone(),
             reply: rx,
             dispatcher: Arc::clone(self),
             issued: std::time::Instant::now(),

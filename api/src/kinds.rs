@@ -2,8 +2,9 @@
 //! the workers advertise their workload supports (`draas_protocol::capabilities`): a config
 //! whose kinds no live worker's workload has is a 422 naming the field at create and patch,
 //! instead of a start that fails later. When no live worker says (or one of them does not:
-//! drasi-server, a wrapper script, a container image), nothing can be judged and the config
-//! is accepted.
+//! drasi-server without a `--capabilities-file`, a wrapper script, a Kubernetes worker
+//! without the file its init container writes), nothing can be judged and the config is
+//! accepted.
 
 use draas_protocol::Platform;
 use draas_protocol::drasi::DrasiConfig;

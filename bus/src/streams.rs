@@ -200,6 +200,7 @@ impl Store {
                     worker: "dead-letter".to_owned(),
                     completed_at: crate::clock::now(),
                     outcome: Outcome::Failed { error },
+                    attempts: 0,
                 };
                 self.send_reply(reply_to, &reply).await?;
             }

@@ -329,6 +329,15 @@ pub struct WorkerArgs {
     /// drasi-server (see the README).
     #[arg(long = "runtime-arg", value_name = "ARG", allow_hyphen_values = true)]
     runtime_args: Vec<String>,
+    /// What the workload runs, on every platform: a JSON file as `draas-runtime capabilities`
+    /// prints it, {"workload": "NAME VERSION", "sources": [KIND, ...], "reactions": [KIND,
+    /// ...]}. Advertised as it is (the workload is not asked), so the API refuses a kind it
+    /// lacks at create; a file that cannot be read or is not that format stops the worker.
+    /// Without it, process and docker workers ask the workload (`<runtime> capabilities`, the
+    /// image with `capabilities`) and kubernetes workers advertise nothing. For drasi-server,
+    /// which cannot say, list the kinds of the plugins installed (see the README).
+    #[arg(long, env = "DRAAS_CAPABILITIES_FILE", value_name = "PATH")]
+    capabilities_file: Option<PathBuf>,
 }
 
 /// `--data-size`: a Kubernetes quantity, or none.
@@ -393,6 +402,7 @@ impl WorkerArgs {
         config.process.egress = self.egress.clone();
         config.process.pass_env = self.pass_env.clone();
         config.process.runtime_args = self.runtime_args.clone();
+        config.capabilities_file = self.capabilities_file.clone();
         if let Some(listen) = self.data_listen {
             let secret = self.data.secret()?.ok_or_else(|| {
                 anyhow::anyhow!(

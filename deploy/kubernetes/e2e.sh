@@ -189,9 +189,11 @@ if ! k -n "$CP" get secret draas-data-plane >/dev/null 2>&1; then
 fi
 k apply -k deploy/kubernetes
 if [ "$CONTROL_IMAGE" != draas:latest ]; then
-  for d in draas-api draas-worker-kubernetes draas-worker-process; do
+  for d in draas-api draas-worker-process; do
     k -n "$CP" set image "deployment/$d" "*=$CONTROL_IMAGE"
   done
+  # Not `*`: its init container runs the instance image (set below).
+  k -n "$CP" set image deployment/draas-worker-kubernetes "worker=$CONTROL_IMAGE"
 elif $existed && [ -z "${SKIP_BUILD:-}" ]; then
   # Same tag, new build: restart so the pods run the image just loaded.
   k -n "$CP" rollout restart deployment/draas-api deployment/draas-worker-kubernetes deployment/draas-worker-process
@@ -199,6 +201,8 @@ fi
 # The instances run the image just built (a `:latest` tag: the worker's pull policy must
 # allow a loaded image, i.e. IfNotPresent, or set RUNTIME_IMAGE to another tag).
 k -n "$CP" set env deployment/draas-worker-kubernetes "DRAAS_IMAGE=$RUNTIME_IMAGE"
+# Its init container asks the same image what it runs (the worker's --capabilities-file).
+k -n "$CP" set image deployment/draas-worker-kubernetes "capabilities=$RUNTIME_IMAGE"
 
 log "waiting for the rollouts"
 k -n "$CP" rollout status statefulset/redis --timeout="${TIMEOUT}s"

@@ -158,6 +158,7 @@ mod tests {
             outcome: Outcome::Succeeded {
                 result: serde_json::json!({"pid": 12, "ok": true}),
             },
+            attempts: 2,
         };
         assert_eq!(decode::<Reply>(&encode(&reply)).unwrap(), reply);
         let failed = Reply {

@@ -223,6 +223,10 @@ pub struct Reply {
     pub worker: String,
     pub completed_at: Timestamp,
     pub outcome: Outcome,
+    /// Deliveries that started executing the command, as its operation record says; 0 from a
+    /// sender that does not know (the dead-letter path), whose record then tells the rest.
+    #[serde(default)]
+    pub attempts: u32,
 }
 
 /// Something that happened to an instance.

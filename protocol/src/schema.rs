@@ -1,7 +1,8 @@
 //! OpenAPI schemas (utoipa) of the wire types whose JSON form is not what their Rust type
 //! says: [`Timestamp`] (an RFC 3339 string), the drasi-server config's scalars that also accept
-//! a string (`lenient` in `drasi/`: [`Count`], [`Flag`]; `drasi/port.rs`: [`Port`], which also
-//! takes a `${VAR}` reference), a mock source's closed
+//! a string (`lenient` in `drasi/`: [`Count`], [`Flag`]; settings fields, which also take a
+//! whole-value `${VAR}` reference: [`CountSetting`], [`FlagSetting`], and `drasi/port/`:
+//! [`Port`]), a mock source's closed
 //! `dataType`, and a postgres source's `bootstrapProvider`. Schemas only: nothing here is
 //! constructed or parsed at run time.
 
@@ -37,6 +38,19 @@ fn as_string(pattern: &str, what: &str) -> ObjectBuilder {
         )))
 }
 
+/// A whole-value `${VAR}` / `${VAR:-default}` reference (drasi-server's rule: the whole
+/// string, `${{…}}` excepted), resolved from the instance's `env` and then read as `what`.
+fn reference(what: &str, example: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^\$\{([^{][\s\S]*)?\}$"))
+        .description(Some(format!(
+            "A `${{VAR}}` or `${{VAR:-default}}` reference, the whole value: resolved from the \
+             instance's `env` when it starts, then read as {what}"
+        )))
+        .examples([example])
+}
+
 /// A TCP port ([`crate::drasi::Port`]): an integer 0–65535, the same number as a string, or
 /// a string that is one whole `${VAR}` / `${VAR:-default}` reference (drasi-server's
 /// `ConfigValue<u16>`), resolved from the instance's `env` and then read as the number.
@@ -52,16 +66,7 @@ impl PartialSchema for Port {
                     .maximum(Some(65535)),
             )
             .item(as_string(r"^\s*\+?[0-9]{1,5}\s*$", "port"))
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(r"^\s*\$\{[A-Za-z0-9_]+(:-[^}]*)?\}\s*$"))
-                    .description(Some(
-                        "A `${VAR}` or `${VAR:-default}` reference, the whole value: resolved \
-                         from the instance's `env` when it starts, then read as the port number",
-                    ))
-                    .examples(["${DB_PORT:-5432}"]),
-            )
+            .item(reference("the port number", "${DB_PORT:-5432}"))
             .description(Some(
                 "A TCP port, 0–65535; a string holding the number, or a whole-value `${VAR}` \
                  reference resolving to it, is accepted too.",
@@ -110,6 +115,51 @@ impl PartialSchema for Flag {
 }
 
 impl ToSchema for Flag {}
+
+/// A numeric settings field ([`crate::drasi::Setting`], drasi-server's `ConfigValue<u64>`):
+/// a [`Count`], or a whole-value `${VAR}` reference resolving to one.
+pub struct CountSetting;
+
+impl PartialSchema for CountSetting {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0)),
+            )
+            .item(as_string(r"^\s*\+?[0-9]{1,19}\s*$", "number"))
+            .item(reference("the number", "${TIMEOUT_MS:-5000}"))
+            .description(Some(
+                "A non-negative integer; a string holding the number, or a whole-value `${VAR}` \
+                 reference resolving to it, is accepted too.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for CountSetting {}
+
+/// A boolean settings field ([`crate::drasi::Setting`], drasi-server's `ConfigValue<bool>`):
+/// a [`Flag`], or a whole-value `${VAR}` reference resolving to one.
+pub struct FlagSetting;
+
+impl PartialSchema for FlagSetting {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(as_string(r"^\s*(true|false)\s*$", "boolean"))
+            .item(reference("the boolean", "${USE_TLS:-false}"))
+            .description(Some(
+                "A boolean; the strings \"true\" and \"false\", or a whole-value `${VAR}` \
+                 reference resolving to one, are accepted too.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for FlagSetting {}
 
 /// A mock source's `dataType`: every variant refuses keys it does not know.
 pub struct MockDataTypeSchema;

@@ -1,5 +1,5 @@
 //! Command-line arguments, compatible with drasi-server where the two overlap:
-//! `draas-runtime [-c|--config PATH] [-p|--port N] [run|validate|capabilities]`.
+//! `draas-runtime [-c|--config PATH] [-p|--port N] [run|validate|capabilities [--output PATH]]`.
 
 use std::path::PathBuf;
 
@@ -29,5 +29,10 @@ pub enum Command {
     /// Check a config file and exit: 0 when it would start, non-zero naming the problem.
     Validate,
     /// Print the source and reaction kinds this build supports, as JSON (workers advertise it).
-    Capabilities,
+    Capabilities {
+        /// Write the JSON to this file instead of stdout (for images without a shell, e.g. a
+        /// Kubernetes init container writing the worker's `--capabilities-file`).
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
 }

@@ -49,13 +49,22 @@ pub async fn build_instance(
         }
     };
     let mut builder = DrasiLib::builder().with_id(id);
-    if let Some(cap) = inst.default_priority_queue_capacity {
+    // A resolved config: every settings field holds its value.
+    if let Some(cap) = inst
+        .default_priority_queue_capacity
+        .as_ref()
+        .and_then(|c| c.get())
+    {
         builder = builder.with_priority_queue_capacity(to_usize(
             &at("defaultPriorityQueueCapacity".into()),
             cap,
         )?);
     }
-    if let Some(cap) = inst.default_dispatch_buffer_capacity {
+    if let Some(cap) = inst
+        .default_dispatch_buffer_capacity
+        .as_ref()
+        .and_then(|c| c.get())
+    {
         builder = builder.with_dispatch_buffer_capacity(to_usize(
             &at("defaultDispatchBufferCapacity".into()),
             cap,

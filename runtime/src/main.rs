@@ -15,13 +15,23 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Some(Command::Capabilities)) {
+    if let Some(Command::Capabilities { output }) = &cli.command {
         let kinds = draas_protocol::capabilities::WorkloadKinds::of_this_model(format!(
             "draas-runtime {}",
             env!("CARGO_PKG_VERSION")
         ));
-        println!("{}", serde_json::to_string(&kinds).unwrap_or_default());
-        return ExitCode::SUCCESS;
+        let json = serde_json::to_string(&kinds).unwrap_or_default();
+        let Some(path) = output else {
+            println!("{json}");
+            return ExitCode::SUCCESS;
+        };
+        return match std::fs::write(path, format!("{json}\n")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        };
     }
     let Some(path) = cli.config.clone() else {
         eprintln!(

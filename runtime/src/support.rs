@@ -133,7 +133,7 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
                     "must be between 1 and 65535",
                 ));
             }
-            if grpc.timeout_ms == Some(0) {
+            if grpc.timeout_ms.as_ref().and_then(|t| t.get()) == Some(0) {
                 return Err(ConfigError::new(path("timeoutMs"), "must be at least 1"));
             }
         }
@@ -183,10 +183,10 @@ fn check_instance(prefix: &str, inst: &InstanceConfig) -> Result<(), ConfigError
         // keeps no samples.
         if let ReactionConfig::Profiler(profiler) = reaction {
             for (key, value) in [
-                ("windowSize", profiler.window_size),
-                ("reportIntervalSecs", profiler.report_interval_secs),
+                ("windowSize", &profiler.window_size),
+                ("reportIntervalSecs", &profiler.report_interval_secs),
             ] {
-                if value == Some(0) {
+                if value.as_ref().and_then(|v| v.get()) == Some(0) {
                     return Err(ConfigError::new(
                         at(prefix, &format!("reactions[{i}].{key}")),
                         "must be at least 1",

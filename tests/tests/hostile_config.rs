@@ -1,5 +1,5 @@
 //! A tenant's config is hostile input: it must not read the worker's environment (through
-//! query results, logs or an http reaction), must not choose its listeners, and must not
+//! a settings field's `${VAR}`, which an http reaction sends, or anything else), must not choose its listeners, and must not
 //! reach destinations the operator's egress policy denies. Secrets of the instance's own
 //! environment never appear in a read. Real Redis, API, worker and draas-runtime processes.
 
@@ -61,7 +61,24 @@ async fn receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
     (port, rx)
 }
 
+/// The variables each http reaction of [`leaky_config`] sends as its bearer token (a
+/// reaction's `token` is a settings field: a whole-value `${VAR}` there is resolved), and the
+/// token expected: the worker's variables never resolve (their defaults do), the instance's
+/// own do.
+const TOKENS: &[(&str, &str, &str)] = &[
+    ("home", "${HOME:-absent}", "absent"),
+    ("dir", "${CARGO_MANIFEST_DIR:-absent}", "absent"),
+    ("redis", "${REDIS_URL:-absent}", "absent"),
+    ("greeting", "${GREETING}", "hello"),
+    ("token", "${TOKEN}", SECRET),
+];
+
 fn leaky_config(receiver: u16) -> Value {
+    let mut reactions = vec![json!({"kind": "log", "id": "log", "queries": ["q"]})];
+    for (id, token, _) in TOKENS {
+        reactions.push(json!({"kind": "http", "id": id, "queries": ["q"],
+                              "baseUrl": format!("http://127.0.0.1:{receiver}"), "token": token}));
+    }
     json!({
         // Plugin management is the operator's: a shared directory, a host path as registry.
         "autoInstallPlugins": true,
@@ -70,17 +87,12 @@ fn leaky_config(receiver: u16) -> Value {
         "sources": [{"kind": "http", "id": "readings"}],
         "queries": [{
             "id": "q",
-            "query": "MATCH (s:Sensor) RETURN s.id AS id, '${HOME:-absent}' AS home, \
-                      '${CARGO_MANIFEST_DIR:-absent}' AS dir, '${REDIS_URL:-absent}' AS redis, \
-                      '${GREETING}' AS greeting, '${TOKEN}' AS token",
+            // A query's text is no settings field: nothing in it is resolved.
+            "query": "MATCH (s:Sensor) RETURN s.id AS id, s.note AS note, \
+                      '${HOME:-absent}' AS home, '${TOKEN}' AS token",
             "sources": [{"sourceId": "readings"}]
         }],
-        "reactions": [
-            {"kind": "log", "id": "log", "queries": ["q"]},
-            {"kind": "http", "id": "out", "queries": ["q"],
-             "baseUrl": format!("http://127.0.0.1:{receiver}"),
-             "token": "${HOME:-absent}|${CARGO_MANIFEST_DIR:-absent}|${REDIS_URL:-absent}"}
-        ]
+        "reactions": reactions
     })
 }
 
@@ -192,10 +204,11 @@ async fn the_worker_environment_never_reaches_an_instance() -> anyhow::Result<()
         assert!(warned.contains(&key), "{key} not in {warned:?}");
     }
 
-    // Feed one reading and read the results straight from the instance.
+    // Feed one reading and read the results straight from the instance. Its note is the
+    // secret's value, which the log reaction writes to the instance's log.
     let source = endpoint(&inst, "source:readings");
     let event = json!({"operation": "insert", "element": {"type": "node", "id": "s1",
-        "labels": ["Sensor"], "properties": {"id": "s1"}}});
+        "labels": ["Sensor"], "properties": {"id": "s1", "note": SECRET}}});
     let resp = sys
         .http
         .post(format!("{source}/sources/readings/events"))
@@ -212,27 +225,41 @@ async fn the_worker_environment_never_reaches_an_instance() -> anyhow::Result<()
         }
     })
     .await?;
-    assert_eq!(row["home"], "absent", "{row}");
-    assert_eq!(row["dir"], "absent", "{row}");
-    assert_eq!(row["redis"], "absent", "{row}");
-    assert_eq!(row["greeting"], "hello", "{row}");
-    assert_eq!(
-        row["token"], SECRET,
-        "the instance's own variables resolve: {row}"
-    );
+    assert_eq!(row["home"], "${HOME:-absent}", "kept as written: {row}");
+    assert_eq!(row["token"], "${TOKEN}", "kept as written: {row}");
 
-    // The http reaction's request (through the egress proxy) carries nothing of the worker.
-    let request = tokio::time::timeout(Duration::from_secs(30), requests.recv())
-        .await?
-        .expect("the http reaction called");
-    let lower = request.to_ascii_lowercase();
-    assert!(
-        lower.contains("authorization: bearer absent|absent|absent"),
-        "{request}"
-    );
-    assert!(
-        !request.contains(&home) && !request.contains(manifest),
-        "{request}"
+    // Each http reaction's request (through the egress proxy) carries its resolved token and
+    // nothing of the worker.
+    let mut tokens = Vec::new();
+    while tokens.len() < TOKENS.len() {
+        let request = tokio::time::timeout(Duration::from_secs(30), requests.recv())
+            .await?
+            .expect("the http reactions called");
+        assert!(
+            !request.contains(&home) && !request.contains(manifest),
+            "{request}"
+        );
+        let token = request
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("authorization").then(|| {
+                    value
+                        .trim()
+                        .strip_prefix("Bearer ")
+                        .unwrap_or(value.trim())
+                        .to_owned()
+                })
+            })
+            .unwrap_or_else(|| panic!("no authorization header: {request}"));
+        tokens.push(token);
+    }
+    tokens.sort();
+    let mut expected: Vec<String> = TOKENS.iter().map(|(_, _, t)| (*t).to_owned()).collect();
+    expected.sort();
+    assert_eq!(
+        tokens, expected,
+        "the instance's own variables resolve, the worker's never"
     );
 
     // Logs through the API: the log reaction's lines, with the secret scrubbed.
@@ -241,7 +268,8 @@ async fn the_worker_environment_never_reaches_an_instance() -> anyhow::Result<()
             .get(&format!("/api/v1/instances/{id}/logs?tail=200"))
             .await;
         let lines = body["lines"].as_str()?.to_owned();
-        (status == 200 && lines.contains("hello")).then_some(lines)
+        // The log reaction's line of the row (its `home` column, kept as written).
+        (status == 200 && lines.contains("${HOME:-absent}")).then_some(lines)
     })
     .await?;
     assert!(!logs.contains(SECRET), "a secret in the logs: {logs}");
@@ -320,10 +348,10 @@ async fn create_refuses_what_a_tenant_may_not_decide() -> anyhow::Result<()> {
             "invalid_env",
         ),
         (
-            json!({"sources": [{"kind": "http", "id": "in"}],
-                   "queries": [{"id": "q", "query": "RETURN '${REDIS_URL}' AS leak", "sources": [{"sourceId": "in"}]}]}),
+            with_reaction(json!({"kind": "http", "id": "h", "queries": ["q"],
+                                 "baseUrl": "https://example.com", "token": "${REDIS_URL}"})),
             json!({}),
-            "config.queries[0].query",
+            "config.reactions[0].token",
             "unresolved_variable",
         ),
     ];

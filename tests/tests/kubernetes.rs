@@ -1,8 +1,9 @@
 //! The kubernetes platform, contract-tested over real HTTP against kmock, an in-memory
 //! Kubernetes API (see common/kmock.rs for what it adds to kmock and what it cannot show):
 //! create, start, stop, restart, delete, logs, adoption by a new worker, and what the pod
-//! watcher reports (running, crash loops, image pull errors). Redis, the API and the worker
-//! are the real ones.
+//! watcher reports (running, crash loops, image pull errors), and the kinds a worker
+//! advertises from its `--capabilities-file`. Redis, the API and the worker are the real
+//! ones.
 
 mod common;
 
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 #[path = "kubernetes/harness.rs"]
 mod harness;
 
-use harness::{KubeSystem, dep_template_spec, driver, worker};
+use harness::{KubeSystem, dep_template_spec, driver, worker, worker_tuned};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_start_stop_restart_delete_through_server_side_apply() -> anyhow::Result<()> {
@@ -609,5 +610,86 @@ async fn the_worker_reaches_an_instance_at_its_services_in_cluster_address() -> 
         .as_str()
         .unwrap_or_default();
     assert!(reason.contains(&format!("Service {name}")), "{body}");
+    Ok(())
+}
+
+/// A kubernetes worker cannot ask its image what it runs: without a file it advertises
+/// nothing; with `--capabilities-file` written as deploy/kubernetes/worker-kubernetes.yaml's
+/// init container writes it (`draas-runtime capabilities --output PATH`) it advertises that,
+/// and a file declaring fewer kinds makes the API refuse the others on this platform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_worker_advertises_its_capabilities_file() -> anyhow::Result<()> {
+    let mut k = KubeSystem::start().await?;
+    let store = draas_bus::Store::new(
+        draas_bus::connect::shared(&k.sys.redis.url).await?,
+        k.sys.keys.clone(),
+    );
+    let platform = draas_protocol::Platform::Kubernetes;
+    let advertised = store.advertisements(platform).await?;
+    assert_eq!(advertised.len(), 1, "{advertised:?}");
+    assert_eq!(advertised[0].kinds, None, "no file, nothing to ask");
+
+    // The init container's command, then a worker reading its output.
+    let written = scratch("k8s-capabilities").join("kinds.json");
+    let status = std::process::Command::new(runtime_binary())
+        .args(["capabilities", "--output"])
+        .arg(&written)
+        .status()?;
+    assert!(status.success());
+    let printed = std::process::Command::new(runtime_binary())
+        .arg("capabilities")
+        .output()?;
+    let expected: draas_protocol::capabilities::WorkloadKinds =
+        serde_json::from_slice(&printed.stdout)?;
+    let with_file = worker_tuned(&k.sys.redis, &k.sys.keys, &k.kube, |c| {
+        c.capabilities_file = Some(written);
+    })
+    .await?;
+    std::mem::replace(&mut k.sys.worker, with_file)
+        .shutdown()
+        .await;
+    let advertised = wait_until(|| async {
+        let all = store.advertisements(platform).await.ok()?;
+        (all.len() == 1 && all[0].kinds.is_some()).then_some(all)
+    })
+    .await?;
+    assert_eq!(advertised[0].kinds, Some(expected));
+
+    // A file with fewer kinds (an image with fewer plugins): the API refuses the others.
+    let lean = scratch("k8s-capabilities").join("kinds.json");
+    std::fs::write(
+        &lean,
+        r#"{"workload": "lean 1.0", "sources": ["mock"], "reactions": ["log"]}"#,
+    )?;
+    let with_lean = worker_tuned(&k.sys.redis, &k.sys.keys, &k.kube, |c| {
+        c.capabilities_file = Some(lean);
+    })
+    .await?;
+    std::mem::replace(&mut k.sys.worker, with_lean)
+        .shutdown()
+        .await;
+    wait_until(|| async {
+        let all = store.advertisements(platform).await.ok()?;
+        let only_lean = all.len() == 1
+            && all[0]
+                .kinds
+                .as_ref()
+                .is_some_and(|k| k.workload == "lean 1.0");
+        only_lean.then_some(())
+    })
+    .await?;
+    let (status, body) = k
+        .sys
+        .post_json(
+            "/api/v1/instances",
+            &json!({"name": "http", "platform": "kubernetes", "config": common::sensor_config()}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unsupported_kind", "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "config.sources[0].kind",
+        "{body}"
+    );
     Ok(())
 }

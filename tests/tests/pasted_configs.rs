@@ -134,6 +134,10 @@ fn the_directory_covers_every_kind_and_feature() {
         "persistIndex: true",
         "port: 8080",
         "port: \"${DB_PORT:-5432}\"",
+        "kind: EnvironmentVariable",
+        "kind: Secret",
+        "Bearer ${",
+        "timeoutMs: \"${",
     ] {
         assert!(all.contains(needle), "no config has `{needle}`");
     }
@@ -443,6 +447,123 @@ async fn a_port_reference_is_resolved_from_the_env_and_named_when_it_fails() -> 
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         body["config"]["sources"][0]["port"], "${DB_PORT:-5432}",
+        "{body}"
+    );
+    Ok(())
+}
+
+/// A numeric settings field (`timeoutMs`, drasi-server's `ConfigValue<u64>`) takes a whole
+/// `${VAR}` reference like a port: kept as written, resolved from the env at create (unset
+/// with no default, or no number, a 422 naming the field and the reference, never the
+/// value). A structured reference is stored in its string form; a `Secret` one is refused
+/// naming the field; a reference inside a longer value is kept as written and said in
+/// `warnings`.
+#[tokio::test]
+async fn settings_references_are_checked_at_create_and_kept_as_written() -> anyhow::Result<()> {
+    let sys = System::start().await?;
+    let config = |reaction: Value| {
+        json!({
+            "sources": [{"kind": "mock", "id": "m"}],
+            "queries": [{"id": "q", "query": "MATCH (n) RETURN n.id AS id", "sources": [{"sourceId": "m"}]}],
+            "reactions": [reaction]})
+    };
+    let http = |extra: Value| {
+        let mut r = json!({"kind": "http", "id": "out", "queries": ["q"],
+                           "baseUrl": "https://hooks.example.com"});
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        config(r)
+    };
+    let create = |name: &str, config: Value, env: Value| {
+        let body = json!({"name": name, "platform": "process", "config": config, "env": env});
+        let sys = &sys;
+        async move { sys.post_json("/api/v1/instances", &body).await }
+    };
+
+    let (status, body) = create(
+        "timeout",
+        http(json!({"timeoutMs": "${T:-100}", "token": "Bearer ${TOKEN}"})),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["config"]["reactions"][0]["timeoutMs"], "${T:-100}",
+        "{body}"
+    );
+    assert_eq!(
+        fields(&body["warnings"]),
+        ["config.reactions[0].token"],
+        "{body}"
+    );
+
+    let (status, body) = create(
+        "not-a-number",
+        http(json!({"timeoutMs": "${T}"})),
+        json!({"T": {"value": "hunter2", "secret": true}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "config.reactions[0].timeoutMs",
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`${T}`"), "{message}");
+    assert!(
+        !message.contains("hunter2"),
+        "a secret value leaked: {message}"
+    );
+
+    let (status, body) = create("unset", http(json!({"timeoutMs": "${T}"})), json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("unresolved_variable")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"]["field"], "config.reactions[0].timeoutMs",
+        "{body}"
+    );
+
+    let (status, body) = create(
+        "structured",
+        http(
+            json!({"token": {"kind": "EnvironmentVariable", "name": "TOKEN", "default": "none"},
+                    "timeoutMs": {"kind": "EnvironmentVariable", "name": "T"}}),
+        ),
+        json!({"T": "250"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let reaction = &body["config"]["reactions"][0];
+    assert_eq!(
+        (&reaction["token"], &reaction["timeoutMs"]),
+        (&json!("${TOKEN:-none}"), &json!("${T}")),
+        "{body}"
+    );
+
+    let (status, body) = create(
+        "secret",
+        http(json!({"token": {"kind": "Secret", "name": "crm-token"}})),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_config")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"]["details"]["field"], "config.reactions[0].token",
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("secret references"),
         "{body}"
     );
     Ok(())

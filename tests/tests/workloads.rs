@@ -5,8 +5,9 @@
 //!   message; a server whose components all run starts; and the worker's `--runtime-arg`s
 //!   reach the workload after `--config <file>`;
 //! - kinds: workers advertise what their workload says it supports (`<runtime>
-//!   capabilities`), and the API refuses a config whose kinds no live worker can run, naming
-//!   the field; a workload that does not say is not judged.
+//!   capabilities`) or what their `--capabilities-file` declares, and the API refuses a
+//!   config whose kinds no live worker can run, naming the field; a workload that does not
+//!   say is not judged; an unusable file stops the worker, naming the file.
 
 mod common;
 
@@ -120,30 +121,8 @@ fn lean_runtime(dir: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kind_no_live_workers_workload_has_is_refused_at_create() -> anyhow::Result<()> {
     let sys = System::start_with(lean_runtime(&scratch("lean"))).await?;
-    let config = |source: &str| {
-        json!({
-            "sources": [{"kind": source, "id": "readings"}],
-            "queries": [{"id": "hot", "query": "MATCH (s:Sensor) RETURN s.id AS id", "sources": [{"sourceId": "readings"}]}],
-            "reactions": [{"kind": "log", "id": "log", "queries": ["hot"]}]
-        })
-    };
-    let (status, body) = sys
-        .post_json(
-            "/api/v1/instances",
-            &json!({"name": "mocked", "platform": "process", "config": config("mock")}),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"]["code"], "unsupported_kind", "{body}");
-    assert_eq!(
-        body["error"]["details"]["field"], "config.sources[0].kind",
-        "{body}"
-    );
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("lean 1.0") && message.contains("`mock`"),
-        "{body}"
-    );
+    let config = config_with_source;
+    assert_refused(&sys, "mocked", config("mock"), "lean 1.0", "mock").await;
 
     let (status, body) = sys
         .post_json(
@@ -164,5 +143,154 @@ async fn a_kind_no_live_workers_workload_has_is_refused_at_create() -> anyhow::R
     let (status, body) = common::status_json(patched).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "unsupported_kind", "{body}");
+    Ok(())
+}
+
+/// Creating `name` with `config` is refused: 422 `unsupported_kind` naming the source's kind
+/// field, and a message naming the advertised `workload` and the `kind`.
+async fn assert_refused(
+    sys: &System,
+    name: &str,
+    config: serde_json::Value,
+    workload: &str,
+    kind: &str,
+) {
+    let (status, body) = sys
+        .post_json(
+            "/api/v1/instances",
+            &json!({"name": name, "platform": "process", "config": config}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unsupported_kind", "{body}");
+    assert_eq!(
+        body["error"]["details"]["field"], "config.sources[0].kind",
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(workload) && message.contains(&format!("`{kind}`")),
+        "{body}"
+    );
+}
+
+/// A `--capabilities-file` in `dir` with `content`.
+fn capabilities_file(dir: &Path, content: &str) -> PathBuf {
+    let path = dir.join("kinds.json");
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// A config with one source of kind `source`, a query and a log reaction.
+fn config_with_source(source: &str) -> serde_json::Value {
+    json!({
+        "sources": [{"kind": source, "id": "readings"}],
+        "queries": [{"id": "hot", "query": "MATCH (s:Sensor) RETURN s.id AS id", "sources": [{"sourceId": "readings"}]}],
+        "reactions": [{"kind": "log", "id": "log", "queries": ["hot"]}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capabilities_file_is_advertised_instead_of_asking_the_workload() -> anyhow::Result<()> {
+    let file = capabilities_file(
+        &scratch("kinds"),
+        r#"{"workload": "declared 1.0", "sources": ["mock"], "reactions": ["log"]}"#,
+    );
+    // draas-runtime itself runs `http` sources: the file decides, the workload is not asked.
+    let sys = System::start_tuned(common::runtime_binary(), |c| {
+        c.capabilities_file = Some(file);
+    })
+    .await?;
+    assert_refused(
+        &sys,
+        "http",
+        config_with_source("http"),
+        "declared 1.0",
+        "http",
+    )
+    .await;
+    let (status, body) = sys
+        .post_json(
+            "/api/v1/instances",
+            &json!({"name": "mock", "platform": "process", "config": config_with_source("mock")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_capabilities_file_stops_the_worker_naming_the_file() -> anyhow::Result<()> {
+    let redis = common::RedisServer::start()?;
+    let keys = common::fresh_keys("caps");
+
+    // The binary: not the format (no `reactions`) → a non-zero exit naming file and problem.
+    let invalid = capabilities_file(
+        &scratch("kinds"),
+        r#"{"workload": "half", "sources": ["mock"]}"#,
+    );
+    let child = std::process::Command::new(common::draas_binary())
+        .args(["worker", "--platform", "process"])
+        .args(["--redis-url", &redis.url, "--prefix", keys.prefix()])
+        .arg("--data-dir")
+        .arg(scratch("caps-worker"))
+        .arg("--runtime")
+        .arg(common::runtime_binary())
+        .arg("--capabilities-file")
+        .arg(&invalid)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as i64;
+    let waited = tokio::time::timeout(
+        common::DEADLINE,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await;
+    let Ok(out) = waited else {
+        common::sigkill(pid);
+        anyhow::bail!("the worker kept running with an invalid capabilities file");
+    };
+    let out = out??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&invalid.display().to_string())
+            && stderr.contains("`reactions` is missing"),
+        "{stderr}"
+    );
+
+    // In-process: a file that is not there.
+    let missing = scratch("kinds").join("absent.json");
+    let mut config = draas_worker::WorkerConfig::new(
+        redis.url.as_str(),
+        draas_protocol::Platform::Process,
+        scratch("caps-worker"),
+    );
+    config.keys = keys.clone();
+    config.process.executable = common::runtime_binary();
+    config.capabilities_file = Some(missing.clone());
+    let ran = tokio::time::timeout(
+        common::DEADLINE,
+        draas_worker::run(config, std::future::pending(), std::future::pending()),
+    )
+    .await;
+    let Ok(Err(error)) = ran else {
+        anyhow::bail!("the worker did not refuse a missing capabilities file: {ran:?}");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains(&missing.display().to_string()) && error.contains("cannot read it"),
+        "{error}"
+    );
+    // Neither registered.
+    let store = draas_bus::Store::new(draas_bus::connect::shared(&redis.url).await?, keys);
+    assert!(
+        store
+            .advertisements(draas_protocol::Platform::Process)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }

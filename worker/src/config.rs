@@ -48,6 +48,11 @@ pub struct WorkerConfig {
     /// toward their `desiredState`; zero turns this worker's controller off.
     pub converge_interval: Duration,
     pub process: ProcessConfig,
+    /// What the workload runs, as a JSON file in the format `draas-runtime capabilities`
+    /// prints (`--capabilities-file`): advertised as it is, the workload is not asked. A file
+    /// that cannot be read or is not that format stops the worker at start. `None`: the
+    /// process and docker platforms ask the workload, kubernetes advertises nothing.
+    pub capabilities_file: Option<PathBuf>,
     /// The data-plane listener API nodes forward instances' data requests to; `None`: this
     /// worker serves no data plane.
     pub data_plane: Option<crate::dataplane::DataPlaneConfig>,
@@ -176,6 +181,7 @@ impl WorkerConfig {
                 pass_env: vec!["PATH".to_owned()],
                 runtime_args: Vec::new(),
             },
+            capabilities_file: None,
             data_plane: None,
             docker: DockerConfig {
                 image: DEFAULT_IMAGE.to_owned(),

@@ -15,12 +15,14 @@ use draas_bus::store::{Advertised, Store};
 use draas_bus::streams::ensure_group;
 use draas_bus::{clock, connect};
 use draas_protocol::Platform;
+use draas_protocol::capabilities::WorkloadKinds;
 use draas_protocol::keys::WORKER_GROUP;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::capabilities::Workload;
 use crate::config::WorkerConfig;
 use crate::driver::Driver;
 use crate::driver::docker::DockerDriver;
@@ -41,6 +43,8 @@ pub async fn run(
     // A live execution refreshes its entry every lease/3; reclaiming sooner than a lease would
     // take work from the living.
     config.claim_idle = config.claim_idle.max(config.lease);
+    // A capabilities file that cannot be used stops the worker before anything else.
+    let declared = capabilities::declared(config.capabilities_file.as_deref())?;
     let node = node::identity(&config.data_dir).map_err(WorkerError::Node)?;
     let consumer = node::consumer_name(&node);
     let store = Store::new(
@@ -62,7 +66,9 @@ pub async fn run(
     match config.platform {
         Platform::Process => {
             let driver = ProcessDriver::new(config.process.clone(), &config.data_dir, events_tx);
-            serve(config, who.ctx(driver), events_rx, shutdown, force).await
+            let workload = Workload::Process(&config.process.executable);
+            let kinds = capabilities::advertised(declared, workload).await;
+            serve(config, who.ctx(driver), events_rx, kinds, shutdown, force).await
         }
         Platform::Docker => {
             let driver = DockerDriver::connect(
@@ -74,7 +80,8 @@ pub async fn run(
             )
             .await
             .map_err(WorkerError::Driver)?;
-            serve(config, who.ctx(driver), events_rx, shutdown, force).await
+            let kinds = capabilities::advertised(declared, Workload::Docker(&driver)).await;
+            serve(config, who.ctx(driver), events_rx, kinds, shutdown, force).await
         }
         Platform::Kubernetes => {
             let driver = KubernetesDriver::connect(
@@ -85,7 +92,8 @@ pub async fn run(
             )
             .await
             .map_err(WorkerError::Driver)?;
-            serve(config, who.ctx(driver), events_rx, shutdown, force).await
+            let kinds = capabilities::advertised(declared, Workload::Kubernetes).await;
+            serve(config, who.ctx(driver), events_rx, kinds, shutdown, force).await
         }
     }
 }
@@ -116,6 +124,7 @@ async fn serve<D: Driver>(
     config: WorkerConfig,
     ctx: Arc<Ctx<D>>,
     exits: mpsc::UnboundedReceiver<crate::driver::DriverEvent>,
+    kinds: Option<WorkloadKinds>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     force: impl Future<Output = ()> + Send,
 ) -> Result<(), WorkerError> {
@@ -157,10 +166,7 @@ async fn serve<D: Driver>(
     };
     let advertised = Advertised {
         data: data_url,
-        kinds: match config.platform {
-            Platform::Process => capabilities::probe(&config.process.executable).await,
-            _ => None,
-        },
+        kinds,
     };
     // Beat first, so the reconciliation below never sees this node as dead.
     beat(&ctx, &config, clock::now(), &advertised).await;

@@ -104,7 +104,9 @@ async fn run<D: Driver>(
         env.command.kind(),
         env.issued_at,
     );
-    let outcome = match ctx
+    // The outcome, the deliveries that executed the command and when it ended, as its
+    // operation record has them: the reply carries them, so the API answers from it.
+    let (outcome, attempts, completed, worker) = match ctx
         .store
         .claim_operation(&op, &ctx.consumer, lease_until(lease))
         .await?
@@ -113,7 +115,12 @@ async fn run<D: Driver>(
             tracing::debug!(message = "operation owned by a live worker", command = %env.command_id, %owner);
             return Ok(Handled::LeftPending);
         }
-        Claim::Done(done) => outcome_of(&done),
+        Claim::Done(done) => (
+            outcome_of(&done),
+            done.attempts,
+            done.completed_at.unwrap_or_else(now),
+            done.worker.clone().unwrap_or_else(|| ctx.consumer.clone()),
+        ),
         Claim::Claimed { attempts } => {
             let metrics = CommandMetrics::of(env);
             let waited = now().millis().saturating_sub(env.issued_at.millis());
@@ -149,9 +156,10 @@ async fn run<D: Driver>(
                     return Ok(Handled::Acked);
                 }
             };
+            let completed = now();
             if !ctx
                 .store
-                .finish_operation(env.command_id, &ctx.consumer, &outcome)
+                .finish_operation(env.command_id, &ctx.consumer, &outcome, completed)
                 .await?
             {
                 // Our lease ran out and another worker took the command over: it replies.
@@ -163,7 +171,7 @@ async fn run<D: Driver>(
                 Outcome::Succeeded { .. } => metrics.succeeded.increment(1),
                 Outcome::Failed { .. } => metrics.failed.increment(1),
             }
-            outcome
+            (outcome, attempts, completed, ctx.consumer.clone())
         }
     };
     async {
@@ -174,9 +182,10 @@ async fn run<D: Driver>(
                 correlation_id: env.correlation_id,
                 instance_id: env.instance_id,
                 platform: env.platform,
-                worker: ctx.consumer.clone(),
-                completed_at: now(),
+                worker,
+                completed_at: completed,
                 outcome,
+                attempts,
             };
             ctx.store.send_reply(reply_to, &reply).await?;
         }

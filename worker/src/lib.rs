@@ -1,7 +1,8 @@
 //! The DRaaS worker: joins a platform's consumer group and executes lifecycle commands.
 //!
 //! Layout:
-//! - [`capabilities`]: what the workload can run, asked of it at start-up and advertised.
+//! - [`capabilities`]: what the workload can run, declared in `--capabilities-file` or asked
+//!   of it (process executable, Docker image) at start-up, and advertised.
 //! - [`config`]: `WorkerConfig`, every knob with its default.
 //! - [`node`]: the node's stable identity, kept in its data directory.
 //! - [`consumer`]: the entry point [`run`]: group setup, the XREADGROUP loop with bounded
@@ -50,4 +51,7 @@ pub enum WorkerError {
     DataPlane(#[source] std::io::Error),
     #[error("driver: {0}")]
     Driver(#[source] driver::DriverError),
+    /// `--capabilities-file` cannot be read or is not what a workload prints.
+    #[error(transparent)]
+    Capabilities(#[from] capabilities::FileError),
 }

@@ -59,8 +59,8 @@ pub async fn http(req: Request, next: Next) -> Response {
 
 /// The request counter and latency histogram of (route template, method, status).
 fn http_handles(route: &str, method: &Method, status: u16) -> (Counter, Histogram) {
-    static ROUTES: LazyLock<Handles<String, Arc<Handles<(Method, u16), (Counter, Histogram)>>>> =
-        LazyLock::new(Handles::default);
+    type ByStatus = Handles<(Method, u16), (Counter, Histogram)>;
+    static ROUTES: LazyLock<Handles<String, Arc<ByStatus>>> = LazyLock::new(Handles::default);
     let by_route = ROUTES.get(route, || (route.to_owned(), Arc::default()));
     let key = (method.clone(), status);
     by_route.get(&key, || {

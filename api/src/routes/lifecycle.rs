@@ -288,7 +288,9 @@ pub(crate) async fn submit_and_wait(
 ) -> ApiResult<Operation> {
     let operation_id = request.operation_id;
     let submitted = app.dispatcher.submit(request).await?;
-    submitted.wait(wait).await;
+    if let Some(op) = submitted.operation(wait).await {
+        return Ok(op);
+    }
     let op = app.store.operation(operation_id).await?;
     op.ok_or_else(|| ApiError::Internal(format!("operation {operation_id} vanished")))
 }

@@ -150,8 +150,13 @@ pub async fn ping(
         crate::dispatch::Request::new(stream, platform, None, draas_protocol::Command::Ping, wait);
     let id = request.operation_id;
     let submitted = app.dispatcher.submit(request).await?;
-    submitted.wait(wait).await;
-    let op = app.store.operation(id).await?;
-    let op = op.ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))?;
+    let op = match submitted.operation(wait).await {
+        Some(op) => op,
+        None => app
+            .store
+            .operation(id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))?,
+    };
     Ok(super::lifecycle::respond(op))
 }

@@ -117,6 +117,7 @@ impl Store {
         id: Uuid,
         consumer: &str,
         outcome: &Outcome,
+        completed: Timestamp,
     ) -> Result<bool, BusError> {
         let (state, result, error) = match outcome {
             Outcome::Succeeded { result } => {
@@ -128,7 +129,7 @@ impl Store {
             .key(self.keys.operation(id))
             .arg(consumer)
             .arg(state.as_str())
-            .arg(now().millis())
+            .arg(completed.millis())
             .arg(result)
             .arg(error)
             .arg(OPERATION_RETENTION_SECS)

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::grpc::{GrpcBatching, GrpcReactionConfig};
-use super::lenient;
+use super::lenient::{self, Setting};
 use super::reaction::{
     HttpAdaptiveConfig, HttpCallSpec, HttpOutputTemplates, HttpQueryCalls, HttpReactionConfig,
     ReactionConfig,
@@ -51,48 +51,28 @@ pub struct HttpAdaptiveReactionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// How long one call may take, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub timeout_ms: Option<Setting<u64>>,
     /// Per-query calls; only `body` (each batch item's template) applies in batch delivery.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, HttpAdaptiveQueryCalls>,
     /// The fewest changes worth a batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_min_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_min_batch_size: Option<Setting<u64>>,
     /// The most changes in one batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_max_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_max_batch_size: Option<Setting<u64>>,
     /// In units of 100 ms.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_window_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_window_size: Option<Setting<u64>>,
     /// The longest a change waits for its batch, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_batch_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_batch_timeout_ms: Option<Setting<u64>>,
 }
 
 /// drasi-server's per-operation http-adaptive calls.
@@ -162,16 +142,16 @@ impl HttpAdaptiveReactionConfig {
             identity_provider: self.identity_provider.clone(),
             base_url: Some(self.base_url.clone()),
             token: self.token.clone(),
-            timeout_ms: self.timeout_ms,
+            timeout_ms: self.timeout_ms.clone(),
             output_templates: (!routes.is_empty()).then_some(HttpOutputTemplates {
                 default_template: None,
                 routes,
             }),
             adaptive: Some(HttpAdaptiveConfig {
-                adaptive_min_batch_size: self.adaptive_min_batch_size,
-                adaptive_max_batch_size: self.adaptive_max_batch_size,
-                adaptive_window_size: self.adaptive_window_size,
-                adaptive_batch_timeout_ms: self.adaptive_batch_timeout_ms,
+                adaptive_min_batch_size: self.adaptive_min_batch_size.clone(),
+                adaptive_max_batch_size: self.adaptive_max_batch_size.clone(),
+                adaptive_window_size: self.adaptive_window_size.clone(),
+                adaptive_batch_timeout_ms: self.adaptive_batch_timeout_ms.clone(),
             }),
             batch_endpoint: Some(HTTP_ADAPTIVE_BATCH_ENDPOINT.to_owned()),
             ..Default::default()
@@ -201,72 +181,40 @@ pub struct GrpcAdaptiveReactionConfig {
     /// `grpc://host:port` or `http://host:port`.
     pub endpoint: String,
     /// How long one call may take, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub timeout_ms: Option<Setting<u64>>,
     /// How often a failed call is retried.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub max_retries: Option<Setting<u32>>,
     /// How often connecting is retried.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub connection_retry_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub connection_retry_attempts: Option<Setting<u32>>,
     /// How long the first connection may take, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub initial_connection_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub initial_connection_timeout_ms: Option<Setting<u64>>,
     /// gRPC metadata sent with every call.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
     /// The fewest changes worth a batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_min_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_min_batch_size: Option<Setting<u64>>,
     /// The most changes in one batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_max_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_max_batch_size: Option<Setting<u64>>,
     /// In units of 100 ms.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_window_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_window_size: Option<Setting<u64>>,
     /// The longest a change waits for its batch, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_batch_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_batch_timeout_ms: Option<Setting<u64>>,
 }
 
 impl GrpcAdaptiveReactionConfig {
@@ -278,16 +226,16 @@ impl GrpcAdaptiveReactionConfig {
             auto_start: self.auto_start,
             identity_provider: self.identity_provider.clone(),
             endpoint: self.endpoint.clone(),
-            timeout_ms: self.timeout_ms,
-            max_retries: self.max_retries,
-            connection_retry_attempts: self.connection_retry_attempts,
-            initial_connection_timeout_ms: self.initial_connection_timeout_ms,
+            timeout_ms: self.timeout_ms.clone(),
+            max_retries: self.max_retries.clone(),
+            connection_retry_attempts: self.connection_retry_attempts.clone(),
+            initial_connection_timeout_ms: self.initial_connection_timeout_ms.clone(),
             metadata: self.metadata.clone(),
             batching: Some(GrpcBatching::Adaptive {
-                adaptive_min_batch_size: self.adaptive_min_batch_size,
-                adaptive_max_batch_size: self.adaptive_max_batch_size,
-                adaptive_window_size: self.adaptive_window_size,
-                adaptive_batch_timeout_ms: self.adaptive_batch_timeout_ms,
+                adaptive_min_batch_size: self.adaptive_min_batch_size.clone(),
+                adaptive_max_batch_size: self.adaptive_max_batch_size.clone(),
+                adaptive_window_size: self.adaptive_window_size.clone(),
+                adaptive_batch_timeout_ms: self.adaptive_batch_timeout_ms.clone(),
             }),
             ..Default::default()
         }
@@ -345,7 +293,7 @@ mod tests {
         let http = reaction.as_http().unwrap().into_owned();
         assert_eq!(http.base_url.as_deref(), Some("https://ingest.example.com"));
         assert_eq!(http.batch_endpoint.as_deref(), Some("/batch"));
-        assert_eq!(http.timeout_ms, Some(3000));
+        assert_eq!(http.timeout_ms, Some(Setting::Value(3000)));
         let adaptive = http.adaptive.unwrap();
         assert_eq!(
             (
@@ -354,7 +302,12 @@ mod tests {
                 adaptive.adaptive_window_size,
                 adaptive.adaptive_batch_timeout_ms
             ),
-            (Some(10), Some(500), Some(20), Some(250))
+            (
+                Some(Setting::Value(10)),
+                Some(Setting::Value(500)),
+                Some(Setting::Value(20)),
+                Some(Setting::Value(250))
+            )
         );
         let routes = http.output_templates.unwrap().routes;
         let q = &routes["q"];
@@ -398,15 +351,15 @@ mod tests {
         cfg.validate().unwrap();
         let grpc = cfg.reactions[0].as_grpc().unwrap().into_owned();
         assert_eq!(grpc.endpoint, "grpc://collector.example.com:50052");
-        assert_eq!(grpc.max_retries, Some(2));
+        assert_eq!(grpc.max_retries, Some(Setting::Value(2)));
         assert_eq!(grpc.metadata["tenant"], "a");
         assert_eq!(
             grpc.batching,
             Some(GrpcBatching::Adaptive {
                 adaptive_min_batch_size: None,
-                adaptive_max_batch_size: Some(200),
+                adaptive_max_batch_size: Some(Setting::Value(200)),
                 adaptive_window_size: None,
-                adaptive_batch_timeout_ms: Some(50),
+                adaptive_batch_timeout_ms: Some(Setting::Value(50)),
             })
         );
         let addresses = cfg.outbound_addresses();

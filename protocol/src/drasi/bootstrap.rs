@@ -49,6 +49,8 @@ impl<'de> Deserialize<'de> for BootstrapProviderConfig {
 
 /// A source's `bootstrapProvider`: the id of an entry of `bootstrapProviders`, or inline.
 #[derive(Debug, Clone, PartialEq)]
+// Config values are few and cold; unboxed variants keep construction and matching plain.
+#[allow(clippy::large_enum_variant)]
 pub enum BootstrapProviderRef {
     Id(String),
     Inline(BootstrapProviderConfig),

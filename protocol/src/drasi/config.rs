@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::lenient;
+use super::interpolate::{normalise, yaml_to_json};
+use super::lenient::{self, Setting};
 use super::port::Port;
 use super::{ConfigError, QueryConfig, ReactionConfig, SourceConfig};
 
@@ -79,22 +80,14 @@ pub struct DrasiConfig {
     pub secret_store: Option<serde_json::Value>,
     /// The capacity of each query's and reaction's queue of incoming changes, unless it sets
     /// its own (drasi-server's default: 10000).
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub default_priority_queue_capacity: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub default_priority_queue_capacity: Option<Setting<u64>>,
     /// The capacity of the buffers that carry changes from sources to queries and from queries
     /// to reactions, unless one sets its own (drasi-server's default: 1000).
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub default_dispatch_buffer_capacity: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub default_dispatch_buffer_capacity: Option<Setting<u64>>,
     /// drasi-server: the OCI registry short plugin names resolve against (its default:
     /// `ghcr.io/drasi-project`). Ignored under DRaaS, where plugins are the operator's, and named
     /// in `warnings`.
@@ -201,22 +194,14 @@ pub struct InstanceConfig {
     pub secret_store: Option<serde_json::Value>,
     /// The capacity of each query's and reaction's queue of incoming changes, unless it sets
     /// its own (drasi-server's default: 10000).
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub default_priority_queue_capacity: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub default_priority_queue_capacity: Option<Setting<u64>>,
     /// The capacity of the buffers that carry changes from sources to queries and from queries
     /// to reactions, unless one sets its own (drasi-server's default: 1000).
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub default_dispatch_buffer_capacity: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub default_dispatch_buffer_capacity: Option<Setting<u64>>,
     /// Identity providers that sources and reactions name in `identityProvider`, kept verbatim
     /// (plugin-defined).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -292,17 +277,31 @@ pub struct TrustedIdentity {
 
 impl DrasiConfig {
     /// Parses a YAML document. Unknown keys, unknown kinds and type errors are reported with
-    /// the path of the offending key. No interpolation is done here; see [`super::interpolate`].
+    /// the path of the offending key. No reference is resolved here (see
+    /// [`super::interpolate`]); a structured one (`{kind: EnvironmentVariable, name: N}`) in a
+    /// settings field is read as its string form (`${N}`), and a `Secret` one is refused, as
+    /// [`DrasiConfig::from_json_value`] does.
     pub fn from_yaml_str(s: &str) -> Result<Self, ConfigError> {
         if is_blank_yaml(s) {
             return Ok(Self::default());
         }
+        if let Ok(mut doc) = yaml_to_json(s)
+            && normalise(&mut doc)?
+        {
+            return serde_path_to_error::deserialize(doc).map_err(ConfigError::from_serde);
+        }
+        // Straight from the text, so an error keeps its line and column.
         let de = serde_yaml::Deserializer::from_str(s);
         serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)
     }
 
-    /// Parses the same schema from a JSON value (for example a REST request body).
-    pub fn from_json_value(v: serde_json::Value) -> Result<Self, ConfigError> {
+    /// Parses the same schema from a JSON value (for example a REST request body). A
+    /// structured reference in a settings field becomes its string form first
+    /// ([`super::interpolate::normalise`]: `{kind: EnvironmentVariable, name: N, default: D}`
+    /// is stored, rendered and resolved as `${N:-D}`); a `Secret` or unknown `kind` there is
+    /// an error naming the field.
+    pub fn from_json_value(mut v: serde_json::Value) -> Result<Self, ConfigError> {
+        normalise(&mut v)?;
         serde_path_to_error::deserialize(v).map_err(ConfigError::from_serde)
     }
 
@@ -323,8 +322,8 @@ impl DrasiConfig {
             enable_archive: self.enable_archive,
             state_store: self.state_store.clone(),
             secret_store: self.secret_store.clone(),
-            default_priority_queue_capacity: self.default_priority_queue_capacity,
-            default_dispatch_buffer_capacity: self.default_dispatch_buffer_capacity,
+            default_priority_queue_capacity: self.default_priority_queue_capacity.clone(),
+            default_dispatch_buffer_capacity: self.default_dispatch_buffer_capacity.clone(),
             identity_providers: self.identity_providers.clone(),
             bootstrap_providers: self.bootstrap_providers.clone(),
             sources: self.sources.clone(),

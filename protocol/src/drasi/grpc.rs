@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::lenient;
+use super::lenient::{self, Setting};
 use super::outbound::OutboundAddress;
 use super::port::Port;
 use super::reaction::RecoveryPolicy;
@@ -51,13 +51,9 @@ pub struct GrpcSourceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// Default 5000.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub timeout_ms: Option<Setting<u64>>,
     /// WAL durability settings, passed through to drasi-lib's `DurabilityConfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub durability: Option<serde_json::Value>,
@@ -89,37 +85,21 @@ pub struct GrpcReactionConfig {
     /// `grpc://host:port` or `http://host:port`.
     pub endpoint: String,
     /// Per-call timeout; default 5000.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub timeout_ms: Option<Setting<u64>>,
     /// Default 3.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub max_retries: Option<Setting<u32>>,
     /// Default 5.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub connection_retry_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub connection_retry_attempts: Option<Setting<u32>>,
     /// Default 10000.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub initial_connection_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub initial_connection_timeout_ms: Option<Setting<u64>>,
     /// Sent with every call, as gRPC request metadata and in the request body.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -154,57 +134,33 @@ pub enum GrpcBatching {
     #[serde(rename_all = "camelCase")]
     Fixed {
         /// Changes per batch.
-        #[serde(
-            default,
-            deserialize_with = "lenient::opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[schema(value_type = Option<crate::schema::Count>)]
-        batch_size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<crate::schema::CountSetting>)]
+        batch_size: Option<Setting<u64>>,
         /// The longest a partial batch waits, in milliseconds.
-        #[serde(
-            default,
-            deserialize_with = "lenient::opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[schema(value_type = Option<crate::schema::Count>)]
-        batch_flush_timeout_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<crate::schema::CountSetting>)]
+        batch_flush_timeout_ms: Option<Setting<u64>>,
     },
     /// Batches sized by measured throughput.
     #[serde(rename_all = "camelCase")]
     Adaptive {
         /// The fewest changes worth a batch.
-        #[serde(
-            default,
-            deserialize_with = "lenient::opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[schema(value_type = Option<crate::schema::Count>)]
-        adaptive_min_batch_size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<crate::schema::CountSetting>)]
+        adaptive_min_batch_size: Option<Setting<u64>>,
         /// The most changes in one batch.
-        #[serde(
-            default,
-            deserialize_with = "lenient::opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[schema(value_type = Option<crate::schema::Count>)]
-        adaptive_max_batch_size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<crate::schema::CountSetting>)]
+        adaptive_max_batch_size: Option<Setting<u64>>,
         /// How many recent batches throughput is measured over.
-        #[serde(
-            default,
-            deserialize_with = "lenient::opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[schema(value_type = Option<crate::schema::Count>)]
-        adaptive_window_size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<crate::schema::CountSetting>)]
+        adaptive_window_size: Option<Setting<u64>>,
         /// The longest a change waits for its batch, in milliseconds.
-        #[serde(
-            default,
-            deserialize_with = "lenient::opt",
-            skip_serializing_if = "Option::is_none"
-        )]
-        #[schema(value_type = Option<crate::schema::Count>)]
-        adaptive_batch_timeout_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<crate::schema::CountSetting>)]
+        adaptive_batch_timeout_ms: Option<Setting<u64>>,
     },
 }
 
@@ -326,7 +282,7 @@ mod tests {
                                                           "metadata": {"m": "x"}}}}},
             "recoveryPolicy": "auto_skip_gap"}))
         .unwrap();
-        assert_eq!(r.timeout_ms, Some(5000));
+        assert_eq!(r.timeout_ms, Some(Setting::Value(5000)));
         let back = serde_json::to_value(&r).unwrap();
         assert_eq!(back["batching"]["mode"], "adaptive");
         assert_eq!(back["batching"]["adaptiveMaxBatchSize"], 10);

@@ -1,120 +1,192 @@
-//! `${VAR}` references, by drasi-server's rules, with the variable lookup supplied by the caller
-//! (this crate never reads the process environment).
+//! `${VAR}` references, exactly by drasi-server's rules, with the variable lookup supplied by
+//! the caller (this crate never reads the process environment). The runtime, the API and the
+//! worker all resolve through this module, so they agree with each other and with
+//! drasi-server.
 //!
-//! drasi-server resolves references in the *values* of the parsed document, never in its text:
-//! a comment is never looked at, quoting is YAML's, and a value never becomes structure.
-//! [`expand`] is the rule for one string (mirroring drasi-server's reference scanner,
-//! `check_handlebars_env_refs` in `src/config/plugin_validation.rs`, and its resolver,
-//! `EnvironmentVariableResolver` in `src/api/mappings/core/resolver.rs`):
+//! drasi-server resolves a reference only in a *settings field*, one its DTOs type
+//! `ConfigValue<T>` (drasi-plugin-sdk 0.11.3: `ConfigValue`'s `Deserialize` and
+//! `parse_posix_env_var` in `src/config_value.rs`, resolution in `src/mapper.rs`; which
+//! fields those are is [`super::references`]' table), and only in its whole value:
 //!
-//! - `${NAME}` is a reference when `NAME` is one or more ASCII letters, digits or `_` (a
-//!   leading digit included). It resolves to the variable's value when it is set, even to an
-//!   empty value; an unset variable is an error naming it.
-//! - `${NAME:-default}`: the default (up to the first `}`, possibly empty) when `NAME` is not
-//!   set. A set but empty variable gives the empty value, not the default.
-//! - `${{…}}` is not a reference (Handlebars templates write `${{after.total}}`): `${` is kept
-//!   and scanning goes on after it.
-//! - `${` without a closing `}` is not a reference: the rest of the string is kept as written.
-//! - `${…}` whose name is empty or holds any other character (`${a.b}`, `${A-x}`, `${ A }`)
-//!   is not a reference: kept as written.
-//! - There are no escapes: `$${A}` is `$` followed by the reference `${A}`, `\${A}` likewise.
-//! - A value or default is inserted as is, never scanned again.
+//! - A string value that starts with `${` and ends with `}` is a reference ([`reference`]):
+//!   the text between them, split at the first `:-` into the variable's name and a default.
+//!   The name is not checked (any text is a name). A set variable gives its value, even an
+//!   empty one; an unset one gives the default, and without one is an error naming the field
+//!   and the variable.
+//! - DRaaS's one deviation: `${{…}}` (a Handlebars expression) is never a reference, even as
+//!   a whole value; it is kept as written.
+//! - The structured form `{kind: EnvironmentVariable, name: N, default: D}` (`default`
+//!   optional; only a string counts) is the same reference. `{kind: Secret, name: N}` names a
+//!   secret store's secret: DRaaS has none, so it is refused, naming the field; any other
+//!   `kind` is refused as drasi-server does ("Unknown kind"). [`normalise`] rewrites a
+//!   structured reference as its string form (`${N}`, `${N:-D}`) before a config is parsed,
+//!   so the stored config, the API's checks, the worker's render and the runtime read one
+//!   form.
+//! - A reference inside a longer string (`"http://${HOST}:80"`) is not resolved: the string
+//!   is kept as written. Nor is any string of another field (a query's text, a template, an
+//!   id, a kind) or a mapping key; a comment is never read, and a value never becomes
+//!   structure. The config's `warnings` name a `${NAME}` kept as written
+//!   ([`super::warnings`]), except in a query's text.
+//! - A value or default is used as it is, never resolved again: one that is itself a
+//!   `${…}` reference is refused (the workload's plugins would read it as one).
 //!
-//! [`resolve_value`] applies the rule to every string of a document (mapping keys are never
-//! resolved) and names the field of an unresolved reference; [`interpolate`] does the same
-//! for a YAML document's text. The runtime, the API and the worker all resolve through these,
-//! so they agree. [`unaccepted_value`] says a resolved value a typed field refuses (a port
-//! that is no number) in terms of the reference, never the value.
+//! [`resolve_value`] applies the rule to a document and names the field of an unresolved
+//! reference; [`interpolate`] does the same for a YAML document's text. [`unaccepted_value`]
+//! says a resolved value a typed field refuses (a port that is no number) in terms of the
+//! reference, never the value.
 
 use serde_json::Value;
 
 use super::ConfigError;
-use super::error::join_path;
+use super::references::{Role, walk};
 
-/// Resolves the references in one string value by drasi-server's rules (see the module
-/// documentation). An unresolved reference is an error (with an empty path) naming the
-/// variable.
-pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        if after.starts_with('{') {
-            // `${{…}}`: a template expression, not a reference.
-            out.push_str("${");
-            rest = after;
-            continue;
-        }
-        let Some(end) = after.find('}') else {
-            // Unterminated: not a reference.
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let inner = &after[..end];
-        let (name, default) = match inner.find(":-") {
-            Some(at) => (&inner[..at], Some(&inner[at + 2..])),
-            None => (inner, None),
-        };
-        if is_reference_name(name) {
-            match (lookup(name), default) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
-                (None, None) => {
-                    return Err(ConfigError::new(
-                        "",
-                        format!(
-                            "environment variable `{name}` is not set \
-                             (use `${{{name}:-default}}` to give a default)"
-                        ),
-                    ));
-                }
-            }
-        } else {
-            out.push_str(&rest[start..start + 2 + end + 1]);
-        }
-        rest = &after[end + 1..];
+/// The variable's name and default of `text` when it is one whole reference by
+/// drasi-server's rule (`${NAME}` or `${NAME:-default}`, split at the first `:-`); `None` for
+/// anything else, `${{…}}` included.
+pub fn reference(text: &str) -> Option<(&str, Option<&str>)> {
+    let inner = text.strip_prefix("${")?.strip_suffix('}')?;
+    if inner.starts_with('{') {
+        return None;
     }
-    out.push_str(rest);
-    Ok(out)
+    Some(match inner.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (inner, None),
+    })
 }
 
-/// What drasi-server takes for a variable name in `${…}`.
-fn is_reference_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// Whether `text` would be read as a reference by drasi-server's plugins (their rule without
+/// DRaaS's `${{…}}` deviation).
+fn reads_as_reference(text: &str) -> bool {
+    text.starts_with("${") && text.ends_with('}') && text.len() >= 3
 }
 
-/// Resolves every string of `value` with [`expand`] (mapping keys are left alone); an
-/// unresolved reference is an error naming its field (`queries[0].query`), relative to
-/// `path`. Returns whether anything changed.
+/// Resolves one settings value: a whole-value reference becomes its variable's value or its
+/// default; any other text is kept as written. An unresolved reference is an error (with an
+/// empty path) naming the variable.
+pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    match reference(text) {
+        None => Ok(text.to_owned()),
+        Some((name, default)) => variable(name, default, lookup),
+    }
+}
+
+fn variable(
+    name: &str,
+    default: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    match (lookup(name), default) {
+        (Some(value), _) => Ok(value),
+        (None, Some(default)) => Ok(default.to_owned()),
+        (None, None) => Err(ConfigError::new(
+            "",
+            format!(
+                "environment variable `{name}` is not set (use `${{{name}:-default}}` to give \
+                 a default)"
+            ),
+        )),
+    }
+}
+
+/// A structured reference (`{kind: EnvironmentVariable, …}`) as its name and default, or why
+/// it is refused. `None` when `value` is no object with a string `kind`.
+fn structured(value: &Value) -> Option<Result<(String, Option<String>), String>> {
+    let map = value.as_object()?;
+    let kind = map.get("kind")?.as_str()?;
+    Some(match kind {
+        "EnvironmentVariable" => match map.get("name").and_then(Value::as_str) {
+            Some(name) => Ok((
+                name.to_owned(),
+                map.get("default")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )),
+            None => Err(
+                "an `EnvironmentVariable` reference needs `name`, the variable's name as a string"
+                    .to_owned(),
+            ),
+        },
+        "Secret" => Err(
+            "secret references (`kind: Secret`) are not supported: DRaaS has no secret store. \
+             Use `{kind: EnvironmentVariable, name: NAME}` (or `${NAME}`) and give the value in \
+             the instance's `env`, as a secret value"
+                .to_owned(),
+        ),
+        other => Err(format!(
+            "Unknown kind: {other}; a reference is `{{kind: EnvironmentVariable, name: NAME}}`"
+        )),
+    })
+}
+
+/// Rewrites every structured reference of a document's settings fields as its string form
+/// (`{kind: EnvironmentVariable, name: N}` → `"${N}"`, with `default: D` → `"${N:-D}"`),
+/// which drasi-server reads alike; a `Secret` or unknown `kind` is an error naming the field.
+/// Returns whether anything changed.
+pub fn normalise(doc: &mut Value) -> Result<bool, ConfigError> {
+    let mut changed = false;
+    walk(doc, &mut |path, value, role| {
+        let Role::Setting(_) = role else {
+            return Ok(());
+        };
+        let Some(found) = structured(value) else {
+            return Ok(());
+        };
+        let (name, default) = found.map_err(|why| ConfigError::new(path, why))?;
+        // The string form splits at the first `:-`, and `${{` is never a reference.
+        if name.contains(":-") || name.starts_with('{') {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "variable name `{name}` cannot be written as a `${{…}}` reference (it holds \
+                     `:-` or starts with `{{`)"
+                ),
+            ));
+        }
+        *value = Value::String(match default {
+            Some(default) => format!("${{{name}:-{default}}}"),
+            None => format!("${{{name}}}"),
+        });
+        changed = true;
+        Ok(())
+    })?;
+    Ok(changed)
+}
+
+/// Resolves the references of a whole document's settings fields ([`super::references`]),
+/// string or structured; nothing else is touched. An unresolved reference, a refused
+/// structured one, or a value that is itself a reference is an error naming the field
+/// (`sources[0].password`). Returns whether anything changed.
 pub fn resolve_value(
-    value: &mut Value,
-    path: &str,
+    doc: &mut Value,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<bool, ConfigError> {
-    match value {
-        Value::String(text) if text.contains("${") => {
-            let resolved = expand(text, lookup).map_err(|e| ConfigError::new(path, e.message))?;
-            let changed = resolved != *text;
-            *text = resolved;
-            Ok(changed)
+    let mut changed = false;
+    walk(doc, &mut |path, value, role| {
+        let Role::Setting(_) = role else {
+            return Ok(());
+        };
+        let (name, default) = match (structured(value), value.as_str().and_then(reference)) {
+            (Some(found), _) => found.map_err(|why| ConfigError::new(path, why))?,
+            (None, Some((name, default))) => (name.to_owned(), default.map(str::to_owned)),
+            (None, None) => return Ok(()),
+        };
+        let resolved = variable(&name, default.as_deref(), lookup)
+            .map_err(|e| ConfigError::new(path, e.message))?;
+        if reads_as_reference(&resolved) {
+            // The value is not repeated: it may be a secret.
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "`{name}` resolves to a `${{…}}` reference; a variable's value is used as \
+                     it is, never resolved again"
+                ),
+            ));
         }
-        Value::Array(items) => {
-            let mut changed = false;
-            for (i, item) in items.iter_mut().enumerate() {
-                changed |= resolve_value(item, &format!("{path}[{i}]"), lookup)?;
-            }
-            Ok(changed)
-        }
-        Value::Object(map) => {
-            let mut changed = false;
-            for (key, item) in map.iter_mut() {
-                changed |= resolve_value(item, &join_path(path, key), lookup)?;
-            }
-            Ok(changed)
-        }
-        _ => Ok(false),
-    }
+        *value = Value::String(resolved);
+        changed = true;
+        Ok(())
+    })?;
+    Ok(changed)
 }
 
 /// The error of a resolved config's typed parse: when the field it names held a reference
@@ -125,7 +197,7 @@ pub(crate) fn unaccepted_value(e: ConfigError, written: &Value, resolved: &Value
     else {
         return e;
     };
-    if !before.contains("${") {
+    if reference(before).is_none() {
         return e;
     }
     let mut why = e.message.replace(&format!("{after:?}"), "(the value)");
@@ -159,18 +231,20 @@ pub fn yaml_to_json(text: &str) -> Result<Value, ConfigError> {
     serde_yaml::from_str(text).map_err(|e| ConfigError::new("", e.to_string()))
 }
 
-/// Resolves the references in a YAML document's values ([`resolve_value`]): comments and keys
-/// are never resolved, and a value never becomes structure. The text comes back unchanged
-/// when nothing was resolved; otherwise the resolved document is rendered again as YAML.
+/// Resolves the references of a YAML document ([`resolve_value`]). The text comes back
+/// unchanged when nothing was resolved (comments and all); otherwise the resolved document is
+/// rendered again as YAML. A document that does not parse as plain YAML data is returned as
+/// it is when it holds no `${`, for the typed parse to judge.
 pub fn interpolate(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
-    if !text.contains("${") {
-        return Ok(text.to_owned());
-    }
-    let mut doc = yaml_to_json(text)?;
-    if !resolve_value(&mut doc, "", lookup)? {
+    let mut doc = match yaml_to_json(text) {
+        Ok(doc) => doc,
+        Err(e) if text.contains("${") => return Err(e),
+        Err(_) => return Ok(text.to_owned()),
+    };
+    if !resolve_value(&mut doc, lookup)? {
         return Ok(text.to_owned());
     }
     serde_yaml::to_string(&doc)
@@ -180,6 +254,7 @@ pub fn interpolate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -187,8 +262,9 @@ mod tests {
             "EMPTY" => Some(String::new()),
             "A" => Some("a".into()),
             "B" => Some("b".into()),
-            "1X" => Some("digit-first".into()),
+            "a.b" => Some("dotted".into()),
             "NESTED" => Some("${A}".into()),
+            "TEMPLATE" => Some("${{x}}".into()),
             _ => None,
         }
     }
@@ -202,88 +278,219 @@ mod tests {
     }
 
     #[test]
-    fn a_reference_is_its_value_and_an_unset_one_is_an_error_naming_it() {
+    fn only_a_whole_value_is_a_reference() {
         assert_eq!(x("${PORT}"), "9000");
-        assert_eq!(x("http://${A}:${PORT}/x"), "http://a:9000/x");
-        assert_eq!(x("${A}${B}"), "ab");
-        let message = unset("x ${MISSING_VAR} y");
+        assert_eq!(reference("${PORT}"), Some(("PORT", None)));
+        // Inside a longer string: kept as written.
+        for literal in [
+            "http://${A}:${PORT}/x",
+            "x${A}",
+            "${A}x",
+            " ${A}",
+            "${A} ",
+            "$${A}",
+            "\\${A}",
+            "${UNCLOSED",
+            "$A",
+            "",
+        ] {
+            assert_eq!(x(literal), literal);
+            assert_eq!(reference(literal), None, "{literal}");
+        }
+        let message = unset("${MISSING_VAR}");
         assert!(message.contains("`MISSING_VAR`"), "{message}");
         assert!(message.contains("${MISSING_VAR:-default}"), "{message}");
     }
 
     #[test]
-    fn a_default_applies_only_when_the_variable_is_unset() {
+    fn the_default_splits_at_the_first_marker_and_applies_only_when_unset() {
         assert_eq!(x("${HOST:-127.0.0.1}"), "127.0.0.1");
         assert_eq!(x("${PORT:-1}"), "9000");
-        // Set but empty: the empty value, not the default (drasi-server's resolver).
-        assert_eq!(x("[${EMPTY:-info}]"), "[]");
-        assert_eq!(x("[${EMPTY}]"), "[]");
-        assert_eq!(x("[${UNSET:-}]"), "[]");
-        // The default runs to the first `:-` split and the first `}`; it is never expanded.
+        // Set but empty: the empty value, not the default.
+        assert_eq!(x("${EMPTY:-info}"), "");
+        assert_eq!(x("${EMPTY}"), "");
+        assert_eq!(x("${UNSET:-}"), "");
+        // The first `:-` splits; the default is the rest, never resolved.
+        assert_eq!(reference("${A:-b:-c}"), Some(("A", Some("b:-c"))));
         assert_eq!(x("${UNSET:-a:-b}"), "a:-b");
         assert_eq!(x("${UNSET:-${A}}"), "${A}");
-        assert_eq!(x("${UNSET:-x}y}"), "xy}");
+        assert_eq!(x("${UNSET:-x}y}"), "x}y");
     }
 
     #[test]
-    fn double_braces_are_templates_not_references() {
-        assert_eq!(x("${{after.total}}"), "${{after.total}}");
-        assert_eq!(
-            x("Order {{after.id}}: ${{after.total}} by ${A}"),
-            "Order {{after.id}}: ${{after.total}} by a"
-        );
-        // Scanning goes on inside the template expression.
-        assert_eq!(x("${{${A}}}"), "${{a}}");
-    }
-
-    #[test]
-    fn malformed_references_are_kept_as_written() {
-        assert_eq!(x("a: ${UNCLOSED"), "a: ${UNCLOSED");
-        assert_eq!(x("${A} then ${UNCLOSED"), "a then ${UNCLOSED");
-        for literal in ["${}", "${a.b}", "${A-x}", "${ A }", "${:-d}", "${A B:-c}"] {
+    fn any_name_is_a_name_and_double_braces_are_templates() {
+        // drasi-server does not check names: whatever is between `${` and `}` (or `:-`).
+        assert_eq!(x("${a.b}"), "dotted");
+        assert_eq!(reference("${A}${B}"), Some(("A}${B", None)));
+        assert!(unset("${A}${B}").contains("`A}${B`"));
+        assert_eq!(reference("${}"), Some(("", None)));
+        assert_eq!(reference("${ A }"), Some((" A ", None)));
+        // `${{…}}`: never a reference, even as the whole value.
+        for literal in ["${{after.total}}", "${{x}", "${{}}"] {
+            assert_eq!(reference(literal), None, "{literal}");
             assert_eq!(x(literal), literal);
         }
-        // A leading digit is a name.
-        assert_eq!(x("${1X}"), "digit-first");
-        assert!(unset("${2X}").contains("`2X`"));
-        // `$` alone is text.
-        assert_eq!(x("$PORT $ {A} $"), "$PORT $ {A} $");
+    }
+
+    fn resolved(doc: Value) -> Result<Value, ConfigError> {
+        let mut doc = doc;
+        resolve_value(&mut doc, &env)?;
+        Ok(doc)
     }
 
     #[test]
-    fn there_are_no_escapes_and_values_are_not_expanded_again() {
-        assert_eq!(x("$${A}"), "$a");
-        assert_eq!(x("\\${A}"), "\\a");
-        assert_eq!(x("${NESTED}"), "${A}");
+    fn documents_resolve_settings_fields_only_and_name_the_field() {
+        let doc = resolved(json!({
+            "port": "${PORT}",
+            "logLevel": "${LEVEL:-debug}",
+            "sources": [{"kind": "http", "id": "${A}", "host": "${EMPTY:-x}",
+                         "endpoint": "/in/${A}"}],
+            "queries": [{"id": "q", "query": "MATCH (n) RETURN '${A}' AS a"}],
+            "reactions": [{"kind": "http", "id": "r", "queries": ["q"], "baseUrl": "${{x}}",
+                           "token": "Bearer ${A}",
+                           "outputTemplates": {"defaultTemplate": {"added": {"url": "${A}"}}}}]
+        }))
+        .unwrap();
+        assert_eq!(doc["port"], "9000");
+        assert_eq!(doc["logLevel"], "debug");
+        let source = &doc["sources"][0];
+        assert_eq!(
+            (&source["id"], &source["host"], &source["endpoint"]),
+            (&json!("${A}"), &json!(""), &json!("/in/${A}"))
+        );
+        assert_eq!(doc["queries"][0]["query"], "MATCH (n) RETURN '${A}' AS a");
+        let reaction = &doc["reactions"][0];
+        assert_eq!(reaction["baseUrl"], "${{x}}");
+        assert_eq!(reaction["token"], "Bearer ${A}");
+        assert_eq!(
+            reaction["outputTemplates"]["defaultTemplate"]["added"]["url"],
+            "${A}"
+        );
+
+        let err = resolved(
+            json!({"reactions": [{"kind": "http", "id": "r", "queries": [],
+                                                 "token": "${MISSING_VAR}"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "reactions[0].token");
+        assert!(err.message.contains("`MISSING_VAR`"), "{err}");
     }
 
     #[test]
-    fn documents_resolve_values_only_and_name_the_field() {
+    fn nested_settings_and_instances_resolve() {
+        let doc = resolved(json!({
+            "instances": [{"id": "${A}", "defaultDispatchBufferCapacity": "${PORT}",
+                "sources": [{"kind": "http", "id": "h", "webhooks": {
+                    "cors": {"allowOrigins": ["${A}", "https://${B}"]},
+                    "routes": [{"path": "${B}", "mappings": [
+                        {"template": {"id": "${A}", "properties": {"p": "${A}"}}}]}]}}],
+                "reactions": [{"kind": "grpc", "id": "g", "queries": [], "endpoint": "${A}",
+                    "metadata": {"x": "${B}"}, "batching": {"mode": "fixed", "batchSize": "${PORT}"}}]}]
+        }))
+        .unwrap();
+        let inst = &doc["instances"][0];
+        assert_eq!(inst["id"], "a");
+        assert_eq!(inst["defaultDispatchBufferCapacity"], "9000");
+        let hooks = &inst["sources"][0]["webhooks"];
+        assert_eq!(hooks["cors"]["allowOrigins"], json!(["a", "https://${B}"]));
+        assert_eq!(hooks["routes"][0]["path"], "b");
+        let template = &hooks["routes"][0]["mappings"][0]["template"];
+        assert_eq!(
+            (&template["id"], &template["properties"]["p"]),
+            (&json!("a"), &json!("${A}"))
+        );
+        let grpc = &inst["reactions"][0];
+        assert_eq!(grpc["endpoint"], "a");
+        assert_eq!(grpc["metadata"]["x"], "b");
+        assert_eq!(grpc["batching"]["batchSize"], "9000");
+    }
+
+    #[test]
+    fn structured_references_resolve_or_are_refused_naming_the_field() {
+        let pg = |password: Value| {
+            json!({"sources": [{"kind": "postgres", "id": "pg", "database": "d", "user": "u",
+                                "password": password}]})
+        };
+        let doc = resolved(pg(json!({"kind": "EnvironmentVariable", "name": "A"}))).unwrap();
+        assert_eq!(doc["sources"][0]["password"], "a");
+        let with_default = json!({"kind": "EnvironmentVariable", "name": "UNSET", "default": "d"});
+        let doc = resolved(pg(with_default.clone())).unwrap();
+        assert_eq!(doc["sources"][0]["password"], "d");
+        // Only a string default counts (drasi-server's rule).
+        let numeric = json!({"kind": "EnvironmentVariable", "name": "UNSET", "default": 5});
+        let err = resolved(pg(numeric.clone())).unwrap_err();
+        assert!(err.message.contains("`UNSET`"), "{err}");
+
+        let err = resolved(pg(json!({"kind": "Secret", "name": "db"}))).unwrap_err();
+        assert_eq!(err.path, "sources[0].password");
+        assert!(err.message.contains("secret references"), "{err}");
+        assert!(err.message.contains("`env`"), "{err}");
+        let err = resolved(pg(json!({"kind": "Vault", "name": "db"}))).unwrap_err();
+        assert_eq!(err.path, "sources[0].password");
+        assert!(err.message.contains("Unknown kind: Vault"), "{err}");
+        let err = resolved(pg(json!({"kind": "EnvironmentVariable"}))).unwrap_err();
+        assert!(err.message.contains("`name`"), "{err}");
+
+        // Normalised to the string form drasi-server reads alike.
+        let mut doc = pg(with_default);
+        assert!(normalise(&mut doc).unwrap());
+        assert_eq!(doc["sources"][0]["password"], "${UNSET:-d}");
+        let mut doc = pg(numeric);
+        normalise(&mut doc).unwrap();
+        assert_eq!(doc["sources"][0]["password"], "${UNSET}");
+        let mut doc = pg(json!({"kind": "Secret", "name": "db"}));
+        assert_eq!(normalise(&mut doc).unwrap_err().path, "sources[0].password");
+        let mut doc = pg(json!({"kind": "EnvironmentVariable", "name": "A:-B"}));
+        assert!(normalise(&mut doc).is_err());
+        // Outside a settings field an object is not a reference: left to the typed parse.
+        let mut doc = json!({"queries": [{"id": {"kind": "Secret", "name": "x"}}]});
+        assert!(!normalise(&mut doc).unwrap());
+    }
+
+    #[test]
+    fn values_are_never_resolved_again() {
+        for name in ["NESTED", "TEMPLATE"] {
+            let err = resolved(json!({"id": format!("${{{name}}}")})).unwrap_err();
+            assert_eq!(err.path, "id");
+            assert!(err.message.contains("never resolved again"), "{err}");
+            assert!(
+                !err.message.contains("${A}"),
+                "the value is not said: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_text_resolves_values_only() {
         let text = "# ${COMMENTED} is never read\nport: ${PORT} # nor ${THIS}\nlogLevel: ${LEVEL:-debug}\n\
-                    ${KEY}: kept\nquery: |\n  MATCH (n) # ${A}\n  RETURN n\n";
+                    ${KEY}: kept\nqueries:\n  - id: q\n    query: |\n      MATCH (n) # ${A}\n      RETURN n\n";
         let out = interpolate(text, &env).unwrap();
         let doc: Value = serde_yaml::from_str(&out).unwrap();
         assert_eq!(doc["port"], "9000");
         assert_eq!(doc["logLevel"], "debug");
         assert_eq!(doc["${KEY}"], "kept");
-        assert_eq!(doc["query"], "MATCH (n) # a\nRETURN n\n");
+        assert_eq!(doc["queries"][0]["query"], "MATCH (n) # ${A}\nRETURN n\n");
 
-        let err = interpolate("a: 1\nb: [x, '${MISSING_VAR}']\n", &env).unwrap_err();
-        assert_eq!(err.path, "b[1]");
-        assert!(err.message.contains("`MISSING_VAR`"), "{err}");
+        let err = interpolate("a: 1\nid: '${MISSING_VAR}'\n", &env).unwrap_err();
+        assert_eq!(err.path, "id");
 
         // Nothing to resolve: the text as written, comments and all.
         for text in [
             "# ${NOPE}\nport: 1\n",
-            "t: ${{after.x}}\n",
+            "id: ${{after.x}}\n",
+            "id: x-${NOPE}\n",
             "a: 1 # ${NOPE}\n",
             "",
         ] {
             assert_eq!(interpolate(text, &env).unwrap(), text);
         }
         // A value never becomes structure.
-        let out = interpolate("a: ${V}\n", &|_| Some("1\nb: 2".into())).unwrap();
+        let out = interpolate("id: ${V}\n", &|_| Some("1\nb: 2".into())).unwrap();
         let doc: Value = serde_yaml::from_str(&out).unwrap();
-        assert_eq!(doc, serde_json::json!({"a": "1\nb: 2"}));
+        assert_eq!(doc, json!({"id": "1\nb: 2"}));
+        // A structured reference in a file resolves too.
+        let out = interpolate("logLevel: {kind: EnvironmentVariable, name: A}\n", &env).unwrap();
+        let doc: Value = serde_yaml::from_str(&out).unwrap();
+        assert_eq!(doc["logLevel"], "a");
     }
 }

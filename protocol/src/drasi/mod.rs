@@ -17,13 +17,17 @@
 //! - [`grpc`]: the gRPC kinds' settings (source, reaction).
 //! - [`bootstrap`]: bootstrap providers, inline or by id.
 //! - [`port`]: [`Port`], a port field's value: a number or a whole-value `${VAR}` reference.
+//! - `lenient`: scalars that may be written as strings; [`Setting`], a settings field's value
+//!   (drasi-server's `ConfigValue<T>`): the value or a whole-value `${VAR}` reference.
+//! - [`references`]: the table of settings fields, the only places a `${VAR}` is resolved.
 //! - [`outbound`]: the addresses a config connects out to directly (PostgreSQL, gRPC).
 //! - [`validate`]: reference and value checks.
 //! - [`render`]: YAML rendering and port assignment.
 //! - [`owned`]: what the platform and operator decide, not the tenant: listeners, egress,
 //!   variable references.
 //! - `data`: where the data plane finds a query or a source ([`QueryLookup`]).
-//! - [`interpolate()`]: `${VAR}` / `${VAR:-default}` expansion.
+//! - [`interpolate()`]: `${VAR}` / `${VAR:-default}` resolution, exactly by drasi-server's
+//!   rules (whole values of settings fields; `${{…}}` is never a reference).
 
 pub mod adaptive;
 pub mod bootstrap;
@@ -40,6 +44,7 @@ pub mod port;
 pub mod postgres;
 pub mod query;
 pub mod reaction;
+pub mod references;
 mod render;
 pub mod source;
 pub mod storedproc;
@@ -60,6 +65,7 @@ pub use data::QueryLookup;
 pub use error::ConfigError;
 pub use grpc::{GrpcReactionConfig, GrpcSourceConfig};
 pub use interpolate::interpolate;
+pub use lenient::{Scalar, Setting};
 pub use outbound::OutboundAddress;
 pub use owned::Listener;
 pub use port::Port;

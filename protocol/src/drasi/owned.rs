@@ -5,8 +5,9 @@
 //! - [`DrasiConfig::listeners`]: every listener the config declares, with its path.
 //! - [`DrasiConfig::outbound_urls`]: every literal outbound URL, with its path.
 //! - [`DrasiConfig::check_egress`]: those URLs against a policy.
-//! - [`DrasiConfig::resolve`]: `${NAME}` resolved string by string, naming the field of an
-//!   unresolved reference.
+//! - [`DrasiConfig::resolve`]: `${NAME}` resolved where drasi-server resolves it (the whole
+//!   value of a settings field, [`super::references`]), naming the field of an unresolved
+//!   reference.
 //! - [`DrasiConfig::file_paths`] and [`DrasiConfig::check_paths`]: every file path the config
 //!   names must be relative and stay inside the instance's directory.
 
@@ -157,16 +158,17 @@ impl DrasiConfig {
         Ok(())
     }
 
-    /// Resolves `${NAME}` in every string of the config with `lookup`, by the rules the
-    /// runtime and the worker use ([`super::interpolate`]); an unresolved reference is an
-    /// error naming the field that holds it. A reference whose value the field does not
-    /// accept (a port that is not a number) is an error naming the field and the reference,
-    /// never the value (it may be a secret). Every port of the result is a number.
+    /// Resolves the config's `${NAME}` references with `lookup`, by the rules the runtime and
+    /// the worker use ([`super::interpolate`]: whole values of settings fields only); an
+    /// unresolved reference is an error naming the field that holds it. A reference whose
+    /// value the field does not accept (a port or a timeout that is not a number) is an error
+    /// naming the field and the reference, never the value (it may be a secret). Every port
+    /// and every other settings field of the result holds a value, no reference.
     pub fn resolve(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let written = serde_json::to_value(self)
             .map_err(|e| ConfigError::new("", format!("cannot serialize the config: {e}")))?;
         let mut doc = written.clone();
-        resolve_value(&mut doc, "", lookup)?;
+        resolve_value(&mut doc, lookup)?;
         let resolved = DrasiConfig::from_json_value(doc.clone())
             .map_err(|e| unaccepted_value(e, &written, &doc))?;
         resolved.check_ports_resolved()?;
@@ -338,15 +340,23 @@ mod tests {
     fn resolve_names_the_field_of_an_unresolved_reference() {
         let c = config(serde_json::json!({
             "sources": [{"kind": "mock", "id": "m"}],
-            "queries": [{"id": "q", "query": "MATCH (n) RETURN '${GREETING}' AS g, '${X:-d}' AS x",
-                         "sources": [{"sourceId": "m"}]}]}));
+            "queries": [{"id": "q", "query": "MATCH (n) RETURN '${GREETING}' AS g",
+                         "sources": [{"sourceId": "m"}]}],
+            "reactions": [{"kind": "http", "id": "h", "queries": ["q"],
+                           "baseUrl": "${BASE:-https://example.com}", "token": "${TOKEN}"}]}));
         let err = c.resolve(&|_| None).unwrap_err();
-        assert_eq!(err.path, "queries[0].query");
-        assert!(err.message.contains("`GREETING`"), "{err}");
+        assert_eq!(err.path, "reactions[0].token");
+        assert!(err.message.contains("`TOKEN`"), "{err}");
         let ok = c
-            .resolve(&|n| (n == "GREETING").then(|| "hi".to_owned()))
+            .resolve(&|n| (n == "TOKEN").then(|| "t".to_owned()))
             .unwrap();
-        assert_eq!(ok.queries[0].query, "MATCH (n) RETURN 'hi' AS g, 'd' AS x");
+        let http = ok.reactions[0].as_http().unwrap();
+        assert_eq!(
+            (http.base_url.as_deref(), http.token.as_deref()),
+            (Some("https://example.com"), Some("t"))
+        );
+        // A query's text is no settings field: kept as written, never an error.
+        assert_eq!(ok.queries[0].query, "MATCH (n) RETURN '${GREETING}' AS g");
     }
 
     #[test]

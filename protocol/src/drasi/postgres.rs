@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap;
-use super::lenient;
+use super::lenient::{self, Setting};
 use super::port::Port;
 
 /// The server port every PostgreSQL kind uses when the config names none.
@@ -71,7 +71,8 @@ pub struct PostgresSourceConfig {
     pub publication_name: Option<String>,
     /// Default `prefer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssl_mode: Option<PostgresSslMode>,
+    #[schema(value_type = Option<PostgresSslMode>)]
+    pub ssl_mode: Option<Setting<PostgresSslMode>>,
     /// Key columns of tables without a primary key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub table_keys: Vec<TableKeyConfig>,
@@ -129,7 +130,8 @@ pub struct PostgresBootstrapConfig {
     pub publication_name: Option<String>,
     /// TLS towards the server (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssl_mode: Option<PostgresSslMode>,
+    #[schema(value_type = Option<PostgresSslMode>)]
+    pub ssl_mode: Option<Setting<PostgresSslMode>>,
     /// Key columns of tables without a primary key (default: the source's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_keys: Option<Vec<TableKeyConfig>>,
@@ -154,7 +156,7 @@ impl PostgresBootstrapConfig {
             tables: or_list(&self.tables, &source.tables),
             slot_name: or(&self.slot_name, &source.slot_name),
             publication_name: or(&self.publication_name, &source.publication_name),
-            ssl_mode: self.ssl_mode.or(source.ssl_mode),
+            ssl_mode: self.ssl_mode.clone().or_else(|| source.ssl_mode.clone()),
             table_keys: self
                 .table_keys
                 .clone()
@@ -275,8 +277,11 @@ mod tests {
             panic!("storedproc-postgres expected")
         };
         assert_eq!(
-            (sp.port.clone(), sp.ssl),
-            (Some(Port::Number(5432)), Some(false))
+            (sp.port.clone(), sp.ssl.clone()),
+            (
+                Some(Port::Number(5432)),
+                Some(crate::drasi::Setting::Value(false))
+            )
         );
         assert_eq!(cfg.reactions[0].kind(), "storedproc-postgres");
         let yaml = cfg.to_yaml();

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::adaptive::{GrpcAdaptiveReactionConfig, HttpAdaptiveReactionConfig};
 use super::grpc::GrpcReactionConfig;
-use super::lenient;
+use super::lenient::{self, Setting};
 use super::outbound::OutboundAddress;
 use super::port::Port;
 use super::source::{body_as, split_kind, unknown_kind};
@@ -75,21 +75,13 @@ pub struct ProfilerReactionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider: Option<String>,
     /// Changes per statistics window.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub window_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub window_size: Option<Setting<u64>>,
     /// Seconds between reports.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub report_interval_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub report_interval_secs: Option<Setting<u64>>,
 }
 
 /// `kind: log`: writes result changes to stdout, optionally through Handlebars templates.
@@ -168,21 +160,13 @@ pub struct HttpReactionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// How long a call may take, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub timeout_ms: Option<Setting<u64>>,
     /// The capacity of its queue of incoming changes (default: `defaultPriorityQueueCapacity`).
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub priority_queue_capacity: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub priority_queue_capacity: Option<Setting<u64>>,
     /// The calls made per query and change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_templates: Option<HttpOutputTemplates>,
@@ -249,37 +233,21 @@ pub struct HttpCallSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpAdaptiveConfig {
     /// The fewest changes worth a batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_min_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_min_batch_size: Option<Setting<u64>>,
     /// The most changes in one batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_max_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_max_batch_size: Option<Setting<u64>>,
     /// How many recent batches throughput is measured over.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_window_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_window_size: Option<Setting<u64>>,
     /// The longest a change waits for its batch, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_batch_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_batch_timeout_ms: Option<Setting<u64>>,
 }
 
 /// What a restarted reaction does about changes it can no longer get.
@@ -322,13 +290,9 @@ pub struct SseReactionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse_path: Option<String>,
     /// Milliseconds between keep-alive heartbeats.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub heartbeat_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub heartbeat_interval_ms: Option<Setting<u64>>,
     /// Templates per query, by query id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, SseQueryTemplates>,

@@ -24,7 +24,10 @@ impl DrasiConfig {
     /// otherwise (drasi-server would not start them). Only modelled keys are ever emitted.
     pub fn to_yaml(&self) -> String {
         let mut doc = self.clone();
-        if let Some(level) = &mut doc.log_level {
+        // A `${VAR}` reference is kept as written: its name is case-sensitive.
+        if let Some(level) = &mut doc.log_level
+            && super::interpolate::reference(level).is_none()
+        {
             *level = level.to_ascii_lowercase();
         }
         doc.queries.iter_mut().for_each(make_explicit);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::bootstrap::{BootstrapProviderConfig, BootstrapProviderRef};
 use super::grpc::GrpcSourceConfig;
+use super::lenient::Setting;
 use super::outbound::OutboundAddress;
 use super::port::Port;
 use super::postgres::PostgresSourceConfig;
@@ -63,61 +64,33 @@ pub struct HttpSourceConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// How long a request to the source may take, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub timeout_ms: Option<Setting<u64>>,
     /// Adaptive batching: the most events dispatched as one batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_max_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_max_batch_size: Option<Setting<u64>>,
     /// Adaptive batching: the fewest events worth a batch.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_min_batch_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_min_batch_size: Option<Setting<u64>>,
     /// Adaptive batching: the longest an event waits for its batch, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_max_wait_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_max_wait_ms: Option<Setting<u64>>,
     /// Adaptive batching: the shortest wait for a batch, in milliseconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_min_wait_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_min_wait_ms: Option<Setting<u64>>,
     /// Adaptive batching: the window over which throughput is measured, in seconds.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub adaptive_window_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub adaptive_window_secs: Option<Setting<u64>>,
     /// Batch incoming events by measured throughput.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Flag>)]
-    pub adaptive_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::FlagSetting>)]
+    pub adaptive_enabled: Option<Setting<bool>>,
     /// Webhook mode (custom routes) instead of the standard event endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<WebhookConfig>,
@@ -153,13 +126,9 @@ pub struct MockSourceConfig {
     #[schema(value_type = Option<crate::schema::MockDataTypeSchema>)]
     pub data_type: Option<MockDataType>,
     /// Milliseconds between generated changes.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub interval_ms: Option<Setting<u64>>,
 }
 
 /// What a mock source generates (`dataType: {type: ...}`).

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::lenient;
+use super::lenient::{self, Setting};
 use super::outbound::OutboundAddress;
 use super::port::Port;
 use super::postgres::{POSTGRES_DEFAULT_HOST, POSTGRES_DEFAULT_PORT};
@@ -89,13 +89,9 @@ pub struct StoredProcReactionConfig {
     /// The database the procedures live in.
     pub database: String,
     /// TLS when true; default false.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Flag>)]
-    pub ssl: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::FlagSetting>)]
+    pub ssl: Option<Setting<bool>>,
     /// Per-query commands, keyed by query id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub routes: BTreeMap<String, StoredProcQueryCommands>,
@@ -103,21 +99,13 @@ pub struct StoredProcReactionConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_template: Option<StoredProcQueryCommands>,
     /// Default 30000.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub command_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub command_timeout_ms: Option<Setting<u64>>,
     /// Default 3.
-    #[serde(
-        default,
-        deserialize_with = "lenient::opt",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<crate::schema::Count>)]
-    pub retry_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schema::CountSetting>)]
+    pub retry_attempts: Option<Setting<u32>>,
 }
 
 impl StoredProcReactionConfig {
@@ -204,7 +192,10 @@ mod tests {
             assert_eq!(reaction.kind(), kind);
             assert_eq!(reaction.storedproc().map(|(d, _)| d), Some(dialect));
             let sp = reaction_body(reaction);
-            assert_eq!((sp.ssl, sp.retry_attempts), (Some(true), Some(2)));
+            assert_eq!(
+                (sp.ssl.clone(), sp.retry_attempts.clone()),
+                (Some(Setting::Value(true)), Some(Setting::Value(2)))
+            );
             let addresses = cfg.outbound_addresses();
             assert_eq!(addresses.len(), 1, "{addresses:?}");
             assert_eq!(

@@ -1,12 +1,17 @@
 //! What DRaaS decides instead of a tenant's config, said to the tenant. A drasi-server config
 //! is accepted as it is; the settings the platform owns are replaced, and each replaced field
-//! is named in a [`ConfigWarning`]. A pure function of the config, so every read of an instance
-//! computes the same warnings from the stored spec and nothing more is stored.
+//! is named in a [`ConfigWarning`]; so is every field holding a `${NAME}` that is kept as
+//! written because it is not where drasi-server resolves one (inside a longer value, or in a
+//! field that is not a settings field; [`super::interpolate`]). A pure function of the
+//! config, so every read of an instance computes the same warnings from the stored spec and
+//! nothing more is stored.
 
 use serde::{Deserialize, Serialize};
 
 use super::DrasiConfig;
 use super::error::join_path;
+use super::interpolate::reference;
+use super::references::{Role, walk};
 
 /// One field of a config that DRaaS replaces. `field` names it as it appears in an instance
 /// (`config.sources[0].port`).
@@ -21,13 +26,16 @@ pub struct ConfigWarning {
 const HOST: &str = "replaced by the address the platform assigns; DRaaS owns every listen address";
 const PORT: &str = "replaced by the port the platform assigns; DRaaS owns every listen address";
 const ID: &str = "replaced by the instance's DRaaS id, which the runtime reports as its id";
+const KEPT: &str = "is kept as written, not resolved: drasi-server resolves a `${NAME}` \
+                    reference only when it is the whole value of a settings field";
 
 impl DrasiConfig {
     /// The fields this config sets that DRaaS replaces, in document order: the host and port
     /// of every listener (the REST API's top-level `host`/`port`, http and grpc sources and sse
     /// reactions, under `instances` too: the platform assigns them all), and the top-level
     /// `id` of a single-instance config (the runtime runs under the DRaaS instance id), and the
-    /// plugin management keys (the operator's: [`super::plugins`]).
+    /// plugin management keys (the operator's: [`super::plugins`]), then every field holding
+    /// a `${NAME}` kept as written ([`DrasiConfig::literal_references`]).
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let mut out = Vec::new();
         let field = |path: &str, key: &str| format!("config.{}", join_path(path, key));
@@ -57,8 +65,62 @@ impl DrasiConfig {
                 });
             }
         }
+        out.extend(self.literal_references());
         out
     }
+
+    /// Every field holding something that looks like a reference (`${NAME}` or
+    /// `${NAME:-default}`, a name of ASCII letters, digits and `_`) that is not resolved
+    /// because of where it is: inside a longer value of a settings field (`"http://${HOST}"`),
+    /// or in a field that is not one (a template, an id). A query's text is left out (Cypher
+    /// writes `'${x}'` and `$param` for its own purposes), and so are `${{…}}` (a template
+    /// expression) and the plugin-defined settings [`super::references`] does not enter.
+    pub fn literal_references(&self) -> Vec<ConfigWarning> {
+        let Ok(mut doc) = serde_json::to_value(self) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let _ = walk(&mut doc, &mut |path, value, role| {
+            let Some(text) = value.as_str() else {
+                return Ok(());
+            };
+            let why = match role {
+                Role::Query => return Ok(()),
+                Role::Setting(_) if reference(text).is_some() => return Ok(()),
+                Role::Setting(_) => "here it is inside a longer value",
+                Role::Plain => "this field is not a settings field",
+            };
+            if let Some(found) = looks_like_reference(text) {
+                out.push(ConfigWarning {
+                    field: format!("config.{path}"),
+                    message: format!("`{found}` {KEPT}; {why}"),
+                });
+            }
+            Ok(())
+        });
+        out
+    }
+}
+
+/// The first `${NAME}` / `${NAME:-default}` of `text` (drasi-server's `validate` reads these
+/// as references: a name of ASCII letters, digits and `_`); never a `${{…}}`.
+fn looks_like_reference(text: &str) -> Option<&str> {
+    let mut from = 0;
+    while let Some(at) = text[from..].find("${") {
+        let start = from + at;
+        let after = &text[start + 2..];
+        from = start + 2;
+        if after.starts_with('{') {
+            continue;
+        }
+        let end = after.find('}')?;
+        let inner = &after[..end];
+        let name = inner.split_once(":-").map_or(inner, |(name, _)| name);
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Some(&text[start..start + 2 + end + 1]);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -166,6 +166,16 @@ pub async fn worker(
     keys: &Keyspace,
     kube: &KubeApi,
 ) -> anyhow::Result<WorkerNode> {
+    worker_tuned(redis, keys, kube, |_| {}).await
+}
+
+/// A kubernetes worker as [`worker`] makes it, with `tune` applied last.
+pub async fn worker_tuned(
+    redis: &RedisServer,
+    keys: &Keyspace,
+    kube: &KubeApi,
+    tune: impl FnOnce(&mut draas_worker::WorkerConfig),
+) -> anyhow::Result<WorkerNode> {
     let kubeconfig = kube.kubeconfig.clone();
     WorkerNode::start_tuned(
         &redis.url,
@@ -180,6 +190,7 @@ pub async fn worker(
             c.kubernetes.allowed_images = draas_protocol::image::ImagePolicy::new(["*"]);
             c.stop_instances_on_exit = false;
             c.process.readiness_timeout = std::time::Duration::from_secs(20);
+            tune(c);
         },
     )
     .await

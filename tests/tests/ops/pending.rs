@@ -297,7 +297,11 @@ async fn retry_runs_stuck_entries_now_and_never_twice() -> anyhow::Result<()> {
     let outcome = draas_protocol::Outcome::Succeeded {
         result: json!({"pong": "elsewhere"}),
     };
-    assert!(store.finish_operation(first, "elsewhere", &outcome).await?);
+    assert!(
+        store
+            .finish_operation(first, "elsewhere", &outcome, draas_bus::clock::now())
+            .await?
+    );
 
     let done = admin.retry(&ghost, false, false, &NoProgress).await?;
     assert_eq!(done.changed, 5, "{done:?}");

@@ -1,7 +1,8 @@
 //! [`Port`]: a TCP port as a drasi-server config writes it. drasi-server (its plugin SDK's
-//! `ConfigValue<u16>`) takes a number, a string holding the number, or a string that is one
-//! whole `${VAR}` / `${VAR:-default}` reference, resolved when the server starts and then
-//! parsed as the number. DRaaS keeps the reference as written (the stored config is the
+//! `ConfigValue<u16>`) takes a number, or a string that is one whole `${VAR}` /
+//! `${VAR:-default}` reference (starting with `${` and ending with `}`; `${{…}}` is never one
+//! under DRaaS), resolved when the server starts and then parsed as the number; DRaaS also
+//! takes the number as a string. DRaaS keeps the reference as written (the stored config is the
 //! tenant's), resolves it from the instance's environment like every other reference
 //! ([`super::DrasiConfig::resolve`], [`super::interpolate()`]), and every check that needs
 //! the number ([`Port::number`]) runs on the resolved config.
@@ -17,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::bootstrap::{BootstrapProviderConfig, BootstrapProviderEntry, BootstrapProviderRef};
 use super::error::join_path;
+use super::interpolate::reference;
 use super::{ConfigError, DrasiConfig, ReactionConfig, SourceConfig};
 
 /// A port field's value: a number, or a whole-value `${VAR}` reference not yet resolved.
@@ -45,34 +47,20 @@ impl Port {
         }
     }
 
-    /// Parses a port written as a string: the number (surrounding spaces ignored) or one
-    /// whole `${NAME}` / `${NAME:-default}` reference.
+    /// Parses a port written as a string: one whole `${NAME}` / `${NAME:-default}` reference
+    /// (drasi-server's rule, [`super::interpolate::reference`]: the whole string, no spaces
+    /// around it), or the number (surrounding spaces ignored).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let trimmed = text.trim();
-        if is_whole_reference(trimmed) {
-            return Ok(Self::Reference(trimmed.to_owned()));
+        if reference(text).is_some() {
+            return Ok(Self::Reference(text.to_owned()));
         }
-        trimmed.parse::<u16>().map(Self::Number).map_err(|_| {
+        text.trim().parse::<u16>().map(Self::Number).map_err(|_| {
             format!(
                 "invalid value {text:?}: expected a port number (0–65535) or a whole-value \
                  `${{VAR}}` / `${{VAR:-default}}` reference"
             )
         })
     }
-}
-
-/// Whether `text` is exactly one reference by drasi-server's rules (see
-/// [`super::interpolate`]): `${`, a name of ASCII letters, digits or `_`, an optional
-/// `:-default` without `}`, and the closing `}` as its last character.
-fn is_whole_reference(text: &str) -> bool {
-    let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
-        return false;
-    };
-    if inner.contains('}') {
-        return false;
-    }
-    let name = inner.split_once(":-").map_or(inner, |(name, _)| name);
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl From<u16> for Port {

@@ -104,6 +104,21 @@ impl DockerDriver {
         Ok(driver)
     }
 
+    /// The daemon's client (also used to ask the image what it runs: `capabilities`).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The driver's settings: the image instances that name none run, and more.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// This deployment's name (the key prefix), the value of the managed-by label.
+    pub fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
     fn note(&self, instance: Uuid, message: String) {
         let _ = self.events.send(DriverEvent::Note { instance, message });
     }

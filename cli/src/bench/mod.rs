@@ -6,6 +6,12 @@
 //! prints fits `shared/bench/peers/peers.py --external` (the API path by default, since that
 //! is what a DRaaS client pays; `--path bus` reports the bus alone). `--matrix` runs 1 and 2
 //! workers over both paths and adds `redis-cli --latency` from the same run.
+//!
+//! Each run also measures the physical floor ([`floor`]: two processes bouncing one message
+//! through Redis with blocking reads) and states its latency against it.
+
+mod floor;
+mod scale;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -68,14 +74,34 @@ pub struct BenchArgs {
     /// children inherit them).
     #[arg(long)]
     metrics: bool,
+    /// Idle time between two commands of the latency phase (and two messages of the floor),
+    /// in milliseconds, so each finds the other side idle.
+    #[arg(long, default_value_t = 1.0)]
+    gap_ms: f64,
+    /// Instead of commands: the API's reads over this many instance records (created, not
+    /// started), each size in a fresh keyspace, side by side (`--scale 1000,10000`).
+    #[arg(long, value_delimiter = ',', value_name = "N,…")]
+    scale: Vec<usize>,
+    /// Internal: be the floor's echo process on these two queues (`Q1,Q2`).
+    #[arg(long, hide = true, value_name = "Q1,Q2")]
+    echo: Option<String>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(queues) = &args.echo {
+        let (q1, q2) = queues
+            .split_once(',')
+            .context("--echo takes two queue names: Q1,Q2")?;
+        return floor::echo(&args.redis_url, q1, q2, Duration::from_secs(3600)).await;
+    }
     // Its cost accounting reads one server's INFO and its cleanup SCANs one keyspace.
     if draas_bus::connect::is_cluster(&args.redis_url) {
         anyhow::bail!(
             "draas bench measures a single Redis server; --redis-url names a cluster (several nodes)"
         );
+    }
+    if !args.scale.is_empty() {
+        return scale::run(&args, &args.scale).await;
     }
     if args.matrix {
         return matrix(&args).await;
@@ -91,10 +117,12 @@ async fn matrix(args: &BenchArgs) -> anyhow::Result<()> {
         for path in [PathKind::Bus, PathKind::Api] {
             let r = measure(args, workers, path).await?;
             eprintln!(
-                "{:<4} workers={workers}  p50 {:.3} ms  p99 {:.3} ms  (1 in flight)   {:.0} cmds/s  p50 {:.3} ms  p99 {:.3} ms  ({} in flight)",
+                "{:<4} workers={workers}  p50 {:.3} ms  p99 {:.3} ms  (1 in flight; floor p50 {:.3} ms, {:.1}x)   {:.0} cmds/s  p50 {:.3} ms  p99 {:.3} ms  ({} in flight)",
                 if path == PathKind::Api { "api" } else { "bus" },
                 r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
                 r["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+                r["floor_ms"]["p50"].as_f64().unwrap_or(0.0),
+                r["p50_vs_floor"].as_f64().unwrap_or(0.0),
                 r["throughput"]["jobs_per_s"].as_f64().unwrap_or(0.0),
                 r["throughput"]["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
                 r["throughput"]["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
@@ -162,7 +190,9 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
         for _ in 0..args.warmup {
             caller.ping().await?;
         }
-        let latency = sequential(&caller, args.latency_n, cap).await?;
+        let gap = Duration::from_secs_f64(args.gap_ms.max(0.0) / 1000.0);
+        let latency = sequential(&caller, args.latency_n, cap, gap).await?;
+        let floor = measure_floor(args, &prefix, &scratch, gap).await?;
         // The cost of the throughput phase: CPU of the client side (this process, plus the API
         // process on the api path), of the workers and of Redis, and Redis commands per job.
         let worker_pids: Vec<u32> = children.iter().take(workers).filter_map(Child::id).collect();
@@ -182,9 +212,11 @@ async fn measure(args: &BenchArgs, workers: usize, path: PathKind) -> anyhow::Re
         throughput["redis_cmds_per_job"] = json!((after.commands - before.commands) as f64 / jobs);
         anyhow::Ok(json!({
             "path": if path == PathKind::Api { "api" } else { "bus" },
+            "p50_vs_floor": floor::ratio(&latency, &floor),
+            "floor_ms": floor,
             "latency_ms": latency,
             "throughput": throughput,
-            "settings": {"workers": workers, "in_flight": args.in_flight, "worker_concurrency": 256, "platform": "process"},
+            "settings": {"workers": workers, "in_flight": args.in_flight, "worker_concurrency": 256, "platform": "process", "gap_ms": args.gap_ms},
             "versions": {"draas": env!("CARGO_PKG_VERSION")},
         }))
     }
@@ -325,7 +357,12 @@ impl Caller {
     }
 }
 
-async fn sequential(caller: &Arc<Caller>, n: usize, cap: Duration) -> anyhow::Result<Value> {
+async fn sequential(
+    caller: &Arc<Caller>,
+    n: usize,
+    cap: Duration,
+    gap: Duration,
+) -> anyhow::Result<Value> {
     let mut hist = Histogram::<u64>::new(3)?;
     let start = Instant::now();
     for _ in 0..n {
@@ -335,8 +372,43 @@ async fn sequential(caller: &Arc<Caller>, n: usize, cap: Duration) -> anyhow::Re
         if start.elapsed() > cap {
             break;
         }
+        floor::idle(gap).await;
     }
     Ok(summary(&hist))
+}
+
+/// The floor in the same run, with the latency phase's count and gap: an echo child process
+/// and this one bouncing a message through Redis.
+async fn measure_floor(
+    args: &BenchArgs,
+    prefix: &str,
+    scratch: &PathBuf,
+    gap: Duration,
+) -> anyhow::Result<Value> {
+    let (q1, q2) = floor::queues(prefix);
+    let queues = format!("{q1},{q2}");
+    let mut echo = spawn_self(
+        &["bench", "--redis-url", &args.redis_url, "--echo", &queues],
+        None,
+        scratch,
+        "floor-echo",
+        false,
+    )?;
+    let measured = floor::measure(
+        &args.redis_url,
+        (&q1, &q2),
+        args.latency_n,
+        args.warmup,
+        gap,
+    )
+    .await;
+    if tokio::time::timeout(Duration::from_secs(10), echo.wait())
+        .await
+        .is_err()
+    {
+        stop(&mut echo).await;
+    }
+    Ok(summary(&measured?))
 }
 
 async fn closed_loop(
