@@ -53,6 +53,8 @@ pub mod warnings;
 pub mod webhook;
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod tests;
 
 pub use adaptive::{GrpcAdaptiveReactionConfig, HttpAdaptiveReactionConfig};
