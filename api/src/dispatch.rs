@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use draas_bus::store::WorkerInfo;
-use draas_bus::streams::{last_id, payload};
+use draas_bus::streams::{keep_replies_alive, last_id, payload};
 use draas_bus::{Store, clock, connect};
 use draas_protocol::{
     Command, CommandEnvelope, Instance, Operation, Platform, Reply, Timestamp, codec,
@@ -315,7 +315,18 @@ impl Dispatcher {
         stop: CancellationToken,
     ) {
         let options = StreamReadOptions::default().count(512).block(2000);
+        // Workers reply with `XADD NOMKSTREAM` and no EXPIRE: this reader keeps the TTL fresh.
+        let refresh = Duration::from_secs(draas_bus::streams::REPLIES_REFRESH_SECS);
+        let mut refreshed: Option<std::time::Instant> = None;
         while !stop.is_cancelled() {
+            if refreshed.is_none_or(|at| at.elapsed() >= refresh) {
+                match keep_replies_alive(&mut reader, &self.reply_stream).await {
+                    Ok(()) => refreshed = Some(std::time::Instant::now()),
+                    Err(error) => {
+                        tracing::warn!(message = "could not refresh the reply stream's TTL", %error)
+                    }
+                }
+            }
             let (keys, ids) = ([&self.reply_stream], [&last]);
             let read = tokio::select! {
                 () = stop.cancelled() => break,
@@ -328,7 +339,11 @@ impl Dispatcher {
                 Err(error) => {
                     tracing::warn!(message = "reply reader failed; reconnecting", %error);
                     match connect::blocking(&redis_url).await {
-                        Ok(conn) => reader = conn,
+                        Ok(conn) => {
+                            reader = conn;
+                            // Redis may have lost the TTL with the data: refresh it at once.
+                            refreshed = None;
+                        }
                         Err(error) => {
                             tracing::error!(message = "reply reader cannot reconnect", %error)
                         }

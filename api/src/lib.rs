@@ -123,6 +123,9 @@ impl App {
         if draas_telemetry::Metrics::installed().is_some() {
             observe::gauges::spawn(&app);
         }
+        // Records older than the label index get indexed in the background (at once when
+        // there are none); label-filtered lists read the id index until then.
+        app.store.start_label_index();
         Ok(app)
     }
 }

@@ -3,7 +3,7 @@
 //! holds every one of them, so a user without the rule is one clear error, not a failure in
 //! the middle of some command later.
 //!
-//! The check sends `MULTI`, one wrong-arity `PING` (which marks the transaction failed), one
+//! The check sends `MULTI`, one wrong-arity `ECHO` (which marks the transaction failed), one
 //! probe per needed command on the key [`Keyspace::acl_probe`], then `EXEC`. Redis checks a
 //! command's ACL before queueing it, so each probe answers `QUEUED` or `NOPERM`; the failed
 //! transaction makes `EXEC` discard everything, so nothing ever runs. It needs no admin
@@ -186,8 +186,10 @@ pub async fn check(
         .map_err(|e| refused("MULTI", e))?;
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
-    // Wrong arity: refused before the ACL check, it marks the transaction failed.
-    pipe.cmd("PING").arg("a").arg("b");
+    // Wrong arity (ECHO takes exactly one argument): refused while queueing, before the ACL
+    // check, so EXEC aborts and no probe runs. (`PING a b` would not do: PING's arity is
+    // open-ended and it fails only when run, so EXEC would run every probe.)
+    pipe.cmd("ECHO");
     for need in &needs {
         let mut cmd = redis::cmd(need.probe[0]);
         for arg in &need.probe[1..] {
@@ -197,7 +199,7 @@ pub async fn check(
     }
     pipe.cmd("EXEC");
     let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-    let names = std::iter::once("PING")
+    let names = std::iter::once("ECHO")
         .chain(needs.iter().map(|n| n.probe[0]))
         .chain(std::iter::once("EXEC"));
     for (name, reply) in names.zip(&replies) {

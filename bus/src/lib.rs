@@ -9,11 +9,13 @@
 //!   for blocking reads, both established with backoff.
 //! - [`store`]: instance records, names, operations, idempotency keys, heartbeats and events.
 //! - [`streams`]: command and reply streams: groups, appends, entry decoding, ack + delete.
+//! - `acks`: acknowledgements of commands that finish together, sent together.
 //! - [`scripts`]: the small single-key Lua scripts (compare-and-set with fencing).
 //! - [`clock`]: wall-clock time as a protocol `Timestamp`.
 //!
 //! Nothing here knows about Docker, Kubernetes or processes.
 
+mod acks;
 pub mod acl;
 pub mod admin;
 pub mod clock;

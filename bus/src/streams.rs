@@ -26,6 +26,24 @@ pub const REPLIES_MAXLEN: usize = 10_000;
 /// A reply stream with no reader for this long disappears (its API node is gone).
 pub const REPLIES_TTL_SECS: u64 = 24 * 3600;
 
+/// How often an API node refreshes its reply stream's TTL ([`keep_replies_alive`]).
+pub const REPLIES_REFRESH_SECS: u64 = 3600;
+
+/// Refreshes the TTL of an API node's reply stream; the node calls it at start and every
+/// [`REPLIES_REFRESH_SECS`] while it reads. A missing stream stays missing (the next reply
+/// creates it), so this never brings back the stream of a node that is gone.
+pub async fn keep_replies_alive(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> Result<(), BusError> {
+    let _: i64 = redis::cmd("EXPIRE")
+        .arg(stream)
+        .arg(REPLIES_TTL_SECS)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
 /// The stream a command for `instance` goes to.
 pub fn command_stream(keys: &Keyspace, platform: Platform, instance: Option<&Instance>) -> String {
     let node = instance.and_then(|i| i.runtime.node.as_deref());
@@ -108,22 +126,36 @@ impl Store {
         Ok(id)
     }
 
-    /// Sends a reply to the stream the command named.
+    /// Sends a reply to the stream the command named: one `XADD NOMKSTREAM`. The API node that
+    /// reads the stream keeps its TTL fresh ([`keep_replies_alive`]), so a reply does not also
+    /// pay an `EXPIRE`. Only when the stream is missing (no reply yet since it expired, or
+    /// Redis lost it) is it created, with its TTL, in a second round trip.
     pub async fn send_reply(&self, reply_to: &str, reply: &Reply) -> Result<(), BusError> {
-        redis::pipe()
-            .cmd("XADD")
-            .arg(reply_to)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(REPLIES_MAXLEN)
-            .arg("*")
-            .arg(PAYLOAD_FIELD)
-            .arg(codec::encode(reply))
-            .ignore()
-            .expire(reply_to, REPLIES_TTL_SECS as i64)
-            .ignore()
-            .exec_async(&mut self.conn())
-            .await?;
+        let payload = codec::encode(reply);
+        let xadd = |nomkstream: bool| {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(reply_to);
+            if nomkstream {
+                cmd.arg("NOMKSTREAM");
+            }
+            cmd.arg("MAXLEN")
+                .arg("~")
+                .arg(REPLIES_MAXLEN)
+                .arg("*")
+                .arg(PAYLOAD_FIELD)
+                .arg(payload.as_slice());
+            cmd
+        };
+        let added: Option<String> = xadd(true).query_async(&mut self.conn()).await?;
+        if added.is_none() {
+            redis::pipe()
+                .add_command(xadd(false))
+                .ignore()
+                .expire(reply_to, REPLIES_TTL_SECS as i64)
+                .ignore()
+                .exec_async(&mut self.conn())
+                .await?;
+        }
         Ok(())
     }
 
@@ -187,7 +219,7 @@ impl Store {
                 .key(self.keys().operation(env.command_id))
                 .arg(serde_json::to_string(&error).unwrap_or_default())
                 .arg(crate::clock::now().millis())
-                .arg(crate::store::OPERATION_RETENTION_SECS)
+                .arg(self.operation_retention())
                 .invoke_async(&mut self.conn())
                 .await?;
             if let (1, Some(reply_to)) = (ended, &env.reply_to) {
@@ -287,6 +319,12 @@ impl Store {
             .query_async(&mut conn)
             .await?;
         Ok(true)
+    }
+
+    /// Acknowledges one entry and deletes it, batched with the acks of other commands that
+    /// finish at the same time ([`crate::acks`]); returns once it is done.
+    pub async fn ack(&self, stream: &str, id: &str) -> Result<(), BusError> {
+        self.acker.ack(&self.conn, &self.xackdel, stream, id).await
     }
 
     /// Acknowledges entries and deletes them, so acked work does not pile up in the stream.

@@ -271,6 +271,10 @@ pub struct WorkerArgs {
     /// Deliveries after which a command is dead-lettered.
     #[arg(long, default_value_t = 5)]
     max_deliveries: u64,
+    /// Seconds a finished operation stays readable (each record is about 1 KB of Redis memory,
+    /// so records take about commands/s × this × 1 KB).
+    #[arg(long, default_value_t = draas_bus::store::OPERATION_RETENTION_SECS)]
+    operation_retention: u64,
     /// Stop this worker's instances when it exits (otherwise the next worker on this node adopts them).
     #[arg(long)]
     stop_instances_on_exit: bool,
@@ -386,6 +390,7 @@ impl WorkerArgs {
         config.sweep_interval = Duration::from_secs_f64(self.sweep_interval);
         config.converge_interval = Duration::from_secs_f64(self.converge_interval.max(0.0));
         config.max_deliveries = self.max_deliveries.max(1);
+        config.operation_retention = Duration::from_secs(self.operation_retention.max(1));
         config.stop_instances_on_exit = self.stop_instances_on_exit;
         config.docker.image = self.image.clone();
         config.docker.allowed_images = ImagePolicy::new(&self.allowed_images);

@@ -3,7 +3,9 @@
 //! Keys that are read or written together by one multi-key command (a worker's XREADGROUP over
 //! its platform stream and its node stream) share the platform's hash tag, e.g.
 //! `draas:{process}:commands`, so a Redis Cluster can hold the whole layout. Every other key is
-//! only ever touched by single-key commands, so it may live in any slot.
+//! only ever touched by single-key commands, so it may live in any slot. A label index scope
+//! (one tenant's, or every tenant's under `{labels}`) keeps its sets and bookkeeping under one
+//! tag, because one script updates them together.
 
 use uuid::Uuid;
 
@@ -183,6 +185,61 @@ impl Keyspace {
     }
 }
 
+/// Whose instances a label index covers: one tenant's (that tenant's lists) or every
+/// tenant's (a cluster administrator's lists, which read the global instance index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelScope<'a> {
+    All,
+    Tenant(&'a str),
+}
+
+impl Keyspace {
+    /// The label index of `scope`, one sorted set per label `key=value` (score 0, instance
+    /// ids, ordered like [`Keyspace::instance_index`] so a list's cursor works on both). Every
+    /// key of a scope shares one hash tag (the tenant's, or `{labels}` for every tenant), so
+    /// one Lua script keeps an instance's memberships and their bookkeeping together.
+    pub fn label_index(&self, scope: LabelScope<'_>, key: &str, value: &str) -> String {
+        format!(
+            "{}{}",
+            self.label_index_prefix(scope),
+            label_pair(key, value)
+        )
+    }
+
+    /// What every label index key of `scope` starts with: [`Keyspace::label_index`] is this
+    /// followed by [`label_pair`].
+    pub fn label_index_prefix(&self, scope: LabelScope<'_>) -> String {
+        format!("{}:label:", self.label_tag(scope))
+    }
+
+    /// Hash of instance id → the label index memberships it holds in `scope` and the newest
+    /// generation written or about to be written (JSON `{"p": generation, "m": [pairs]}`).
+    pub fn labeled(&self, scope: LabelScope<'_>) -> String {
+        format!("{}:labeled", self.label_tag(scope))
+    }
+
+    /// Set once every instance record older than the label index has been indexed: until
+    /// then a label-filtered list reads the id index instead.
+    pub fn labels_built(&self) -> String {
+        format!("{}:{{labels}}:built", self.prefix)
+    }
+
+    fn label_tag(&self, scope: LabelScope<'_>) -> String {
+        match scope {
+            LabelScope::All => format!("{}:{{labels}}", self.prefix),
+            LabelScope::Tenant(tenant) => format!("{}:{{tenant-{tenant}}}", self.prefix),
+        }
+    }
+}
+
+/// A label as a member of [`Keyspace::labeled`] and the tail of its index key: `key=value`,
+/// with `%` and `=` in the key written `%25` and `%3D`, so the first `=` always ends the key
+/// (a key may hold `=`; `a=b`/`c` and `a`/`b=c` are different labels).
+pub fn label_pair(key: &str, value: &str) -> String {
+    let key = key.replace('%', "%25").replace('=', "%3D");
+    format!("{key}={value}")
+}
+
 impl Keyspace {
     /// The lease of a platform's controller (the workers' desired-state reconciler): the
     /// consumer holding it, set with `NX PX` and renewed by its holder only.
@@ -249,6 +306,20 @@ mod tests {
             "draas:{process}:converge-lease"
         );
         assert_eq!(
+            k.label_index(LabelScope::Tenant("acme"), "tier", "gold"),
+            "draas:{tenant-acme}:label:tier=gold"
+        );
+        assert_eq!(
+            k.label_index(LabelScope::All, "a=b%", "c=d"),
+            "draas:{labels}:label:a%3Db%25=c=d"
+        );
+        assert_eq!(k.labeled(LabelScope::All), "draas:{labels}:labeled");
+        assert_eq!(
+            k.labeled(LabelScope::Tenant("acme")),
+            "draas:{tenant-acme}:labeled"
+        );
+        assert_eq!(k.labels_built(), "draas:{labels}:built");
+        assert_eq!(
             k.converge_mark(id, "g1"),
             "draas:converge:00000000-0000-0000-0000-000000000001:g1"
         );
@@ -268,5 +339,16 @@ mod tests {
             assert_eq!(tag(&k.commands(p)), tag(&k.dead_letters(p)));
             assert_eq!(tag(&k.commands(p)), p.as_str());
         }
+        // A label scope's sets and its bookkeeping hash are written by one script.
+        for scope in [LabelScope::All, LabelScope::Tenant("acme")] {
+            assert_eq!(
+                tag(&k.label_index(scope, "{x}", "{y}")),
+                tag(&k.labeled(scope))
+            );
+        }
+        assert_eq!(
+            tag(&k.labeled(LabelScope::Tenant("acme"))),
+            tag(&k.tenant_instances("acme"))
+        );
     }
 }

@@ -29,6 +29,13 @@ const INSTANCES: usize = 100;
 const CYCLES: usize = 10; // start + stop per cycle: 20 commands per instance
 const WORKERS: usize = 3;
 const POISON: usize = 3;
+/// Short, so the commands of killed workers are taken over quickly.
+const CHAOS_LEASE: &str = "1";
+/// Nothing is killed in the drain test, so nothing waits for a lease to run out. A longer
+/// lease keeps a worker starved of CPU (60 debug runtimes starting on 2 cores next to other
+/// builds) from losing its commands to the other worker mid-start, which would be a second
+/// launch this test rightly counts, but caused by the machine rather than the drain.
+const DRAIN_LEASE: &str = "10";
 
 fn spawn_worker(
     redis_url: &str,
@@ -36,6 +43,7 @@ fn spawn_worker(
     data_dir: &PathBuf,
     runtime: &PathBuf,
     log: &PathBuf,
+    lease: &str,
 ) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -62,9 +70,9 @@ fn spawn_worker(
             "--heartbeat-ttl",
             "5",
             "--lease",
-            "1",
+            lease,
             "--claim-idle",
-            "1",
+            lease,
         ])
         .args([
             "--sweep-interval",
@@ -105,7 +113,9 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn start(prefix: &'static str, workers: usize) -> anyhow::Result<Self> {
+    /// `lease`: the workers' `--lease` and `--claim-idle` in seconds: how long a stalled
+    /// worker keeps its commands before another one takes them over.
+    async fn start(prefix: &'static str, workers: usize, lease: &str) -> anyhow::Result<Self> {
         let redis = RedisServer::start()?;
         let keys = Keyspace::new(prefix);
         let dir = scratch(prefix);
@@ -117,7 +127,7 @@ impl Fleet {
             .collect();
         let children = dirs
             .iter()
-            .map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log))
+            .map(|d| spawn_worker(&redis.url, prefix, d, &runtime, &worker_log, lease))
             .collect();
         let api = ApiNode::start(&redis.url, &keys).await?;
         let http = reqwest::Client::builder()
@@ -192,7 +202,7 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
         runtime,
         worker_log,
         prefix,
-    } = Fleet::start("chaos", WORKERS).await?;
+    } = Fleet::start("chaos", WORKERS, CHAOS_LEASE).await?;
     let ids = create_instances(&http, &api.url, "chaos", INSTANCES).await?;
     // Poison: entries no worker can decode.
     let mut conn = redis.client().get_multiplexed_async_connection().await?;
@@ -232,7 +242,8 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
                 let _ = workers[victim].kill();
                 let _ = workers[victim].wait();
                 kills.fetch_add(1, Ordering::SeqCst);
-                workers[victim] = spawn_worker(&url, prefix, &dirs[victim], &runtime, &log);
+                workers[victim] =
+                    spawn_worker(&url, prefix, &dirs[victim], &runtime, &log, CHAOS_LEASE);
                 victim = (victim + 1) % WORKERS;
             }
             workers
@@ -465,7 +476,7 @@ async fn sigterm_during_load_loses_nothing_and_doubles_nothing() -> anyhow::Resu
         mut workers,
         launch_log,
         ..
-    } = Fleet::start("drain", 2).await?;
+    } = Fleet::start("drain", 2, DRAIN_LEASE).await?;
     let ids = create_instances(&http, &api.url, "drain", STARTS).await?;
     let mut clients = Vec::new();
     for id in ids.clone() {

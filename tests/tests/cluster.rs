@@ -28,8 +28,8 @@ async fn the_lifecycle_runs_on_a_six_node_cluster() -> anyhow::Result<()> {
     .await?;
 
     // Create (with an idempotency key), start, read, stop, restart, delete.
-    let body =
-        json!({"name": "on-cluster", "platform": "process", "config": common::sensor_config()});
+    let body = json!({"name": "on-cluster", "platform": "process", "config": common::sensor_config(),
+        "labels": {"tier": "gold"}});
     let created = http
         .post(url("/api/v1/instances"))
         .json(&body)
@@ -80,6 +80,45 @@ async fn the_lifecycle_runs_on_a_six_node_cluster() -> anyhow::Result<()> {
     // Listing, operator views and events read across slots.
     let (_, list) = call(&http, reqwest::Method::GET, url("/api/v1/instances")).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    // The label index (its own hash tag) is built, kept by a label change and read.
+    let built = format!("{}:{{labels}}:built", keys.prefix());
+    wait_until(|| async {
+        cluster
+            .masters()
+            .into_iter()
+            .any(|p| !cluster.cli(p, &["--scan", "--pattern", &built]).is_empty())
+            .then_some(())
+    })
+    .await?;
+    let (_, gold) = call(
+        &http,
+        reqwest::Method::GET,
+        url("/api/v1/instances?label=tier=gold"),
+    )
+    .await;
+    assert_eq!(gold["items"][0]["id"], json!(id), "{gold}");
+    let (status, changed) = status_json(
+        http.patch(url(&format!("/api/v1/instances/{id}")))
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"labels":{"tier":"silver"}}"#)
+            .send()
+            .await?,
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    for (filter, expected) in [("tier=gold", 0), ("tier=silver", 1)] {
+        let (_, page) = call(
+            &http,
+            reqwest::Method::GET,
+            url(&format!("/api/v1/instances?label={filter}")),
+        )
+        .await;
+        assert_eq!(
+            page["items"].as_array().map(Vec::len),
+            Some(expected),
+            "{filter}: {page}"
+        );
+    }
     let (status, streams) = call(&http, reqwest::Method::GET, url("/api/v1/admin/streams")).await;
     assert_eq!(status, 200, "{streams}");
 
@@ -101,6 +140,13 @@ async fn the_lifecycle_runs_on_a_six_node_cluster() -> anyhow::Result<()> {
     )
     .await;
     assert_eq!(status, 404);
+    let (_, silver) = call(
+        &http,
+        reqwest::Method::GET,
+        url("/api/v1/instances?label=tier=silver"),
+    )
+    .await;
+    assert_eq!(silver["items"], json!([]), "{silver}");
 
     // The work really was spread: more than one master holds this deployment's keys.
     let pattern = format!("{}:*", keys.prefix());

@@ -149,12 +149,16 @@ async fn idempotency_key_returns_the_original_operation() -> anyhow::Result<()> 
 async fn list_filters_and_pages_with_a_cursor() -> anyhow::Result<()> {
     let sys = System::start().await?;
     let mut all = HashSet::new();
+    let mut golds = Vec::new();
     for n in 0..7 {
         let tier = if n % 2 == 0 { "gold" } else { "silver" };
         let body = json!({"name": format!("i{n}"), "platform": "process", "config": sensor_config(), "labels": {"tier": tier}});
         let (status, inst) = sys.post_json("/api/v1/instances", &body).await;
         assert_eq!(status, 201, "{inst}");
         all.insert(inst["id"].as_str().unwrap().to_owned());
+        if tier == "gold" {
+            golds.push(inst["id"].as_str().unwrap().to_owned());
+        }
     }
     let mut seen = HashSet::new();
     let mut cursor: Option<String> = None;
@@ -182,6 +186,52 @@ async fn list_filters_and_pages_with_a_cursor() -> anyhow::Result<()> {
     assert_eq!(seen, all);
     let (_, gold) = sys.get("/api/v1/instances?label=tier=gold").await;
     assert_eq!(gold["items"].as_array().unwrap().len(), 4, "{gold}");
+    // A label filter pages with the cursor like the whole list: oldest first, each once.
+    let labelled = |filter: &'static str| {
+        let sys = &sys;
+        async move {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..10 {
+                let url = match &cursor {
+                    Some(c) => format!("/api/v1/instances?{filter}&limit=1&cursor={c}"),
+                    None => format!("/api/v1/instances?{filter}&limit=1"),
+                };
+                let (status, page) = sys.get(&url).await;
+                assert_eq!(status, 200, "{page}");
+                for item in page["items"].as_array().unwrap() {
+                    seen.push(item["id"].as_str().unwrap().to_owned());
+                }
+                match page["nextCursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => return seen,
+                }
+            }
+            panic!("pagination of {filter} does not end")
+        }
+    };
+    assert_eq!(labelled("label=tier=gold").await, golds);
+    assert_eq!(
+        labelled("label=tier=gold&state=created&platform=process").await,
+        golds
+    );
+    assert_eq!(
+        labelled("label=tier=gold&state=running").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(labelled("label=tier=bronze").await, Vec::<String>::new());
+    // A label changed by PATCH moves the instance between filters at once.
+    let resp = sys
+        .http
+        .patch(sys.url(&format!("/api/v1/instances/{}", golds[0])))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"labels":{"tier":"silver","zone":"eu"}}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(labelled("label=tier=gold").await, golds[1..]);
+    assert_eq!(labelled("label=zone=eu").await, golds[..1]);
+    assert_eq!(labelled("label=tier=silver").await.len(), 4);
     let (_, running) = sys
         .get("/api/v1/instances?state=running&platform=process")
         .await;
@@ -193,5 +243,13 @@ async fn list_filters_and_pages_with_a_cursor() -> anyhow::Result<()> {
     );
     let (_, workers) = sys.get("/api/v1/workers").await;
     assert_eq!(workers["items"].as_array().unwrap().len(), 1, "{workers}");
+    // A deleted instance leaves the label filter.
+    let (status, op) = sys.delete(&format!("/api/v1/instances/{}", golds[1])).await;
+    assert_eq!(
+        (status, op["state"].as_str()),
+        (200, Some("succeeded")),
+        "{op}"
+    );
+    assert_eq!(labelled("label=tier=gold").await, golds[2..]);
     Ok(())
 }

@@ -182,10 +182,21 @@ async fn the_lifecycle_runs_over_tls_as_the_least_privileged_user() -> anyhow::R
     let outcome = lifecycle(&api).await;
     // Not one command of the whole run was refused: the rule is complete.
     let refusals = redis.refusals("draas").await?;
+    // The start-up checks of both probed every command, and none of their probes ran.
+    let probed: i64 = redis::cmd("EXISTS")
+        .arg(keys.acl_probe())
+        .query_async(&mut redis.admin().await?)
+        .await?;
     api.shutdown().await;
     worker.shutdown().await;
     outcome.with_context(|| format!("commands refused: {refusals:?}"))?;
     assert_eq!(refusals, Vec::<String>::new());
+    assert_eq!(
+        probed,
+        0,
+        "a permission probe ran: {} exists",
+        keys.acl_probe()
+    );
     Ok(())
 }
 

@@ -154,7 +154,8 @@ async fn tenants_see_only_their_own() -> anyhow::Result<()> {
             let (status, inst) = who
                 .post(
                     "/api/v1/instances",
-                    Some(json!({"name": name, "platform": "process", "config": {}})),
+                    Some(json!({"name": name, "platform": "process", "config": {},
+                        "labels": {"team": "core", "greek": name}})),
                 )
                 .await;
             assert_eq!(status, 201, "{tenant}/{name}: {inst}");
@@ -180,6 +181,33 @@ async fn tenants_see_only_their_own() -> anyhow::Result<()> {
         assert_eq!(listed, expected, "{tenant} lists");
     }
     assert_eq!(admin.list_all().await.len(), 6, "a cluster admin lists all");
+    // Label filters read each tenant's own label index; an administrator's, every tenant's.
+    for (who, tenant) in [(&acme, "acme"), (&globex, "globex")] {
+        let (status, page) = who.get("/api/v1/instances?label=team=core").await;
+        assert_eq!(status, 200, "{page}");
+        let listed: Vec<(&str, &str)> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["tenant"].as_str().unwrap(), i["name"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            listed,
+            [(tenant, "alpha"), (tenant, "beta"), (tenant, "gamma")],
+            "{tenant} filters its own"
+        );
+        let (_, beta) = who.get("/api/v1/instances?label=greek=beta").await;
+        assert_eq!(beta["items"].as_array().map(Vec::len), Some(1), "{beta}");
+        assert_eq!(beta["items"][0]["tenant"], tenant);
+    }
+    let (_, every) = admin.get("/api/v1/instances?label=greek=beta").await;
+    let tenants: BTreeSet<&str> = every["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(tenants, BTreeSet::from(["acme", "globex"]), "{every}");
 
     // Operations and events of globex's first instance, made while acme's feeds are open.
     let acme_id = ids[0].1.clone();

@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     pub claim_idle: Duration,
     /// Deliveries after which an entry goes to the dead-letter stream.
     pub max_deliveries: u64,
+    /// How long a finished (or dead-lettered) operation record stays readable.
+    pub operation_retention: Duration,
     /// Dead consumers with no pending entries are removed from the group after this long.
     pub prune_after: Duration,
     /// How often the platform's controller (one worker, elected by a lease) moves instances
@@ -169,6 +171,7 @@ impl WorkerConfig {
             sweep_interval: Duration::from_secs(5),
             claim_idle: Duration::from_secs(30),
             max_deliveries: 5,
+            operation_retention: Duration::from_secs(draas_bus::store::OPERATION_RETENTION_SECS),
             prune_after: Duration::from_secs(3600),
             converge_interval: Duration::from_secs(5),
             process: ProcessConfig {

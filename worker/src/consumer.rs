@@ -50,7 +50,8 @@ pub async fn run(
     let store = Store::new(
         connect::shared(&config.redis_url).await?,
         config.keys.clone(),
-    );
+    )
+    .with_operation_retention(config.operation_retention.as_secs());
     let version = store.detect_features().await?;
     // A user without the least-privilege rule is refused here, in one line.
     draas_bus::acl::check(&config.redis_url, &config.keys, false).await?;

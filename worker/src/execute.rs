@@ -106,7 +106,19 @@ async fn run<D: Driver>(
     );
     // The outcome, the deliveries that executed the command and when it ended, as its
     // operation record has them: the reply carries them, so the API answers from it.
-    let (outcome, attempts, completed, worker) = match ctx
+    let reply = |outcome, attempts, completed_at, worker| Reply {
+        v: SCHEMA_VERSION,
+        command_id: env.command_id,
+        correlation_id: env.correlation_id,
+        instance_id: env.instance_id,
+        platform: env.platform,
+        worker,
+        completed_at,
+        outcome,
+        attempts,
+    };
+    // A reply still to send (`None` once the finish has sent it with the record).
+    let unsent = match ctx
         .store
         .claim_operation(&op, &ctx.consumer, lease_until(lease))
         .await?
@@ -115,12 +127,12 @@ async fn run<D: Driver>(
             tracing::debug!(message = "operation owned by a live worker", command = %env.command_id, %owner);
             return Ok(Handled::LeftPending);
         }
-        Claim::Done(done) => (
+        Claim::Done(done) => Some(reply(
             outcome_of(&done),
             done.attempts,
             done.completed_at.unwrap_or_else(now),
             done.worker.clone().unwrap_or_else(|| ctx.consumer.clone()),
-        ),
+        )),
         Claim::Claimed { attempts } => {
             let metrics = CommandMetrics::of(env);
             let waited = now().millis().saturating_sub(env.issued_at.millis());
@@ -156,10 +168,12 @@ async fn run<D: Driver>(
                     return Ok(Handled::Acked);
                 }
             };
-            let completed = now();
+            let succeeded = matches!(outcome, Outcome::Succeeded { .. });
+            let finished = reply(outcome, attempts, now(), ctx.consumer.clone());
+            // The record, then the reply: one script where Redis allows it.
             if !ctx
                 .store
-                .finish_operation(env.command_id, &ctx.consumer, &outcome, completed)
+                .finish_and_reply(&ctx.consumer, &finished, env.reply_to.as_deref())
                 .await?
             {
                 // Our lease ran out and another worker took the command over: it replies.
@@ -167,31 +181,19 @@ async fn run<D: Driver>(
                 return Ok(Handled::LeftPending);
             }
             metrics.execution.record(started.elapsed().as_secs_f64());
-            match outcome {
-                Outcome::Succeeded { .. } => metrics.succeeded.increment(1),
-                Outcome::Failed { .. } => metrics.failed.increment(1),
+            if succeeded {
+                metrics.succeeded.increment(1);
+            } else {
+                metrics.failed.increment(1);
             }
-            (outcome, attempts, completed, ctx.consumer.clone())
+            None
         }
     };
     async {
-        if let Some(reply_to) = &env.reply_to {
-            let reply = Reply {
-                v: SCHEMA_VERSION,
-                command_id: env.command_id,
-                correlation_id: env.correlation_id,
-                instance_id: env.instance_id,
-                platform: env.platform,
-                worker,
-                completed_at: completed,
-                outcome,
-                attempts,
-            };
+        if let (Some(reply), Some(reply_to)) = (unsent, &env.reply_to) {
             ctx.store.send_reply(reply_to, &reply).await?;
         }
-        ctx.store
-            .ack_and_delete(stream, std::slice::from_ref(&entry.id))
-            .await?;
+        ctx.store.ack(stream, &entry.id).await?;
         Ok::<_, draas_bus::BusError>(())
     }
     .instrument(tracing::info_span!("reply"))

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Response};
 use draas_protocol::env::{self, InstanceEnv};
+use draas_protocol::keys::LabelScope;
 use draas_protocol::{
     DesiredState, Instance, InstanceSpec, InstanceState, Platform, Resources, RestartPolicy,
 };
@@ -250,16 +251,31 @@ pub async fn list(
                 .as_ref()
                 .is_none_or(|(k, v)| i.spec.labels.get(k) == Some(v))
     };
+    let scope = match caller.is_cluster_admin() {
+        true => LabelScope::All,
+        false => LabelScope::Tenant(&caller.tenant),
+    };
+    let labels: Vec<(String, String)> = label.iter().cloned().collect();
     // Scan at most 20 batches per request, so a selective filter stays bounded; the cursor
-    // lets the client continue where the scan stopped.
+    // lets the client continue where the scan stopped. A label filter reads the label index
+    // (only candidates that carry the label), the id index while that is not built yet.
     let mut items = Vec::new();
     let mut exhausted = false;
     for _ in 0..20 {
-        let (page, last) = match caller.is_cluster_admin() {
-            true => app.store.instances_page(cursor, limit.max(100)).await?,
+        let labeled = match labels.is_empty() {
+            true => None,
             false => {
                 app.store
-                    .tenant_instances_page(&caller.tenant, cursor, limit.max(100))
+                    .labeled_instances_page(scope, &labels, cursor, limit.max(100))
+                    .await?
+            }
+        };
+        let (page, last) = match (labeled, scope) {
+            (Some(page), _) => page,
+            (None, LabelScope::All) => app.store.instances_page(cursor, limit.max(100)).await?,
+            (None, LabelScope::Tenant(tenant)) => {
+                app.store
+                    .tenant_instances_page(tenant, cursor, limit.max(100))
                     .await?
             }
         };

@@ -56,17 +56,22 @@ impl Admin {
         for id in &known {
             pipe.cmd("HMGET")
                 .arg(self.keys().operation(*id))
+                .arg("state")
                 .arg("worker")
                 .arg("leaseUntil");
         }
-        let rows: Vec<(Option<String>, Option<u64>)> =
+        let rows: Vec<(Option<String>, Option<String>, Option<u64>)> =
             pipe.query_async(&mut self.store.conn()).await?;
         let now = crate::clock::now().millis();
         let mut rows = rows.into_iter();
         Ok(ids
             .iter()
             .map(|id| {
-                let (worker, until) = id.and_then(|_| rows.next())?;
+                let (state, worker, until) = id.and_then(|_| rows.next())?;
+                // A finished record keeps its last lease; only a running one holds it.
+                if state.as_deref() != Some("running") {
+                    return None;
+                }
                 let left = until?.checked_sub(now).filter(|l| *l > 0)?;
                 Some((worker.unwrap_or_default(), left))
             })

@@ -1,5 +1,7 @@
 //! Instance records: `inst:<id>` hashes, each tenant's name → id map, the id index of all
-//! instances and one per tenant (a tenant's list reads only its own).
+//! instances and one per tenant (a tenant's list reads only its own). Every write of a
+//! record's labels (create, spec change, delete) keeps the label index ([`super::labels`])
+//! around it: memberships added before the write, removed after.
 //!
 //! Hash fields: `tenant` (absent on records older than tenants: the default one), `spec` (JSON `InstanceSpec`), `state`, `generation`, `created`, `updated`,
 //! `fence` (the newest fencing token handed out), `runtime` (JSON `RuntimeInfo`, written by
@@ -72,13 +74,32 @@ impl Store {
                 }
             }
         }
+        // Label memberships first: the index may hold more than the records, never less.
+        if !inst.spec.labels.is_empty()
+            && let Err(error) = self
+                .prepare_labels(
+                    &inst.tenant,
+                    inst.id,
+                    inst.generation,
+                    &inst.spec.labels,
+                    true,
+                )
+                .await
+        {
+            // No record was written: take back what one scope may have added.
+            let _ = self.drop_labels(&inst.tenant, inst.id).await;
+            return Err(error);
+        }
         let fields = instance_fields(inst)?;
+        // The id index entries before the record: whoever sees the record finds it in its
+        // tenant's index (the label index of a tenant checks that), and a list that meets the
+        // id first skips it as it skips a vanished record.
         redis::pipe()
-            .hset_multiple(self.keys.instance(inst.id), &fields)
+            .zadd(self.keys.tenant_instances(&inst.tenant), &id, 0)
             .ignore()
             .zadd(self.keys.instance_index(), &id, 0)
             .ignore()
-            .zadd(self.keys.tenant_instances(&inst.tenant), &id, 0)
+            .hset_multiple(self.keys.instance(inst.id), &fields)
             .ignore()
             .hincr(self.keys.platform_counts(), inst.spec.platform.as_str(), 1)
             .ignore()
@@ -149,7 +170,7 @@ impl Store {
             .await
     }
 
-    async fn page_of(
+    pub(super) async fn page_of(
         &self,
         index: String,
         after: Option<Uuid>,
@@ -204,6 +225,19 @@ impl Store {
             }
         }
         let json = serde_json::to_string(spec).map_err(|e| BusError::corrupt("spec", e))?;
+        let generation = expected + 1;
+        let unsettled = match self
+            .prepare_labels(tenant, id, generation, &spec.labels, false)
+            .await
+        {
+            Ok(unsettled) => unsettled,
+            Err(error) => {
+                if spec.name != old_name {
+                    self.release_name(tenant, &spec.name, id).await?;
+                }
+                return Err(error);
+            }
+        };
         let result: i64 = scripts::UPDATE_SPEC
             .key(self.keys.instance(id))
             .arg(expected)
@@ -212,10 +246,19 @@ impl Store {
             .invoke_async(&mut conn)
             .await?;
         if result < 0 {
+            // The prepared memberships may not be the record's: index it as it is (or drop
+            // it, gone). Extra memberships are harmless, so a failure here is only logged.
+            if let Err(error) = self.reindex_labels(tenant, id).await {
+                tracing::warn!(message = "label index not settled", instance = %id, %error);
+            }
             if spec.name != old_name {
                 self.release_name(tenant, &spec.name, id).await?;
             }
             return Ok(None);
+        }
+        if unsettled {
+            self.settle_labels(tenant, id, result as u64, &spec.labels)
+                .await;
         }
         if spec.name != old_name {
             self.release_name(tenant, old_name, id).await?;
@@ -393,6 +436,9 @@ impl Store {
                 .exec_async(&mut conn)
                 .await?;
         }
+        // Label memberships go after the record (a concurrent index of the record checks
+        // that it still exists once it has indexed it).
+        self.drop_labels(&tenant, id).await?;
         // The tenant's quota count goes with the record, and so does any running mark a failed
         // bookkeeping write may have left. Both are idempotent, so a delete resumed after a
         // crash between the DEL and here still gives them back.

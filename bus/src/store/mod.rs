@@ -1,6 +1,7 @@
 //! The Redis-backed store: one handle over the shared connection and the keyspace.
 //!
 //! - [`instances`]: instance records, names and the instance index.
+//! - [`labels`]: the label index (per tenant and for every tenant) of label-filtered lists.
 //! - [`operations`]: operation records (client view and execution record) and idempotency keys.
 //! - [`workers`]: worker heartbeats and liveness.
 //! - [`events`]: the events stream.
@@ -13,6 +14,7 @@ mod audit;
 mod converge;
 mod events;
 mod instances;
+mod labels;
 mod operations;
 mod quotas;
 pub mod tokens;
@@ -34,7 +36,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::connect::Conn;
 use draas_protocol::Keyspace;
 
-/// How long a finished operation stays readable.
+/// How long a finished operation stays readable unless the worker is told otherwise
+/// ([`Store::with_operation_retention`], `draas worker --operation-retention`).
 pub const OPERATION_RETENTION_SECS: u64 = 7 * 24 * 3600;
 
 /// Approximate cap on the events stream (`MAXLEN ~`).
@@ -43,10 +46,16 @@ pub const EVENTS_MAXLEN: usize = 100_000;
 /// Shared handle to everything DRaaS keeps in Redis. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: Conn,
+    pub(crate) conn: Conn,
     keys: Keyspace,
     /// XACKDEL is available (Redis 8.2+); set by [`Store::detect_features`].
-    xackdel: Arc<AtomicBool>,
+    pub(crate) xackdel: Arc<AtomicBool>,
+    /// Whether the label index is built, or being built by this process ([`labels`]).
+    label_index: Arc<labels::IndexState>,
+    /// Batches the acks of commands that finish together ([`crate::acks`]).
+    pub(crate) acker: crate::acks::Acker,
+    /// Seconds a finished operation record is kept ([`OPERATION_RETENTION_SECS`] by default).
+    retention_secs: u64,
 }
 
 impl Store {
@@ -55,7 +64,23 @@ impl Store {
             conn,
             keys,
             xackdel: Arc::default(),
+            label_index: Arc::default(),
+            acker: crate::acks::Acker::default(),
+            retention_secs: OPERATION_RETENTION_SECS,
         }
+    }
+
+    /// Keeps finished operation records for `secs` (at least one second) instead of
+    /// [`OPERATION_RETENTION_SECS`]: records are about 1 KB each, so at a sustained command
+    /// rate R the operation records hold about R × retention × 1 KB of Redis memory.
+    pub fn with_operation_retention(mut self, secs: u64) -> Self {
+        self.retention_secs = secs.max(1);
+        self
+    }
+
+    /// Seconds a finished operation record is kept.
+    pub fn operation_retention(&self) -> u64 {
+        self.retention_secs
     }
 
     /// The server's version, from `INFO server`.

@@ -6,14 +6,17 @@
 
 use std::collections::HashMap;
 
-use draas_protocol::{ErrorInfo, Operation, OperationState, Outcome, Timestamp};
+use draas_protocol::codec::{self, PAYLOAD_FIELD};
+use draas_protocol::{ErrorInfo, Operation, OperationState, Outcome, Reply, Timestamp};
 use redis::AsyncCommands;
 use uuid::Uuid;
 
 use super::{OPERATION_RETENTION_SECS, Store};
 use crate::BusError;
 use crate::clock::now;
+use crate::connect::Conn;
 use crate::scripts;
+use crate::streams::{REPLIES_MAXLEN, REPLIES_TTL_SECS};
 
 /// What claiming an operation for execution found.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,23 +122,66 @@ impl Store {
         outcome: &Outcome,
         completed: Timestamp,
     ) -> Result<bool, BusError> {
+        let mut invocation = scripts::FINISH_OPERATION.key(self.keys.operation(id));
+        self.finish_args(&mut invocation, consumer, outcome, completed);
+        let written: i64 = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(written == 1)
+    }
+
+    /// Records how an operation ended and sends `reply` to `reply_to`, if `consumer` still
+    /// owns the operation; false when fenced off, and then nothing is sent (the new owner
+    /// replies). On one Redis server both happen in one script, so the reply costs no round
+    /// trip of its own; on a cluster the two keys live in different slots and this is
+    /// [`Store::finish_operation`] followed by [`Store::send_reply`].
+    pub async fn finish_and_reply(
+        &self,
+        consumer: &str,
+        reply: &Reply,
+        reply_to: Option<&str>,
+    ) -> Result<bool, BusError> {
+        let (id, outcome, completed) = (reply.command_id, &reply.outcome, reply.completed_at);
+        let Some(reply_to) = reply_to.filter(|_| !matches!(self.conn, Conn::Cluster(_))) else {
+            let written = self
+                .finish_operation(id, consumer, outcome, completed)
+                .await?;
+            if let (true, Some(reply_to)) = (written, reply_to) {
+                self.send_reply(reply_to, reply).await?;
+            }
+            return Ok(written);
+        };
+        let mut invocation = scripts::FINISH_AND_REPLY.key(self.keys.operation(id));
+        invocation.key(reply_to);
+        self.finish_args(&mut invocation, consumer, outcome, completed);
+        invocation
+            .arg(PAYLOAD_FIELD)
+            .arg(codec::encode(reply))
+            .arg(REPLIES_MAXLEN)
+            .arg(REPLIES_TTL_SECS);
+        let written: i64 = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(written == 1)
+    }
+
+    /// The finish scripts' ARGV 1–6: owner, final state, completion, result, error, retention.
+    fn finish_args(
+        &self,
+        invocation: &mut redis::ScriptInvocation<'_>,
+        consumer: &str,
+        outcome: &Outcome,
+        completed: Timestamp,
+    ) {
         let (state, result, error) = match outcome {
             Outcome::Succeeded { result } => {
                 (OperationState::Succeeded, result.to_string(), String::new())
             }
             Outcome::Failed { error } => (OperationState::Failed, String::new(), error_json(error)),
         };
-        let written: i64 = scripts::FINISH_OPERATION
-            .key(self.keys.operation(id))
+        invocation
             .arg(consumer)
             .arg(state.as_str())
             .arg(completed.millis())
             .arg(result)
             .arg(error)
-            .arg(OPERATION_RETENTION_SECS)
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(written == 1)
+            .arg(self.operation_retention());
     }
 
     /// Binds an idempotency key to an operation unless it is already bound; returns the

@@ -11,7 +11,9 @@
 //! through Redis with blocking reads) and states its latency against it.
 
 mod floor;
+mod instances;
 mod scale;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -82,6 +84,16 @@ pub struct BenchArgs {
     /// started), each size in a fresh keyspace, side by side (`--scale 1000,10000`).
     #[arg(long, value_delimiter = ',', value_name = "N,…")]
     scale: Vec<usize>,
+    /// Instead of commands: N process instances on one node (one API, one worker): create and
+    /// start all (`--in-flight` at once), start-to-ready of one with the others running and
+    /// where its time goes, idle RSS and CPU, stop and delete all (`--instances 100`).
+    #[arg(long, value_name = "N")]
+    instances: Option<usize>,
+    /// Instead of the phases above: N Pings in 10 checkpoints, showing what Redis keeps
+    /// (memory, keys by kind, every stream against its cap, operation records' expiry), then
+    /// the events and audit streams written past their caps.
+    #[arg(long, value_name = "N")]
+    soak: Option<usize>,
     /// Internal: be the floor's echo process on these two queues (`Q1,Q2`).
     #[arg(long, hide = true, value_name = "Q1,Q2")]
     echo: Option<String>,
@@ -102,6 +114,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.scale.is_empty() {
         return scale::run(&args, &args.scale).await;
+    }
+    if let Some(n) = args.instances {
+        return instances::run(&args, n).await;
+    }
+    if let Some(n) = args.soak {
+        return soak::run(&args, n).await;
     }
     if args.matrix {
         return matrix(&args).await;

@@ -1,0 +1,259 @@
+//! What one command costs Redis, and that the cuts keep their promises (real Redis): a reply is
+//! one `XADD NOMKSTREAM` and still creates a missing reply stream, the API node keeps its
+//! stream's TTL fresh, the finish and the reply are one step that only the owner takes, acks
+//! of commands that finish together go out in batches while each caller still learns that its
+//! own entry was acked, and finished records live as long as the operator says.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RedisServer, pending_count, wait_until};
+use draas_api::dispatch::Dispatcher;
+use draas_bus::streams::{REPLIES_TTL_SECS, ensure_group};
+use draas_bus::{Store, connect};
+use draas_protocol::keys::WORKER_GROUP;
+use draas_protocol::{Keyspace, Outcome, Platform, Reply, SCHEMA_VERSION};
+use tokio_util::sync::CancellationToken;
+
+fn reply() -> Reply {
+    Reply {
+        v: SCHEMA_VERSION,
+        command_id: uuid::Uuid::now_v7(),
+        correlation_id: uuid::Uuid::now_v7(),
+        instance_id: None,
+        platform: Platform::Process,
+        worker: "w".into(),
+        completed_at: draas_bus::clock::now(),
+        outcome: Outcome::Succeeded {
+            result: serde_json::Value::Null,
+        },
+        attempts: 1,
+    }
+}
+
+async fn ttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("TTL").arg(key).query_async(conn).await.unwrap()
+}
+
+async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_creates_a_missing_stream_and_its_node_keeps_the_ttl() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("cost");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.replies("node-a");
+
+    // No stream yet (its node has not been answered before): the reply creates it, with a TTL.
+    store.send_reply(&stream, &reply()).await?;
+    let len: usize = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(len, 1, "the reply reached a stream that did not exist");
+    let first = ttl(&mut conn, &stream).await;
+    assert!(
+        first > 0 && first <= REPLIES_TTL_SECS as i64,
+        "a created reply stream expires: TTL {first}"
+    );
+
+    // Once the stream exists, a reply is one XADD: it does not touch the TTL.
+    let _: i64 = redis::cmd("PERSIST")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await?;
+    let (xadd, expire) = (
+        calls(&mut conn, "xadd").await,
+        calls(&mut conn, "expire").await,
+    );
+    store.send_reply(&stream, &reply()).await?;
+    assert_eq!(ttl(&mut conn, &stream).await, -1, "a reply paid an EXPIRE");
+    assert_eq!(calls(&mut conn, "xadd").await, xadd + 1);
+    assert_eq!(calls(&mut conn, "expire").await, expire);
+
+    // The API node reading the stream refreshes its TTL (at start, then hourly).
+    let stop = CancellationToken::new();
+    let _dispatcher = Dispatcher::start(
+        store.clone(),
+        redis.url.as_str(),
+        "node-a",
+        Duration::from_secs(10),
+        false,
+        stop.clone(),
+    )
+    .await?;
+    wait_until(|| {
+        let mut conn = conn.clone();
+        let stream = stream.clone();
+        async move { (ttl(&mut conn, &stream).await > 0).then_some(()) }
+    })
+    .await?;
+    stop.cancel();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_of_commands_finishing_together_go_out_in_batches() -> anyhow::Result<()> {
+    const N: usize = 300;
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("acks");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.commands(Platform::Process);
+    ensure_group(&mut conn, &stream).await?;
+    let mut pipe = redis::pipe();
+    for n in 0..N {
+        pipe.cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("n")
+            .arg(n)
+            .ignore();
+    }
+    pipe.exec_async(&mut conn).await?;
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(WORKER_GROUP)
+        .arg("c1")
+        .arg("COUNT")
+        .arg(N)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut conn)
+        .await?;
+    let ids: Vec<String> = read.keys[0].ids.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), N);
+    assert_eq!(pending_count(&mut conn, &stream).await, N);
+
+    let before = calls(&mut conn, "xack").await;
+    // As many executions finishing at once as a worker runs: each awaits its own ack.
+    let acks = ids.iter().map(|id| {
+        let (store, stream) = (store.clone(), stream.clone());
+        let id = id.clone();
+        tokio::spawn(async move { store.ack(&stream, &id).await })
+    });
+    for ack in futures::future::join_all(acks).await {
+        ack??;
+    }
+    // Every caller was told "acked" only once it was: nothing is pending, nothing is kept.
+    assert_eq!(pending_count(&mut conn, &stream).await, 0);
+    let len: usize = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(len, 0, "acked entries are deleted");
+    let sent = calls(&mut conn, "xack").await - before;
+    assert!(
+        sent >= 1 && (sent as usize) < N,
+        "{N} acks finishing together took {sent} XACKs: they were not batched"
+    );
+    assert_eq!(
+        calls(&mut conn, "xdel").await,
+        sent,
+        "one XDEL goes with each XACK"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_operations_are_kept_as_long_as_the_worker_is_told() -> anyhow::Result<()> {
+    // The operator bounds what operation records may hold: about 1 KB per command for this
+    // long (`draas worker --operation-retention`).
+    let sys = common::System::start_tuned(common::runtime_binary(), |c| {
+        c.operation_retention = Duration::from_secs(120)
+    })
+    .await?;
+    let (status, op) = sys.post("/api/v1/platforms/process/ping").await;
+    assert_eq!(
+        (status, op["state"].as_str()),
+        (200, Some("succeeded")),
+        "{op}"
+    );
+    let id: uuid::Uuid = op["id"].as_str().unwrap_or_default().parse()?;
+    let mut conn = sys
+        .redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await?;
+    let left = ttl(&mut conn, &sys.keys.operation(id)).await;
+    assert!(
+        left > 0 && left <= 120,
+        "a finished operation expires after the worker's retention: TTL {left}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_and_the_reply_go_together_and_only_from_the_owner() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("finish");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.replies("node-f");
+    let mut finished = reply();
+    let op = draas_protocol::Operation::pending(
+        finished.command_id,
+        None,
+        Platform::Process,
+        draas_protocol::CommandKind::Ping,
+        draas_bus::clock::now(),
+    );
+    let lease = draas_protocol::Timestamp(draas_bus::clock::now().millis() + 60_000);
+    let claim = store.claim_operation(&op, "owner", lease).await?;
+    assert_eq!(claim, draas_bus::store::Claim::Claimed { attempts: 1 });
+
+    // Another worker (its lease taken over) records nothing and sends nothing.
+    finished.worker = "other".into();
+    assert!(
+        !store
+            .finish_and_reply("other", &finished, Some(&stream))
+            .await?
+    );
+    let len: usize = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(len, 0, "a fenced-off worker replied");
+
+    // The owner records the outcome and replies in the same step.
+    finished.worker = "owner".into();
+    assert!(
+        store
+            .finish_and_reply("owner", &finished, Some(&stream))
+            .await?
+    );
+    let record = store.operation(finished.command_id).await?.expect("record");
+    assert_eq!(record.state, draas_protocol::OperationState::Succeeded);
+    assert_eq!(record.completed_at, Some(finished.completed_at));
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(entries.ids.len(), 1);
+    let sent: Reply =
+        draas_protocol::codec::decode(&draas_bus::streams::payload(&entries.ids[0])?)?;
+    assert_eq!(sent.command_id, finished.command_id);
+    assert_eq!((sent.worker.as_str(), sent.attempts), ("owner", 1));
+    let expires = ttl(&mut conn, &stream).await;
+    assert!(
+        expires > 0,
+        "a reply stream the finish created expires: TTL {expires}"
+    );
+    Ok(())
+}
