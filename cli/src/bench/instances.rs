@@ -29,15 +29,18 @@ use super::{wait_for_api, wait_for_workers};
 /// Stop/start cycles of one instance for its start-to-ready; the idle window for CPU figures.
 const CYCLES: usize = 10;
 const IDLE: Duration = Duration::from_secs(10);
-/// How often the worker asks a starting process instance whether it is ready: the 50 ms wait
-/// between two `ready::check`s in `ProcessDriver::wait_ready` (worker/src/driver/process/mod.rs).
-const READY_POLL_MS: u64 = 50;
+/// How often the worker asks a starting process instance whether it is ready: its waits
+/// between two checks double from the first to the longest (`ProcessDriver::wait_ready`).
+const READY_POLL_MS: [u128; 2] = [
+    draas_worker::driver::ready::FIRST_PROBE_GAP.as_millis(),
+    draas_worker::driver::ready::MAX_PROBE_GAP.as_millis(),
+];
 const TARGET_P50_MS: f64 = 500.0; // issue 17's target for one start to ready (p50)
 /// The start-to-ready figures, in the order `start_one` records them.
 const PHASES: &str = "api_ms accept_ms queue_claim_ms driver_start_ms record_ms reply_ms \
                       direct_spawn_ms direct_to_health_ms direct_health_to_ready_ms direct_ready_ms";
 /// Where the start-to-ready figures come from (in the JSON).
-const METHOD: &str = "api_ms: the client's POST /start?wait until its answer. Split by ms wall clocks of this host: accept = client send to the operation's createdAt (API); queue_claim = createdAt to the worker's `starting` event; driver_start = `starting` to `running` event (spawn, runtime start, readiness probing); record = `running` event to the operation's completedAt; reply = completedAt to the answer at the client. direct_*: draas-runtime launched by the bench as the worker does (rendered config, ports, environment, the worker's own readiness check), probed every 2 ms: spawn = until spawn returned (fork/exec done), to_health = then until /health answered 200, health_to_ready = then until every component runs. The worker probes every ready_poll_interval_ms, so its start notices readiness up to that much later; driver_start - direct_ready is that wait plus the worker's launch steps.";
+const METHOD: &str = "api_ms: the client's POST /start?wait until its answer. Split by ms wall clocks of this host: accept = client send to the operation's createdAt (API); queue_claim = createdAt to the worker's `starting` event; driver_start = `starting` to `running` event (spawn, runtime start, readiness probing); record = `running` event to the operation's completedAt; reply = completedAt to the answer at the client. direct_*: draas-runtime launched by the bench as the worker does (rendered config, ports, environment, the worker's own readiness check), probed every 2 ms: spawn = until spawn returned (fork/exec done), to_health = then until /health answered 200, health_to_ready = then until every component runs. The worker's waits between two probes double from ready_poll_gaps_ms.first to .max, so its start notices readiness up to one wait later; driver_start - direct_ready is that wait plus the worker's launch steps.";
 
 /// Runs the mode and prints the JSON (stdout) and a table (stderr).
 pub async fn run(args: &BenchArgs, n: usize) -> Result<()> {
@@ -84,23 +87,28 @@ pub async fn run(args: &BenchArgs, n: usize) -> Result<()> {
 
 async fn measure(args: &BenchArgs, n: usize, prefix: &str, url: &str, pid: u32) -> Result<Value> {
     let (flight, http) = (args.in_flight.max(1), Client::new());
+    let kind: &'static str = if args.instance_source == "mock" {
+        "mock"
+    } else {
+        "http"
+    };
     let scratch = std::env::temp_dir().join(prefix);
     let conn = connect::shared(&args.redis_url).await?;
     let store = Store::new(conn, Keyspace::new(prefix));
     wait_for_api(&http, url).await?;
     wait_for_workers(&store, 1).await?;
-    let create = bulk(&http, url, n, flight, "create").await?;
-    let start_all = bulk(&http, url, n, flight, "start").await?;
+    let create = bulk(&http, url, n, flight, "create", kind).await?;
+    let start_all = bulk(&http, url, n, flight, "start", kind).await?;
     let running = runtimes_of(pid);
     if running.len() != n {
         let found = running.len();
         bail!("{n} instances run but the worker (pid {pid}) has {found} draas-runtime children");
     }
-    let one = start_one(&http, url, &store, &name(0), &scratch.join("direct")).await?;
+    let one = start_one(&http, url, &store, &name(0), &scratch.join("direct"), kind).await?;
     let idle = idle(pid).await?;
-    let stop_all = bulk(&http, url, n, flight, "stop").await?;
+    let stop_all = bulk(&http, url, n, flight, "stop", kind).await?;
     let after_stop = runtimes_of(pid);
-    let delete_all = bulk(&http, url, n, flight, "delete").await?;
+    let delete_all = bulk(&http, url, n, flight, "delete", kind).await?;
     let mut left = runtimes_of(pid);
     left.extend(running.iter().chain(&after_stop));
     let killed = kill_alive(&left);
@@ -116,16 +124,17 @@ async fn measure(args: &BenchArgs, n: usize, prefix: &str, url: &str, pid: u32) 
         "stop_all": stop_all,
         "runtimes_after_stop_all": after_stop.len(),
         "delete_all": delete_all,
-        "settings": {"in_flight": flight, "worker_concurrency": 256, "platform": "process"},
+        "settings": {"in_flight": flight, "worker_concurrency": 256, "platform": "process", "source": kind},
         "versions": {"draas": env!("CARGO_PKG_VERSION")},
     }))
 }
 
-/// One instance's config: an HTTP source waiting for input, a query and a log reaction, so
-/// that a running instance is idle (the worker assigns the API's and the source's ports).
-fn config() -> Value {
+/// One instance's config: a source of `kind` (`--instance-source`; an HTTP source waits for
+/// input), a query and a log reaction, so that a running instance is idle (the worker assigns
+/// the API's and the source's ports).
+fn config(kind: &str) -> Value {
     json!({
-        "sources": [{"id": "readings", "kind": "http"}],
+        "sources": [{"id": "readings", "kind": kind}],
         "queries": [{"id": "hot", "query": "MATCH (s:Sensor) WHERE s.temperature > 75 RETURN s.id AS id", "sources": [{"sourceId": "readings"}]}],
         "reactions": [{"id": "out", "kind": "log", "queries": ["hot"]}],
     })
@@ -133,9 +142,9 @@ fn config() -> Value {
 
 /// `what` (create, start, stop or delete) of instance `name`, waiting (up to the API's 300 s)
 /// until its operation ends; the answer. Anything but success is an error naming the instance.
-async fn request(c: &Client, url: &str, name: &str, what: &str) -> Result<Value> {
+async fn request(c: &Client, url: &str, name: &str, what: &str, kind: &str) -> Result<Value> {
     let one = format!("{url}/api/v1/instances/{name}");
-    let body = json!({"name": name, "platform": "process", "config": config()});
+    let body = json!({"name": name, "platform": "process", "config": config(kind)});
     let req = match what {
         "create" => c.post(format!("{url}/api/v1/instances")).json(&body),
         "delete" => c.delete(format!("{one}?wait=300")),
@@ -159,7 +168,14 @@ async fn request(c: &Client, url: &str, name: &str, what: &str) -> Result<Value>
 
 /// `what` on every instance, `in_flight` requests at once: the wall time and latencies. The
 /// first error ends it (dropping the JoinSet aborts the other callers).
-async fn bulk(c: &Client, url: &str, n: usize, flight: usize, what: &'static str) -> Result<Value> {
+async fn bulk(
+    c: &Client,
+    url: &str,
+    n: usize,
+    flight: usize,
+    what: &'static str,
+    kind: &'static str,
+) -> Result<Value> {
     let next = Arc::new(AtomicUsize::new(0));
     let (started, mut set) = (Instant::now(), JoinSet::new());
     for _ in 0..flight.min(n) {
@@ -168,7 +184,7 @@ async fn bulk(c: &Client, url: &str, n: usize, flight: usize, what: &'static str
             let mut hist = Histogram::<u64>::new(3)?;
             while let Some(i) = Some(next.fetch_add(1, Ordering::Relaxed)).filter(|i| *i < n) {
                 let t = Instant::now();
-                request(&c, &url, &name(i), what).await?;
+                request(&c, &url, &name(i), what, kind).await?;
                 hist.record(t.elapsed().as_micros() as u64)?;
             }
             anyhow::Ok(hist)
@@ -189,14 +205,22 @@ fn name(i: usize) -> String {
 
 /// [`CYCLES`] times: stop `name`, launch draas-runtime directly (the other N-1 running), then
 /// start `name` through the API and split its time by its operation record and events.
-async fn start_one(c: &Client, url: &str, store: &Store, name: &str, dir: &Path) -> Result<Value> {
+async fn start_one(
+    c: &Client,
+    url: &str,
+    store: &Store,
+    name: &str,
+    dir: &Path,
+    kind: &str,
+) -> Result<Value> {
     let mut hists = vec![Histogram::<u64>::new(3)?; PHASES.split_whitespace().count()];
     let runtime = crate::default_runtime();
     for cycle in 0..CYCLES {
-        request(c, url, name, "stop").await?;
-        let [spawn, health, ready] = direct(&runtime, &dir.join(cycle.to_string()), c).await?;
+        request(c, url, name, "stop", kind).await?;
+        let [spawn, health, ready] =
+            direct(&runtime, &dir.join(cycle.to_string()), c, kind).await?;
         let (sent, t) = (now().millis(), Instant::now());
-        let op = request(c, url, name, "start").await?;
+        let op = request(c, url, name, "start", kind).await?;
         let (api, got) = (t.elapsed().as_micros() as u64, now().millis());
         let id: uuid::Uuid = op["id"].as_str().unwrap_or_default().parse()?;
         let op = store.operation(id).await?;
@@ -215,7 +239,7 @@ async fn start_one(c: &Client, url: &str, store: &Store, name: &str, dir: &Path)
     let p50 = |i: usize| hists[i].value_at_quantile(0.5) as f64 / 1000.0;
     let mut out = json!({
         "cycles": CYCLES,
-        "ready_poll_interval_ms": READY_POLL_MS,
+        "ready_poll_gaps_ms": {"first": READY_POLL_MS[0], "max": READY_POLL_MS[1]},
         "driver_start_minus_direct_ready_p50_ms": p50(3) - p50(9),
         "target_p50_ms": TARGET_P50_MS,
         "meets_target": p50(0) <= TARGET_P50_MS,
@@ -243,9 +267,9 @@ async fn transitions(store: &Store, op: uuid::Uuid) -> Result<(u64, u64)> {
 /// Launches draas-runtime as the worker does (config rendered with allocated ports, the
 /// worker's environment for its default egress policy) and probes every 2 ms; microseconds
 /// until spawn returned, from then until `/health` answered 200, and in all until ready.
-async fn direct(runtime: &Path, dir: &Path, http: &Client) -> Result<[u64; 3]> {
+async fn direct(runtime: &Path, dir: &Path, http: &Client, kind: &str) -> Result<[u64; 3]> {
     let (host, ports) = ("127.0.0.1", PortAllocator::default());
-    let mut config = DrasiConfig::from_json_value(config())?;
+    let mut config = DrasiConfig::from_json_value(config(kind))?;
     let endpoints = config.assign_ports(host, &mut || ports.allocate(host))?;
     config.id = Some("bench-direct".into());
     config.clear_plugin_settings();
@@ -388,7 +412,8 @@ start one (N-1 running): API ms|/start_one/api_ms
   direct: spawn (fork/exec) ms|/start_one/direct_spawn_ms
   direct: runtime start to /health ms|/start_one/direct_to_health_ms
   direct: /health to components running ms|/start_one/direct_health_to_ready_ms
-  worker's readiness probing interval ms|/start_one/ready_poll_interval_ms
+  worker's first probe wait ms|/start_one/ready_poll_gaps_ms/first
+  worker's longest probe wait ms|/start_one/ready_poll_gaps_ms/max
   driver start - direct ready (p50) ms|/start_one/driver_start_minus_direct_ready_p50_ms
   target p50 <= 500 ms met|/start_one/meets_target
 idle: worker RSS MiB|/idle/worker_rss_mb

@@ -89,6 +89,10 @@ pub struct BenchArgs {
     /// where its time goes, idle RSS and CPU, stop and delete all (`--instances 100`).
     #[arg(long, value_name = "N")]
     instances: Option<usize>,
+    /// The source kind of `--instances`' instances: `http` (drasi-source-http waits 500 ms at
+    /// start for a bind error, so that bounds start-to-ready) or `mock`.
+    #[arg(long, value_parser = ["http", "mock"], default_value = "http")]
+    instance_source: String,
     /// Instead of the phases above: N Pings in 10 checkpoints, showing what Redis keeps
     /// (memory, keys by kind, every stream against its cap, operation records' expiry), then
     /// the events and audit streams written past their caps.

@@ -22,6 +22,13 @@ pub enum Readiness {
 /// How long one readiness request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The wait after the first "not yet" of a starting instance; each later wait doubles, up to
+/// [`MAX_PROBE_GAP`]. A runtime that is ready in a few milliseconds is seen within a few more;
+/// one that takes half a second is asked about a dozen times, not fifty.
+pub const FIRST_PROBE_GAP: Duration = Duration::from_millis(4);
+/// The longest wait between two readiness checks.
+pub const MAX_PROBE_GAP: Duration = Duration::from_millis(50);
+
 /// Asks the instance at `api` (`http://host:port`) whether everything `config` declares runs.
 pub async fn check(http: &reqwest::Client, api: &str, config: &DrasiConfig) -> Readiness {
     let health = format!("{api}/health");

@@ -99,6 +99,7 @@ impl ProcessDriver {
         exited: &mut watch::Receiver<ExitState>,
     ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + self.config.readiness_timeout;
+        let mut gap = ready::FIRST_PROBE_GAP;
         loop {
             if let Some((code, signal)) = *exited.borrow() {
                 return Err(format!(
@@ -116,8 +117,9 @@ impl ProcessDriver {
                     self.config.readiness_timeout
                 ));
             }
-            // Poll again soon, or as soon as the process exits.
-            let _ = tokio::time::timeout(Duration::from_millis(50), exited.changed()).await;
+            // Poll again soon (sooner while the start is young), or as soon as it exits.
+            let _ = tokio::time::timeout(gap, exited.changed()).await;
+            gap = (gap * 2).min(ready::MAX_PROBE_GAP);
         }
     }
 
