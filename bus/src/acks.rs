@@ -16,11 +16,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use draas_protocol::keys::WORKER_GROUP;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::BusError;
 use crate::connect::Conn;
+use crate::streams::add_ack_and_delete;
 
 /// Most ids one batch carries; more wait for the next one.
 const MAX_BATCH: usize = 512;
@@ -92,22 +92,7 @@ async fn run(mut conn: Conn, xackdel: Arc<AtomicBool>, mut rx: mpsc::UnboundedRe
         }
         let mut pipe = redis::pipe();
         for (stream, ids) in &by_stream {
-            if xackdel.load(Ordering::Relaxed) {
-                // One command: acknowledged and deleted (DELREF also drops it from other groups).
-                pipe.cmd("XACKDEL")
-                    .arg(stream)
-                    .arg(WORKER_GROUP)
-                    .arg("DELREF")
-                    .arg("IDS")
-                    .arg(ids.len())
-                    .arg(ids)
-                    .ignore();
-            } else {
-                pipe.xack(stream, WORKER_GROUP, ids)
-                    .ignore()
-                    .xdel(stream, ids)
-                    .ignore();
-            }
+            add_ack_and_delete(&mut pipe, stream, ids, xackdel.load(Ordering::Relaxed));
         }
         let result = pipe.exec_async(&mut conn).await.map_err(|e| e.to_string());
         for ack in batch {

@@ -134,14 +134,9 @@ return 1
     )
 });
 
-/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV: consumer,
-/// final state, completed ms, result JSON or "", error JSON or "", retention seconds.
-/// Returns 1 when written, 0 when another owner took it over. The `leaseUntil` of the last
-/// claim stays in the record: a lease counts only while the state is `running`, and not
-/// deleting it saves a command per operation.
-pub(crate) static FINISH_OPERATION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+/// The finish, shared by the two scripts below: returns 0 unless the caller still owns the
+/// operation, else writes the final state and the retention, and goes on.
+const FINISH_BODY: &str = r"
 local f = redis.call('HMGET', KEYS[1], 'state', 'worker')
 if f[1] ~= 'running' or f[2] ~= ARGV[1] then return 0 end
 local set = {'state', ARGV[2], 'completed', ARGV[3]}
@@ -149,36 +144,35 @@ if ARGV[4] ~= '' then set[#set + 1] = 'result'; set[#set + 1] = ARGV[4] end
 if ARGV[5] ~= '' then set[#set + 1] = 'error'; set[#set + 1] = ARGV[5] end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
-return 1
-",
-    )
-});
+";
+
+/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV: consumer,
+/// final state, completed ms, result JSON or "", error JSON or "", retention seconds.
+/// Returns 1 when written, 0 when another owner took it over. The `leaseUntil` of the last
+/// claim stays in the record: a lease counts only while the state is `running`, and not
+/// deleting it saves a command per operation.
+pub(crate) static FINISH_OPERATION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{FINISH_BODY}return 1\n")));
 
 /// [`FINISH_OPERATION`], then the reply, in one step: used where both keys may be named by
 /// one script (one Redis server; on a cluster they are in different slots, so the worker
 /// takes the two steps). Saves a round trip on every command's critical path.
 /// KEYS[1] operation, KEYS[2] reply stream; ARGV: as FINISH_OPERATION (1–6), then the reply's
 /// field name and payload, the stream's MAXLEN (approximate) and its TTL in seconds (set only
-/// when the stream has to be created). Returns 1 when written and replied, 0 when another owner took
-/// the operation over (no reply then: that owner replies).
+/// when the stream has to be created). Returns 1 when written and replied, 0 when another
+/// owner took the operation over (no reply then: that owner replies).
 pub(crate) static FINISH_AND_REPLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{FINISH_BODY}{}",
         r"
-local f = redis.call('HMGET', KEYS[1], 'state', 'worker')
-if f[1] ~= 'running' or f[2] ~= ARGV[1] then return 0 end
-local set = {'state', ARGV[2], 'completed', ARGV[3]}
-if ARGV[4] ~= '' then set[#set + 1] = 'result'; set[#set + 1] = ARGV[4] end
-if ARGV[5] ~= '' then set[#set + 1] = 'error'; set[#set + 1] = ARGV[5] end
-redis.call('HSET', KEYS[1], unpack(set))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
 local added = redis.call('XADD', KEYS[2], 'NOMKSTREAM', 'MAXLEN', '~', ARGV[9], '*', ARGV[7], ARGV[8])
 if not added then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '*', ARGV[7], ARGV[8])
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[10]))
 end
 return 1
-",
-    )
+"
+    ))
 });
 
 /// Removes a name only while it still maps to the given id. KEYS[1] names; ARGV: name, id.

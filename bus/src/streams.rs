@@ -332,26 +332,35 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        if self.has_xackdel() {
-            // One command: acknowledged and deleted (DELREF also drops it from other groups).
-            let _: redis::Value = redis::cmd("XACKDEL")
-                .arg(stream)
-                .arg(WORKER_GROUP)
-                .arg("DELREF")
-                .arg("IDS")
-                .arg(ids.len())
-                .arg(ids)
-                .query_async(&mut self.conn())
-                .await?;
-            return Ok(());
-        }
-        redis::pipe()
-            .xack(stream, WORKER_GROUP, ids)
+        let mut pipe = redis::pipe();
+        add_ack_and_delete(&mut pipe, stream, ids, self.has_xackdel());
+        pipe.exec_async(&mut self.conn()).await?;
+        Ok(())
+    }
+}
+
+/// Adds "acknowledge `ids` of `stream` and delete them" to `pipe`: one `XACKDEL` where the
+/// server has it (`xackdel`, Redis 8.2+; `DELREF` also drops them from other groups), else an
+/// `XACK` and an `XDEL`.
+pub(crate) fn add_ack_and_delete<I: redis::ToRedisArgs>(
+    pipe: &mut redis::Pipeline,
+    stream: &str,
+    ids: &[I],
+    xackdel: bool,
+) {
+    if xackdel {
+        pipe.cmd("XACKDEL")
+            .arg(stream)
+            .arg(WORKER_GROUP)
+            .arg("DELREF")
+            .arg("IDS")
+            .arg(ids.len())
+            .arg(ids)
+            .ignore();
+    } else {
+        pipe.xack(stream, WORKER_GROUP, ids)
             .ignore()
             .xdel(stream, ids)
-            .ignore()
-            .exec_async(&mut self.conn())
-            .await?;
-        Ok(())
+            .ignore();
     }
 }
