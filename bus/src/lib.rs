@@ -9,7 +9,8 @@
 //!   for blocking reads, both established with backoff.
 //! - [`store`]: instance records, names, operations, idempotency keys, heartbeats and events.
 //! - [`streams`]: command and reply streams: groups, appends, entry decoding, ack + delete.
-//! - `acks`: acknowledgements of commands that finish together, sent together.
+//! - `coalesce`: calls made while one batch is on the wire go out together as the next
+//!   (acks, claims, finishes); `acks`: the acks' batch.
 //! - [`scripts`]: the small single-key Lua scripts (compare-and-set with fencing).
 //! - [`clock`]: wall-clock time as a protocol `Timestamp`.
 //!
@@ -19,6 +20,7 @@ mod acks;
 pub mod acl;
 pub mod admin;
 pub mod clock;
+mod coalesce;
 pub mod connect;
 pub mod error;
 mod scripts;

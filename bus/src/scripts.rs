@@ -1,9 +1,12 @@
-//! Single-key Lua scripts: O(1) compare-and-set steps that must not interleave.
+//! Lua scripts: O(1) compare-and-set steps that must not interleave.
 //!
-//! Each touches exactly one key, so each is valid in a Redis Cluster and never blocks Redis
-//! for longer than a few hash operations. Each reads what it needs with one `HMGET` and writes
-//! with one `HSET`: every `redis.call` counts as a command in Redis's accounting and costs
-//! its own dispatch, so the hot ones (claim, finish, transition) make 2–4 calls, not 6–10.
+//! Each step touches one key, so each is valid in a Redis Cluster and never blocks Redis for
+//! longer than a few hash operations. Two run several steps in one call on one Redis server:
+//! [`CLAIM_OPERATIONS`] (one key per claim; a cluster sends one key per call) and
+//! [`FINISH_AND_REPLY`] (a record and its reply stream per finish; one server only). Each step
+//! reads what it needs with one `HMGET` and writes with one `HSET`: every `redis.call` counts
+//! as a command in Redis's accounting and costs its own dispatch, so the hot ones (claim,
+//! finish, transition) make 2–4 calls, not 6–10, and a batch pays one `EVALSHA` for all.
 
 use std::sync::LazyLock;
 
@@ -90,33 +93,47 @@ return next
     )
 });
 
-/// Claims an operation for execution. KEYS[1] operation; ARGV: consumer, now ms, lease-until
-/// ms, then field/value pairs to create the record with if it is missing.
-/// Returns {'done'}, {'busy', owner} or {'claimed', attempts}.
-pub(crate) static CLAIM_OPERATION: LazyLock<Script> = LazyLock::new(|| {
+/// Claims operations for execution, any number in one call (the claims of the entries one read
+/// returned go together, [`crate::coalesce`]). KEYS: the operations; ARGV[1]: now ms, then per
+/// key: consumer, lease-until ms, the number n of values that follow, and n values (field/value
+/// pairs to create the record with if it is missing).
+/// Returns, per key, two values: 'done' and '', 'busy' and the owner, or 'claimed' and the
+/// attempts.
+pub(crate) static CLAIM_OPERATIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local f = redis.call('HMGET', KEYS[1], 'state', 'worker', 'leaseUntil', 'attempts')
-local st = f[1]
-if st == 'succeeded' or st == 'failed' then return {'done', ''} end
-if st == 'running' then
-  local owner = f[2]
-  local lease = tonumber(f[3] or '0')
-  if owner ~= ARGV[1] and lease > tonumber(ARGV[2]) then return {'busy', owner or ''} end
+local function claim(key, consumer, now, lease, from, n)
+  local f = redis.call('HMGET', key, 'state', 'worker', 'leaseUntil', 'attempts')
+  local st = f[1]
+  if st == 'succeeded' or st == 'failed' then return 'done', '' end
+  if st == 'running' and f[2] ~= consumer and tonumber(f[3] or '0') > now then
+    return 'busy', f[2] or ''
+  end
+  if not st then
+    local set = {}
+    for i = from, from + n - 1 do set[#set + 1] = ARGV[i] end
+    set[#set + 1] = 'state'; set[#set + 1] = 'running'
+    set[#set + 1] = 'worker'; set[#set + 1] = consumer
+    set[#set + 1] = 'leaseUntil'; set[#set + 1] = lease
+    set[#set + 1] = 'attempts'; set[#set + 1] = '1'
+    redis.call('HSET', key, unpack(set))
+    return 'claimed', '1'
+  end
+  local attempts = tostring(tonumber(f[4] or '0') + 1)
+  redis.call('HSET', key, 'state', 'running', 'worker', consumer, 'leaseUntil', lease, 'attempts', attempts)
+  return 'claimed', attempts
 end
-if not st then
-  local set = {}
-  for i = 4, #ARGV do set[#set + 1] = ARGV[i] end
-  set[#set + 1] = 'state'; set[#set + 1] = 'running'
-  set[#set + 1] = 'worker'; set[#set + 1] = ARGV[1]
-  set[#set + 1] = 'leaseUntil'; set[#set + 1] = ARGV[3]
-  set[#set + 1] = 'attempts'; set[#set + 1] = '1'
-  redis.call('HSET', KEYS[1], unpack(set))
-  return {'claimed', '1'}
+local now = tonumber(ARGV[1])
+local out = {}
+local a = 2
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[a + 2])
+  local status, detail = claim(KEYS[i], ARGV[a], now, ARGV[a + 1], a + 3, n)
+  out[#out + 1] = status
+  out[#out + 1] = detail
+  a = a + 3 + n
 end
-local attempts = tostring(tonumber(f[4] or '0') + 1)
-redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[1], 'leaseUntil', ARGV[3], 'attempts', attempts)
-return {'claimed', attempts}
+return out
 ",
     )
 });
@@ -134,43 +151,59 @@ return 1
     )
 });
 
-/// The finish, shared by the two scripts below: returns 0 unless the caller still owns the
-/// operation, else writes the final state and the retention, and goes on.
-const FINISH_BODY: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'state', 'worker')
-if f[1] ~= 'running' or f[2] ~= ARGV[1] then return 0 end
-local set = {'state', ARGV[2], 'completed', ARGV[3]}
-if ARGV[4] ~= '' then set[#set + 1] = 'result'; set[#set + 1] = ARGV[4] end
-if ARGV[5] ~= '' then set[#set + 1] = 'error'; set[#set + 1] = ARGV[5] end
-redis.call('HSET', KEYS[1], unpack(set))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[6]))
+/// The finish, shared by the two scripts below: `finish(key, a)` returns 0 unless the caller
+/// still owns the operation, else writes the final state and the retention and returns 1.
+/// ARGV[a..a+5]: consumer, final state, completed ms, result JSON or "", error JSON or "",
+/// retention seconds.
+const FINISH_FUNCTION: &str = r"
+local function finish(key, a)
+  local f = redis.call('HMGET', key, 'state', 'worker')
+  if f[1] ~= 'running' or f[2] ~= ARGV[a] then return 0 end
+  local set = {'state', ARGV[a + 1], 'completed', ARGV[a + 2]}
+  if ARGV[a + 3] ~= '' then set[#set + 1] = 'result'; set[#set + 1] = ARGV[a + 3] end
+  if ARGV[a + 4] ~= '' then set[#set + 1] = 'error'; set[#set + 1] = ARGV[a + 4] end
+  redis.call('HSET', key, unpack(set))
+  redis.call('EXPIRE', key, tonumber(ARGV[a + 5]))
+  return 1
+end
 ";
 
-/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV: consumer,
-/// final state, completed ms, result JSON or "", error JSON or "", retention seconds.
-/// Returns 1 when written, 0 when another owner took it over. The `leaseUntil` of the last
-/// claim stays in the record: a lease counts only while the state is `running`, and not
-/// deleting it saves a command per operation.
+/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV 1–6 as
+/// `finish` above. Returns 1 when written, 0 when another owner took it over. The
+/// `leaseUntil` of the last claim stays in the record: a lease counts only while the state is
+/// `running`, and not deleting it saves a command per operation.
 pub(crate) static FINISH_OPERATION: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{FINISH_BODY}return 1\n")));
+    LazyLock::new(|| Script::new(&format!("{FINISH_FUNCTION}return finish(KEYS[1], 1)\n")));
 
-/// [`FINISH_OPERATION`], then the reply, in one step: used where both keys may be named by
-/// one script (one Redis server; on a cluster they are in different slots, so the worker
-/// takes the two steps). Saves a round trip on every command's critical path.
-/// KEYS[1] operation, KEYS[2] reply stream; ARGV: as FINISH_OPERATION (1–6), then the reply's
-/// field name and payload, the stream's MAXLEN (approximate) and its TTL in seconds (set only
-/// when the stream has to be created). Returns 1 when written and replied, 0 when another
-/// owner took the operation over (no reply then: that owner replies).
+/// [`FINISH_OPERATION`], then the reply, in one step, for any number of operations (the
+/// finishes that queue while one batch is out go together, [`crate::coalesce`]): used where
+/// all keys may be named by one script (one Redis server; on a cluster an operation and its
+/// reply stream are in different slots, so the worker takes the two steps). Saves a round
+/// trip on every command's critical path.
+/// KEYS: per operation, its record and its reply stream; ARGV: per operation ten values: as
+/// `finish` (six), then the reply's field name and payload, the stream's MAXLEN (approximate)
+/// and its TTL in seconds (set only when the stream has to be created). Returns per operation
+/// 1 when written and replied, 0 when another owner took it over (no reply then: that owner
+/// replies).
 pub(crate) static FINISH_AND_REPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{FINISH_BODY}{}",
+        "{FINISH_FUNCTION}{}",
         r"
-local added = redis.call('XADD', KEYS[2], 'NOMKSTREAM', 'MAXLEN', '~', ARGV[9], '*', ARGV[7], ARGV[8])
-if not added then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '*', ARGV[7], ARGV[8])
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[10]))
+local function reply(key, a)
+  local added = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '~', ARGV[a + 2], '*', ARGV[a], ARGV[a + 1])
+  if not added then
+    redis.call('XADD', key, 'MAXLEN', '~', ARGV[a + 2], '*', ARGV[a], ARGV[a + 1])
+    redis.call('EXPIRE', key, tonumber(ARGV[a + 3]))
+  end
 end
-return 1
+local out = {}
+for i = 1, #KEYS / 2 do
+  local a = (i - 1) * 10 + 1
+  local written = finish(KEYS[2 * i - 1], a)
+  if written == 1 then reply(KEYS[2 * i], a + 6) end
+  out[i] = written
+end
+return out
 "
     ))
 });

@@ -257,3 +257,187 @@ async fn the_record_and_the_reply_go_together_and_only_from_the_owner() -> anyho
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_finishes_made_together_share_a_script_call_and_each_answers_for_itself()
+-> anyhow::Result<()> {
+    use draas_bus::store::Claim;
+    use draas_protocol::{CommandKind, Operation, OperationState, Timestamp};
+    const N: usize = 200;
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("batch");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.replies("node-b");
+    let now = draas_bus::clock::now().millis();
+    let (live, lapsed) = (Timestamp(now + 60_000), Timestamp(now.saturating_sub(1)));
+    // Four kinds, one at a time: no record yet; finished; run by a live other worker; run by
+    // another worker whose lease ran out.
+    let mut ops = Vec::new();
+    for i in 0..N {
+        let pending = |id| {
+            Operation::pending(
+                id,
+                None,
+                Platform::Process,
+                CommandKind::Ping,
+                Timestamp(now),
+            )
+        };
+        let mut finished = reply();
+        let op = pending(finished.command_id);
+        match i % 4 {
+            1 => {
+                store.claim_operation(&op, "done-by", live).await?;
+                finished.worker = "done-by".into();
+                assert!(store.finish_and_reply("done-by", &finished, None).await?);
+            }
+            2 => assert!(matches!(
+                store.claim_operation(&op, "other", live).await?,
+                Claim::Claimed { .. }
+            )),
+            3 => assert!(matches!(
+                store.claim_operation(&op, "other", lapsed).await?,
+                Claim::Claimed { .. }
+            )),
+            _ => {}
+        }
+        ops.push(op);
+    }
+
+    let before = calls(&mut conn, "evalsha").await;
+    let claims = ops.iter().map(|op| {
+        let (store, op) = (store.clone(), op.clone());
+        tokio::spawn(async move { store.claim_operation(&op, "me", live).await })
+    });
+    let claims = futures::future::join_all(claims).await;
+    let sent = calls(&mut conn, "evalsha").await - before;
+    for (i, claim) in claims.into_iter().enumerate() {
+        match (i % 4, claim??) {
+            (0, Claim::Claimed { attempts: 1 }) | (3, Claim::Claimed { attempts: 2 }) => {}
+            (1, Claim::Done(done)) => assert_eq!(done.state, OperationState::Succeeded),
+            (2, Claim::Busy { owner }) => assert_eq!(owner, "other"),
+            (kind, claim) => panic!("operation {i} (kind {kind}) was answered {claim:?}"),
+        }
+    }
+    assert!(
+        sent >= 1 && (sent as usize) < N,
+        "{N} claims made together took {sent} script calls: they were not batched"
+    );
+
+    // Finishes of the claimed ones, and of those a live other worker owns (fenced off).
+    let before = calls(&mut conn, "evalsha").await;
+    let finishing: Vec<usize> = (0..N).filter(|i| i % 4 != 1).collect();
+    let finishes = finishing.iter().map(|&i| {
+        let (store, stream) = (store.clone(), stream.clone());
+        let mut finished = reply();
+        finished.command_id = ops[i].id;
+        finished.worker = "me".into();
+        tokio::spawn(async move { store.finish_and_reply("me", &finished, Some(&stream)).await })
+    });
+    let finishes = futures::future::join_all(finishes).await;
+    let sent = calls(&mut conn, "evalsha").await - before;
+    for (&i, written) in finishing.iter().zip(finishes) {
+        assert_eq!(
+            written??,
+            i % 4 != 2,
+            "operation {i}: only the owner finishes"
+        );
+        let record = store.operation(ops[i].id).await?.expect("record");
+        let want = if i % 4 == 2 {
+            OperationState::Running
+        } else {
+            OperationState::Succeeded
+        };
+        assert_eq!(record.state, want, "operation {i}");
+    }
+    let len: usize = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(
+        len,
+        N / 2,
+        "one reply per finish by an owner, none from the fenced off"
+    );
+    assert!(
+        sent >= 1 && (sent as usize) < finishing.len(),
+        "{} finishes made together took {sent} script calls: they were not batched",
+        finishing.len()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_mid_call_holds_up_no_other() -> anyhow::Result<()> {
+    use draas_bus::store::Claim;
+    use draas_protocol::{CommandKind, Operation, Timestamp};
+    let redis = RedisServer::start()?;
+    let store = Store::new(connect::shared(&redis.url).await?, Keyspace::new("giveup"));
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let now = draas_bus::clock::now().millis();
+    let lease = Timestamp(now + 60_000);
+    let op = || {
+        let id = uuid::Uuid::now_v7();
+        Operation::pending(
+            id,
+            None,
+            Platform::Process,
+            CommandKind::Ping,
+            Timestamp(now),
+        )
+    };
+    let blocked = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix("blocked_clients:"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+                .filter(|&n| n >= 1)
+        }
+    };
+    // Writes wait: the first claim is on the wire, the second queues behind it.
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(60_000)
+        .arg("WRITE")
+        .exec_async(&mut conn)
+        .await?;
+    let first = tokio::spawn({
+        let (store, op) = (store.clone(), op());
+        async move { store.claim_operation(&op, "w", lease).await }
+    });
+    wait_until(|| blocked(&mut conn)).await?;
+    let second_op = op();
+    let mut second = Box::pin(store.claim_operation(&second_op, "w", lease));
+    assert!(
+        futures::poll!(&mut second).is_pending(),
+        "the second claim queued"
+    );
+    // The first caller gives up (its execution was abandoned) while its claim is out.
+    first.abort();
+    assert!(first.await.is_err_and(|e| e.is_cancelled()));
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .exec_async(&mut conn)
+        .await?;
+    let within = Duration::from_secs(10);
+    let second = tokio::time::timeout(within, second).await?;
+    assert_eq!(
+        second?,
+        Claim::Claimed { attempts: 1 },
+        "the queued claim went out"
+    );
+    let third = tokio::time::timeout(within, store.claim_operation(&op(), "w", lease)).await?;
+    assert_eq!(
+        third?,
+        Claim::Claimed { attempts: 1 },
+        "later claims still go out"
+    );
+    Ok(())
+}

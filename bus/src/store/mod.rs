@@ -33,6 +33,7 @@ pub use workers::{
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::coalesce::Coalescer;
 use crate::connect::Conn;
 use draas_protocol::Keyspace;
 
@@ -52,8 +53,10 @@ pub struct Store {
     pub(crate) xackdel: Arc<AtomicBool>,
     /// Whether the label index is built, or being built by this process ([`labels`]).
     label_index: Arc<labels::IndexState>,
-    /// Batches the acks of commands that finish together ([`crate::acks`]).
-    pub(crate) acker: crate::acks::Acker,
+    /// Batches the acks, claims and finishes made together ([`crate::coalesce`]).
+    pub(crate) acker: Coalescer<crate::acks::Acks>,
+    pub(crate) claims: Coalescer<operations::Claims>,
+    pub(crate) finishes: Coalescer<operations::Finishes>,
     /// Seconds a finished operation record is kept ([`OPERATION_RETENTION_SECS`] by default).
     retention_secs: u64,
 }
@@ -65,7 +68,9 @@ impl Store {
             keys,
             xackdel: Arc::default(),
             label_index: Arc::default(),
-            acker: crate::acks::Acker::default(),
+            acker: Coalescer::default(),
+            claims: Coalescer::default(),
+            finishes: Coalescer::default(),
             retention_secs: OPERATION_RETENTION_SECS,
         }
     }

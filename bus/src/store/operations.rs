@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::{OPERATION_RETENTION_SECS, Store};
 use crate::BusError;
 use crate::clock::now;
+use crate::coalesce::Batch;
 use crate::connect::Conn;
 use crate::scripts;
 use crate::streams::{REPLIES_MAXLEN, REPLIES_TTL_SECS};
@@ -57,25 +58,42 @@ impl Store {
     }
 
     /// Claims `op` for `consumer` with a lease until `lease_until`. A missing record (its
-    /// writer crashed between the record and the stream append) is created from `op`.
+    /// writer crashed between the record and the stream append) is created from `op`. On one
+    /// Redis server the claims made while one is on the wire go together in one script call
+    /// ([`crate::coalesce`]); a cluster claims each on its own (the records are in different
+    /// slots).
     pub async fn claim_operation(
         &self,
         op: &Operation,
         consumer: &str,
         lease_until: Timestamp,
     ) -> Result<Claim, BusError> {
-        let mut invocation = scripts::CLAIM_OPERATION.key(self.keys.operation(op.id));
-        invocation
-            .arg(consumer)
-            .arg(now().millis())
-            .arg(lease_until.millis());
+        let mut fields = Vec::new();
         for (field, value) in op.to_fields() {
             if !matches!(field, "state" | "attempts" | "worker") {
-                invocation.arg(field).arg(value);
+                fields.push(field.to_owned());
+                fields.push(value);
             }
         }
-        invocation.arg("attempts").arg(0);
-        let (status, detail): (String, String) = invocation.invoke_async(&mut self.conn()).await?;
+        fields.extend(["attempts".to_owned(), "0".to_owned()]);
+        let call = ClaimCall {
+            key: self.keys.operation(op.id),
+            consumer: consumer.to_owned(),
+            lease_until: lease_until.millis(),
+            fields,
+        };
+        let (status, detail) = if matches!(self.conn, Conn::Cluster(_)) {
+            let mut answers = Claims.send(&mut self.conn(), &[call]).await.map_err(|e| {
+                BusError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "claiming an operation",
+                    e,
+                )))
+            })?;
+            answers.pop().unwrap_or_default()
+        } else {
+            self.claims.call(&self.conn, || Claims, call).await?
+        };
         Ok(match status.as_str() {
             "claimed" => Claim::Claimed {
                 attempts: detail.parse().unwrap_or(1),
@@ -122,17 +140,20 @@ impl Store {
         outcome: &Outcome,
         completed: Timestamp,
     ) -> Result<bool, BusError> {
-        let mut invocation = scripts::FINISH_OPERATION.key(self.keys.operation(id));
-        self.finish_args(&mut invocation, consumer, outcome, completed);
-        let written: i64 = invocation.invoke_async(&mut self.conn()).await?;
+        let written: i64 = scripts::FINISH_OPERATION
+            .key(self.keys.operation(id))
+            .arg(&self.finish_args(consumer, outcome, completed)[..])
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(written == 1)
     }
 
     /// Records how an operation ended and sends `reply` to `reply_to`, if `consumer` still
     /// owns the operation; false when fenced off, and then nothing is sent (the new owner
     /// replies). On one Redis server both happen in one script, so the reply costs no round
-    /// trip of its own; on a cluster the two keys live in different slots and this is
-    /// [`Store::finish_operation`] followed by [`Store::send_reply`].
+    /// trip of its own, and the finishes made while one is on the wire go together in one
+    /// script call ([`crate::coalesce`]); on a cluster the two keys live in different slots
+    /// and this is [`Store::finish_operation`] followed by [`Store::send_reply`].
     pub async fn finish_and_reply(
         &self,
         consumer: &str,
@@ -149,39 +170,31 @@ impl Store {
             }
             return Ok(written);
         };
-        let mut invocation = scripts::FINISH_AND_REPLY.key(self.keys.operation(id));
-        invocation.key(reply_to);
-        self.finish_args(&mut invocation, consumer, outcome, completed);
-        invocation
-            .arg(PAYLOAD_FIELD)
-            .arg(codec::encode(reply))
-            .arg(REPLIES_MAXLEN)
-            .arg(REPLIES_TTL_SECS);
-        let written: i64 = invocation.invoke_async(&mut self.conn()).await?;
-        Ok(written == 1)
+        let call = FinishCall {
+            key: self.keys.operation(id),
+            reply_to: reply_to.to_owned(),
+            args: self.finish_args(consumer, outcome, completed),
+            payload: codec::encode(reply),
+        };
+        self.finishes.call(&self.conn, || Finishes, call).await
     }
 
-    /// The finish scripts' ARGV 1–6: owner, final state, completion, result, error, retention.
-    fn finish_args(
-        &self,
-        invocation: &mut redis::ScriptInvocation<'_>,
-        consumer: &str,
-        outcome: &Outcome,
-        completed: Timestamp,
-    ) {
+    /// The finish's six values: owner, final state, completion, result, error, retention.
+    fn finish_args(&self, consumer: &str, outcome: &Outcome, completed: Timestamp) -> [String; 6] {
         let (state, result, error) = match outcome {
             Outcome::Succeeded { result } => {
                 (OperationState::Succeeded, result.to_string(), String::new())
             }
             Outcome::Failed { error } => (OperationState::Failed, String::new(), error_json(error)),
         };
-        invocation
-            .arg(consumer)
-            .arg(state.as_str())
-            .arg(completed.millis())
-            .arg(result)
-            .arg(error)
-            .arg(self.operation_retention());
+        [
+            consumer.to_owned(),
+            state.as_str().to_owned(),
+            completed.millis().to_string(),
+            result,
+            error,
+            self.operation_retention().to_string(),
+        ]
     }
 
     /// Binds an idempotency key to an operation unless it is already bound; returns the
@@ -223,6 +236,87 @@ impl Store {
     pub async fn forget_idempotency(&self, key: &str) -> Result<(), BusError> {
         self.conn().del::<_, ()>(self.keys.idempotency(key)).await?;
         Ok(())
+    }
+}
+
+/// One claim: the record, who claims it until when, and the fields to create it with.
+pub(crate) struct ClaimCall {
+    key: String,
+    consumer: String,
+    lease_until: u64,
+    fields: Vec<String>,
+}
+
+/// Claims sent as one [`scripts::CLAIM_OPERATIONS`] call; each answers (status, detail).
+pub(crate) struct Claims;
+
+impl Batch for Claims {
+    type Item = ClaimCall;
+    type Output = (String, String);
+    const WHAT: &'static str = "claiming operations";
+    const MAX: usize = 128;
+
+    async fn send(
+        &self,
+        conn: &mut Conn,
+        items: &[ClaimCall],
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut invocation = scripts::CLAIM_OPERATIONS.prepare_invoke();
+        invocation.arg(now().millis());
+        for call in items {
+            invocation
+                .key(&call.key)
+                .arg(&call.consumer)
+                .arg(call.lease_until)
+                .arg(call.fields.len())
+                .arg(&call.fields);
+        }
+        let flat: Vec<String> = invocation
+            .invoke_async(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(flat
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect())
+    }
+}
+
+/// One finish with its reply.
+pub(crate) struct FinishCall {
+    key: String,
+    reply_to: String,
+    args: [String; 6],
+    payload: Vec<u8>,
+}
+
+/// Finishes and their replies sent as one [`scripts::FINISH_AND_REPLY`] call (one Redis
+/// server only); each answers whether it was written (false: fenced off).
+pub(crate) struct Finishes;
+
+impl Batch for Finishes {
+    type Item = FinishCall;
+    type Output = bool;
+    const WHAT: &'static str = "finishing operations";
+    const MAX: usize = 128;
+
+    async fn send(&self, conn: &mut Conn, items: &[FinishCall]) -> Result<Vec<bool>, String> {
+        let mut invocation = scripts::FINISH_AND_REPLY.prepare_invoke();
+        for call in items {
+            invocation
+                .key(&call.key)
+                .key(&call.reply_to)
+                .arg(&call.args[..])
+                .arg(PAYLOAD_FIELD)
+                .arg(call.payload.as_slice())
+                .arg(REPLIES_MAXLEN)
+                .arg(REPLIES_TTL_SECS);
+        }
+        let written: Vec<i64> = invocation
+            .invoke_async(conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(written.into_iter().map(|w| w == 1).collect())
     }
 }
 
