@@ -232,6 +232,32 @@ async fn list_filters_and_pages_with_a_cursor() -> anyhow::Result<()> {
     assert_eq!(labelled("label=tier=gold").await, golds[1..]);
     assert_eq!(labelled("label=zone=eu").await, golds[..1]);
     assert_eq!(labelled("label=tier=silver").await.len(), 4);
+    // Repeated, every label must match.
+    assert_eq!(
+        labelled("label=tier=silver&label=zone=eu").await,
+        golds[..1]
+    );
+    assert_eq!(
+        labelled("label=tier=gold&label=zone=eu").await,
+        Vec::<String>::new()
+    );
+    let (status, err) = sys
+        .get("/api/v1/instances?label=tier=silver&label=zone")
+        .await;
+    assert_eq!(
+        (status, &err["error"]["details"]["field"]),
+        (400, &json!("label")),
+        "{err}"
+    );
+    let many: Vec<String> = (0..17).map(|n| format!("label=k{n}=v")).collect();
+    let (status, err) = sys
+        .get(&format!("/api/v1/instances?{}", many.join("&")))
+        .await;
+    assert_eq!(
+        (status, &err["error"]["details"]["field"]),
+        (400, &json!("label")),
+        "{err}"
+    );
     let (_, running) = sys
         .get("/api/v1/instances?state=running&platform=process")
         .await;

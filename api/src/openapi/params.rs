@@ -64,9 +64,10 @@ pub struct InstanceListQuery {
     /// Only instances in this state.
     #[param(nullable = false)]
     pub state: Option<InstanceState>,
-    /// Only instances with this label, as `key=value`.
-    #[param(pattern = "=", example = "team=iot", nullable = false)]
-    pub label: Option<String>,
+    /// Only instances with this label, as `key=value`; repeated, only instances with every
+    /// one of them (at most 16).
+    #[param(example = json!(["team=iot", "env=prod"]), nullable = false, max_items = 16)]
+    pub label: Option<Vec<String>>,
     /// The `nextCursor` of the previous page.
     #[param(value_type = Option<uuid::Uuid>, nullable = false)]
     pub cursor: Option<String>,

@@ -197,8 +197,11 @@ pub async fn get(
 pub async fn list(
     State(app): State<App>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Value>> {
+    // `label` may repeat (every one must match); of any other parameter the last counts.
+    let labels = label_filter(&pairs)?;
+    let q: HashMap<String, String> = pairs.into_iter().filter(|(k, _)| k != "label").collect();
     let limit = super::count_param(&q, "limit", 50, 1..=500)?;
     let platform = match q.get("platform") {
         None => None,
@@ -220,20 +223,6 @@ pub async fn list(
             )
         })?),
     };
-    let label = match q.get("label") {
-        None => None,
-        Some(l) => Some(
-            l.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_query",
-                        format!("label=`{l}` must be key=value"),
-                        Some("label".into()),
-                    )
-                })?,
-        ),
-    };
     let mut cursor = match q.get("cursor") {
         None => None,
         Some(c) => Some(c.parse::<Uuid>().map_err(|_| {
@@ -247,18 +236,16 @@ pub async fn list(
     let keep = |i: &Instance| {
         platform.is_none_or(|p| i.spec.platform == p)
             && state.is_none_or(|s| i.state == s)
-            && label
-                .as_ref()
-                .is_none_or(|(k, v)| i.spec.labels.get(k) == Some(v))
+            && labels.iter().all(|(k, v)| i.spec.labels.get(k) == Some(v))
     };
     let scope = match caller.is_cluster_admin() {
         true => LabelScope::All,
         false => LabelScope::Tenant(&caller.tenant),
     };
-    let labels: Vec<(String, String)> = label.iter().cloned().collect();
     // Scan at most 20 batches per request, so a selective filter stays bounded; the cursor
     // lets the client continue where the scan stopped. A label filter reads the label index
-    // (only candidates that carry the label), the id index while that is not built yet.
+    // (only candidates that carry the labels: the smallest of their sets), the id index while
+    // that is not built yet.
     let mut items = Vec::new();
     let mut exhausted = false;
     for _ in 0..20 {
@@ -299,6 +286,36 @@ pub async fn list(
     }
     let next = if exhausted { None } else { cursor };
     Ok(Json(json!({ "items": items, "nextCursor": next })))
+}
+
+/// Most `label` filters one list takes.
+const MAX_LABEL_FILTERS: usize = 16;
+
+/// The `label=key=value` parameters of a list, each a 400 naming `label` when malformed.
+fn label_filter(pairs: &[(String, String)]) -> ApiResult<Vec<(String, String)>> {
+    let labels: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k == "label")
+        .map(|(_, l)| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("label=`{l}` must be key=value"),
+                        Some("label".into()),
+                    )
+                })
+        })
+        .collect::<ApiResult<_>>()?;
+    if labels.len() > MAX_LABEL_FILTERS {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("at most {MAX_LABEL_FILTERS} label filters per list"),
+            Some("label".into()),
+        ));
+    }
+    Ok(labels)
 }
 
 #[utoipa::path(

@@ -48,7 +48,7 @@ pub fn selector(text: &str) -> Result<Vec<(String, String)>, ClientError> {
 /// Every instance the caller sees (matching `selector`), following the cursor to the end.
 pub async fn list_all(api: &Api, selector: &[(String, String)]) -> Result<Vec<Value>, ClientError> {
     let mut base = "/api/v1/instances?limit=500".to_owned();
-    if let Some((k, v)) = selector.first() {
+    for (k, v) in selector {
         base.push_str(&format!("&label={}", segment(&format!("{k}={v}"))));
     }
     let mut items = Vec::new();
@@ -67,7 +67,7 @@ pub async fn list_all(api: &Api, selector: &[(String, String)]) -> Result<Vec<Va
             _ => break,
         }
     }
-    // The API filters by one label; the rest here.
+    // The API filters by every label; an API from before that took one, so check again.
     items.retain(|i| {
         selector
             .iter()
