@@ -15,8 +15,9 @@ use crate::coalesce::Batch;
 use crate::connect::Conn;
 use crate::streams::add_ack_and_delete;
 
-/// Acks sent as one pipeline; the item is (stream, entry id).
+/// Acks sent as one pipeline on `conn`; the item is (stream, entry id).
 pub(crate) struct Acks {
+    pub(crate) conn: Conn,
     /// XACKDEL is available (Redis 8.2+).
     pub(crate) xackdel: Arc<AtomicBool>,
 }
@@ -27,7 +28,7 @@ impl Batch for Acks {
     const WHAT: &'static str = "acknowledging entries";
     const MAX: usize = 512;
 
-    async fn send(&self, conn: &mut Conn, items: &[(String, String)]) -> Result<Vec<()>, String> {
+    async fn send(&self, items: &[(String, String)]) -> Result<Vec<Result<(), String>>, String> {
         let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
         for (stream, id) in items {
             by_stream.entry(stream).or_default().push(id);
@@ -36,7 +37,10 @@ impl Batch for Acks {
         for (stream, ids) in &by_stream {
             add_ack_and_delete(&mut pipe, stream, ids, self.xackdel.load(Ordering::Relaxed));
         }
-        pipe.exec_async(conn).await.map_err(|e| e.to_string())?;
-        Ok(vec![(); items.len()])
+        let mut conn = self.conn.clone();
+        pipe.exec_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(vec![Ok(()); items.len()])
     }
 }

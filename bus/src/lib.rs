@@ -11,7 +11,7 @@
 //! - [`streams`]: command and reply streams: groups, appends, entry decoding, ack + delete.
 //! - `coalesce`: calls made while one batch is on the wire go out together as the next
 //!   (acks, claims, finishes); `acks`: the acks' batch.
-//! - [`scripts`]: the small single-key Lua scripts (compare-and-set with fencing).
+//! - [`scripts`]: the Lua compare-and-set steps (with fencing), one key per step.
 //! - [`clock`]: wall-clock time as a protocol `Timestamp`.
 //!
 //! Nothing here knows about Docker, Kubernetes or processes.

@@ -97,11 +97,15 @@ return next
 /// returned go together, [`crate::coalesce`]). KEYS: the operations; ARGV[1]: now ms, then per
 /// key: consumer, lease-until ms, the number n of values that follow, and n values (field/value
 /// pairs to create the record with if it is missing).
-/// Returns, per key, two values: 'done' and '', 'busy' and the owner, or 'claimed' and the
-/// attempts.
+/// Returns, per key, two values: 'done' and '', 'busy' and the owner, 'claimed' and the
+/// attempts, or 'error' and why (that claim failed alone: the others of the call stand).
 pub(crate) static CLAIM_OPERATIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local function failure(e)
+  if type(e) == 'table' then return tostring(e.err) end
+  return tostring(e)
+end
 local function claim(key, consumer, now, lease, from, n)
   local f = redis.call('HMGET', key, 'state', 'worker', 'leaseUntil', 'attempts')
   local st = f[1]
@@ -128,7 +132,8 @@ local out = {}
 local a = 2
 for i = 1, #KEYS do
   local n = tonumber(ARGV[a + 2])
-  local status, detail = claim(KEYS[i], ARGV[a], now, ARGV[a + 1], a + 3, n)
+  local ok, status, detail = pcall(claim, KEYS[i], ARGV[a], now, ARGV[a + 1], a + 3, n)
+  if not ok then status, detail = 'error', failure(status) end
   out[#out + 1] = status
   out[#out + 1] = detail
   a = a + 3 + n
@@ -183,8 +188,8 @@ pub(crate) static FINISH_OPERATION: LazyLock<Script> =
 /// KEYS: per operation, its record and its reply stream; ARGV: per operation ten values: as
 /// `finish` (six), then the reply's field name and payload, the stream's MAXLEN (approximate)
 /// and its TTL in seconds (set only when the stream has to be created). Returns per operation
-/// 1 when written and replied, 0 when another owner took it over (no reply then: that owner
-/// replies).
+/// '1' when written and replied, '0' when another owner took it over (no reply then: that
+/// owner replies), or 'error: ' and why (that finish failed alone: the others stand).
 pub(crate) static FINISH_AND_REPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{FINISH_FUNCTION}{}",
@@ -196,12 +201,19 @@ local function reply(key, a)
     redis.call('EXPIRE', key, tonumber(ARGV[a + 3]))
   end
 end
+local function failure(e)
+  if type(e) == 'table' then return tostring(e.err) end
+  return tostring(e)
+end
 local out = {}
 for i = 1, #KEYS / 2 do
   local a = (i - 1) * 10 + 1
-  local written = finish(KEYS[2 * i - 1], a)
-  if written == 1 then reply(KEYS[2 * i], a + 6) end
-  out[i] = written
+  local ok, written = pcall(function()
+    local written = finish(KEYS[2 * i - 1], a)
+    if written == 1 then reply(KEYS[2 * i], a + 6) end
+    return tostring(written)
+  end)
+  if ok then out[i] = written else out[i] = 'error: ' .. failure(written) end
 end
 return out
 "

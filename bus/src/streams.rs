@@ -324,12 +324,12 @@ impl Store {
     /// Acknowledges one entry and deletes it, batched with the acks of other commands that
     /// finish at the same time ([`crate::acks`]); returns once it is done.
     pub async fn ack(&self, stream: &str, id: &str) -> Result<(), BusError> {
-        let xackdel = &self.xackdel;
         let acks = || crate::acks::Acks {
-            xackdel: std::sync::Arc::clone(xackdel),
+            conn: self.conn.clone(),
+            xackdel: std::sync::Arc::clone(&self.xackdel),
         };
         let ack = (stream.to_owned(), id.to_owned());
-        self.acker.call(&self.conn, acks, ack).await
+        self.acker.call(acks, ack).await
     }
 
     /// Acknowledges entries and deletes them, so acked work does not pile up in the stream.

@@ -441,3 +441,88 @@ async fn a_caller_that_gives_up_mid_call_holds_up_no_other() -> anyhow::Result<(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_or_finish_that_fails_fails_alone_in_its_batch() -> anyhow::Result<()> {
+    use draas_bus::store::Claim;
+    use draas_protocol::{CommandKind, Operation, Timestamp};
+    const N: usize = 40;
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("alone");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let now = draas_bus::clock::now().millis();
+    let lease = Timestamp(now + 60_000);
+    let ops: Vec<Operation> = (0..N)
+        .map(|_| {
+            let id = uuid::Uuid::now_v7();
+            Operation::pending(
+                id,
+                None,
+                Platform::Process,
+                CommandKind::Ping,
+                Timestamp(now),
+            )
+        })
+        .collect();
+    // Operation 7's record is not a hash: its claim fails, in the same script call as others.
+    redis::cmd("SET")
+        .arg(keys.operation(ops[7].id))
+        .arg("not a hash")
+        .exec_async(&mut conn)
+        .await?;
+    let before = calls(&mut conn, "evalsha").await;
+    let claims = ops.iter().map(|op| {
+        let (store, op) = (store.clone(), op.clone());
+        tokio::spawn(async move { store.claim_operation(&op, "me", lease).await })
+    });
+    for (i, claim) in futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        match (i, claim?) {
+            (7, Err(error)) => assert!(error.to_string().contains("WRONGTYPE"), "{error}"),
+            (7, Ok(claim)) => panic!("a claim of a broken record answered {claim:?}"),
+            (_, claim) => assert_eq!(claim?, Claim::Claimed { attempts: 1 }, "operation {i}"),
+        }
+    }
+    let sent = calls(&mut conn, "evalsha").await - before;
+    assert!(
+        (sent as usize) < N,
+        "{N} claims took {sent} script calls: none shared a batch"
+    );
+    // Operation 3's reply stream is not a stream: its finish fails, the others reply.
+    let (good, bad) = (keys.replies("node-good"), keys.replies("node-bad"));
+    redis::cmd("SET")
+        .arg(&bad)
+        .arg("not a stream")
+        .exec_async(&mut conn)
+        .await?;
+    let finishes = (0..N).filter(|&i| i != 7).map(|i| {
+        let store = store.clone();
+        let to = if i == 3 { bad.clone() } else { good.clone() };
+        let mut finished = reply();
+        finished.command_id = ops[i].id;
+        finished.worker = "me".into();
+        tokio::spawn(async move { (i, store.finish_and_reply("me", &finished, Some(&to)).await) })
+    });
+    for finish in futures::future::join_all(finishes).await {
+        match finish? {
+            (3, written) => assert!(written.is_err(), "{written:?}"),
+            (i, written) => assert!(written?, "operation {i} was finished by its owner"),
+        }
+    }
+    let len: usize = redis::cmd("XLEN").arg(&good).query_async(&mut conn).await?;
+    assert_eq!(len, N - 2, "every other finish replied");
+    assert!(
+        ttl(&mut conn, &good).await > 0,
+        "a reply stream made in a batch expires"
+    );
+    let record = ttl(&mut conn, &keys.operation(ops[0].id)).await;
+    assert!(
+        record > 0,
+        "a record finished in a batch expires: TTL {record}"
+    );
+    Ok(())
+}

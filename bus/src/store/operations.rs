@@ -82,27 +82,44 @@ impl Store {
             lease_until: lease_until.millis(),
             fields,
         };
+        let claims = || Claims {
+            conn: self.conn.clone(),
+        };
         let (status, detail) = if matches!(self.conn, Conn::Cluster(_)) {
-            let mut answers = Claims.send(&mut self.conn(), &[call]).await.map_err(|e| {
+            // One key per call: the records of a batch would be in different slots.
+            match claims().send(std::slice::from_ref(&call)).await {
+                Ok(mut answers) if answers.len() == 1 => answers.pop().expect("one answer"),
+                Ok(answers) => Err(format!("{} answers to one claim", answers.len())),
+                Err(message) => Err(message),
+            }
+            .map_err(|e| {
                 BusError::Redis(redis::RedisError::from((
                     redis::ErrorKind::Io,
-                    "claiming an operation",
+                    Claims::WHAT,
                     e,
                 )))
-            })?;
-            answers.pop().unwrap_or_default()
+            })?
         } else {
-            self.claims.call(&self.conn, || Claims, call).await?
+            self.claims.call(claims, call).await?
         };
+        let key = || self.keys.operation(op.id);
         Ok(match status.as_str() {
             "claimed" => Claim::Claimed {
                 attempts: detail.parse().unwrap_or(1),
             },
             "busy" => Claim::Busy { owner: detail },
-            _ => match self.operation(op.id).await? {
-                Some(done) => Claim::Done(done),
-                None => return Err(BusError::corrupt(self.keys.operation(op.id), "vanished")),
+            "done" => match self.operation(op.id).await? {
+                Some(done) if done.state.is_terminal() => Claim::Done(done),
+                // Reopened (a dead letter replayed) since the claim looked: try again later.
+                Some(_) => return Err(BusError::corrupt(key(), "no longer finished")),
+                None => return Err(BusError::corrupt(key(), "vanished")),
             },
+            other => {
+                return Err(BusError::corrupt(
+                    key(),
+                    format!("claim answered `{other}`"),
+                ));
+            }
         })
     }
 
@@ -176,7 +193,10 @@ impl Store {
             args: self.finish_args(consumer, outcome, completed),
             payload: codec::encode(reply),
         };
-        self.finishes.call(&self.conn, || Finishes, call).await
+        let finishes = || Finishes {
+            conn: self.conn.clone(),
+        };
+        self.finishes.call(finishes, call).await
     }
 
     /// The finish's six values: owner, final state, completion, result, error, retention.
@@ -247,8 +267,11 @@ pub(crate) struct ClaimCall {
     fields: Vec<String>,
 }
 
-/// Claims sent as one [`scripts::CLAIM_OPERATIONS`] call; each answers (status, detail).
-pub(crate) struct Claims;
+/// Claims sent as one [`scripts::CLAIM_OPERATIONS`] call on `conn`; each answers (status,
+/// detail), or fails on its own.
+pub(crate) struct Claims {
+    conn: Conn,
+}
 
 impl Batch for Claims {
     type Item = ClaimCall;
@@ -258,9 +281,8 @@ impl Batch for Claims {
 
     async fn send(
         &self,
-        conn: &mut Conn,
         items: &[ClaimCall],
-    ) -> Result<Vec<(String, String)>, String> {
+    ) -> Result<Vec<Result<(String, String), String>>, String> {
         let mut invocation = scripts::CLAIM_OPERATIONS.prepare_invoke();
         invocation.arg(now().millis());
         for call in items {
@@ -272,12 +294,15 @@ impl Batch for Claims {
                 .arg(&call.fields);
         }
         let flat: Vec<String> = invocation
-            .invoke_async(conn)
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| e.to_string())?;
         Ok(flat
             .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .map(|pair| match pair[0].as_str() {
+                "error" => Err(pair[1].clone()),
+                _ => Ok((pair[0].clone(), pair[1].clone())),
+            })
             .collect())
     }
 }
@@ -290,9 +315,12 @@ pub(crate) struct FinishCall {
     payload: Vec<u8>,
 }
 
-/// Finishes and their replies sent as one [`scripts::FINISH_AND_REPLY`] call (one Redis
-/// server only); each answers whether it was written (false: fenced off).
-pub(crate) struct Finishes;
+/// Finishes and their replies sent as one [`scripts::FINISH_AND_REPLY`] call on `conn` (one
+/// Redis server only); each answers whether it was written (false: fenced off), or fails on
+/// its own.
+pub(crate) struct Finishes {
+    conn: Conn,
+}
 
 impl Batch for Finishes {
     type Item = FinishCall;
@@ -300,7 +328,7 @@ impl Batch for Finishes {
     const WHAT: &'static str = "finishing operations";
     const MAX: usize = 128;
 
-    async fn send(&self, conn: &mut Conn, items: &[FinishCall]) -> Result<Vec<bool>, String> {
+    async fn send(&self, items: &[FinishCall]) -> Result<Vec<Result<bool, String>>, String> {
         let mut invocation = scripts::FINISH_AND_REPLY.prepare_invoke();
         for call in items {
             invocation
@@ -312,11 +340,17 @@ impl Batch for Finishes {
                 .arg(REPLIES_MAXLEN)
                 .arg(REPLIES_TTL_SECS);
         }
-        let written: Vec<i64> = invocation
-            .invoke_async(conn)
+        let written: Vec<String> = invocation
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| e.to_string())?;
-        Ok(written.into_iter().map(|w| w == 1).collect())
+        Ok(written
+            .into_iter()
+            .map(|w| match w.strip_prefix("error: ") {
+                Some(message) => Err(message.to_owned()),
+                None => Ok(w == "1"),
+            })
+            .collect())
     }
 }
 

@@ -48,7 +48,8 @@ pub fn selector(text: &str) -> Result<Vec<(String, String)>, ClientError> {
 /// Every instance the caller sees (matching `selector`), following the cursor to the end.
 pub async fn list_all(api: &Api, selector: &[(String, String)]) -> Result<Vec<Value>, ClientError> {
     let mut base = "/api/v1/instances?limit=500".to_owned();
-    for (k, v) in selector {
+    // The API takes at most 16 label filters; any more are checked here.
+    for (k, v) in selector.iter().take(16) {
         base.push_str(&format!("&label={}", segment(&format!("{k}={v}"))));
     }
     let mut items = Vec::new();
