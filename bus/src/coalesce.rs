@@ -269,6 +269,21 @@ mod tests {
     type Sent = (usize, Option<tokio::task::Id>);
     type Sends = Arc<Mutex<Vec<Sent>>>;
 
+    /// Makes a call of 2 from a task of its own; the task's id.
+    async fn lone(
+        coalescer: &Coalescer<Echo>,
+        make: impl Fn() -> Echo + Send + 'static,
+    ) -> tokio::task::Id {
+        let coalescer = coalescer.clone();
+        let caller =
+            tokio::spawn(
+                async move { (tokio::task::id(), coalescer.call(make, 2).await.unwrap()) },
+            );
+        let (task, answer) = caller.await.unwrap();
+        assert_eq!(answer, 2);
+        task
+    }
+
     /// Yields until `cond` holds of the sends, for at most 10 s.
     async fn until(sends: &Sends, cond: impl Fn(&[Sent]) -> bool) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -283,12 +298,7 @@ mod tests {
     async fn a_lone_call_goes_from_its_caller_and_the_rest_together() {
         let (coalescer, make, gate, sends) = echo();
         gate.add_permits(1);
-        let caller = tokio::spawn({
-            let (coalescer, make) = (coalescer.clone(), make.clone());
-            async move { (tokio::task::id(), coalescer.call(make, 2).await.unwrap()) }
-        });
-        let (task, answer) = caller.await.unwrap();
-        assert_eq!(answer, 2);
+        let task = lone(&coalescer, make.clone()).await;
         assert_eq!(sends.lock().unwrap().as_slice(), &[(1, Some(task))]);
 
         // One on the wire; six more made meanwhile go as batches of at most 4 (MAX), each
@@ -328,12 +338,7 @@ mod tests {
         assert!(first.await.is_err_and(|e| e.is_cancelled()));
         // Nothing is on the wire any more: the next lone call goes from its own caller.
         gate.add_permits(1);
-        let caller = tokio::spawn({
-            let (coalescer, make) = (coalescer.clone(), make.clone());
-            async move { (tokio::task::id(), coalescer.call(make, 2).await.unwrap()) }
-        });
-        let (task, answer) = caller.await.unwrap();
-        assert_eq!(answer, 2);
+        let task = lone(&coalescer, make.clone()).await;
         assert_eq!(sends.lock().unwrap()[1], (1, Some(task)));
     }
 

@@ -32,6 +32,18 @@ fn reply() -> Reply {
     }
 }
 
+/// A pending Ping operation.
+fn ping(id: uuid::Uuid) -> draas_protocol::Operation {
+    let now = draas_bus::clock::now();
+    draas_protocol::Operation::pending(
+        id,
+        None,
+        Platform::Process,
+        draas_protocol::CommandKind::Ping,
+        now,
+    )
+}
+
 async fn ttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("TTL").arg(key).query_async(conn).await.unwrap()
 }
@@ -262,7 +274,7 @@ async fn the_record_and_the_reply_go_together_and_only_from_the_owner() -> anyho
 async fn claims_and_finishes_made_together_share_a_script_call_and_each_answers_for_itself()
 -> anyhow::Result<()> {
     use draas_bus::store::Claim;
-    use draas_protocol::{CommandKind, Operation, OperationState, Timestamp};
+    use draas_protocol::{OperationState, Timestamp};
     const N: usize = 200;
     let redis = RedisServer::start()?;
     let keys = Keyspace::new("batch");
@@ -275,17 +287,8 @@ async fn claims_and_finishes_made_together_share_a_script_call_and_each_answers_
     // another worker whose lease ran out.
     let mut ops = Vec::new();
     for i in 0..N {
-        let pending = |id| {
-            Operation::pending(
-                id,
-                None,
-                Platform::Process,
-                CommandKind::Ping,
-                Timestamp(now),
-            )
-        };
         let mut finished = reply();
-        let op = pending(finished.command_id);
+        let op = ping(finished.command_id);
         match i % 4 {
             1 => {
                 store.claim_operation(&op, "done-by", live).await?;
@@ -371,22 +374,13 @@ async fn claims_and_finishes_made_together_share_a_script_call_and_each_answers_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_gives_up_mid_call_holds_up_no_other() -> anyhow::Result<()> {
     use draas_bus::store::Claim;
-    use draas_protocol::{CommandKind, Operation, Timestamp};
+    use draas_protocol::Timestamp;
     let redis = RedisServer::start()?;
     let store = Store::new(connect::shared(&redis.url).await?, Keyspace::new("giveup"));
     let mut conn = redis.client().get_multiplexed_async_connection().await?;
     let now = draas_bus::clock::now().millis();
     let lease = Timestamp(now + 60_000);
-    let op = || {
-        let id = uuid::Uuid::now_v7();
-        Operation::pending(
-            id,
-            None,
-            Platform::Process,
-            CommandKind::Ping,
-            Timestamp(now),
-        )
-    };
+    let op = || ping(uuid::Uuid::now_v7());
     let blocked = |conn: &mut redis::aio::MultiplexedConnection| {
         let mut conn = conn.clone();
         async move {
@@ -445,7 +439,7 @@ async fn a_caller_that_gives_up_mid_call_holds_up_no_other() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_or_finish_that_fails_fails_alone_in_its_batch() -> anyhow::Result<()> {
     use draas_bus::store::Claim;
-    use draas_protocol::{CommandKind, Operation, Timestamp};
+    use draas_protocol::{Operation, Timestamp};
     const N: usize = 40;
     let redis = RedisServer::start()?;
     let keys = Keyspace::new("alone");
@@ -453,18 +447,7 @@ async fn a_claim_or_finish_that_fails_fails_alone_in_its_batch() -> anyhow::Resu
     let mut conn = redis.client().get_multiplexed_async_connection().await?;
     let now = draas_bus::clock::now().millis();
     let lease = Timestamp(now + 60_000);
-    let ops: Vec<Operation> = (0..N)
-        .map(|_| {
-            let id = uuid::Uuid::now_v7();
-            Operation::pending(
-                id,
-                None,
-                Platform::Process,
-                CommandKind::Ping,
-                Timestamp(now),
-            )
-        })
-        .collect();
+    let ops: Vec<Operation> = (0..N).map(|_| ping(uuid::Uuid::now_v7())).collect();
     // Operation 7's record is not a hash: its claim fails, in the same script call as others.
     redis::cmd("SET")
         .arg(keys.operation(ops[7].id))
