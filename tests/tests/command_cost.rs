@@ -217,13 +217,7 @@ async fn the_record_and_the_reply_go_together_and_only_from_the_owner() -> anyho
     let mut conn = redis.client().get_multiplexed_async_connection().await?;
     let stream = keys.replies("node-f");
     let mut finished = reply();
-    let op = draas_protocol::Operation::pending(
-        finished.command_id,
-        None,
-        Platform::Process,
-        draas_protocol::CommandKind::Ping,
-        draas_bus::clock::now(),
-    );
+    let op = ping(finished.command_id);
     let lease = draas_protocol::Timestamp(draas_bus::clock::now().millis() + 60_000);
     let claim = store.claim_operation(&op, "owner", lease).await?;
     assert_eq!(claim, draas_bus::store::Claim::Claimed { attempts: 1 });
