@@ -87,8 +87,11 @@ impl<'a> Request<'a> {
 /// A command on the bus and the way to its reply.
 pub struct Submitted {
     pub operation: Uuid,
-    /// The operation record as written at submit, which a reply completes.
+    /// The pending operation record, which a reply completes.
     pending: Operation,
+    /// Whether the record was written at submit; if not, the worker's claim writes it, and
+    /// [`Submitted::operation`] does if no reply comes in time.
+    recorded: bool,
     reply: oneshot::Receiver<Reply>,
     dispatcher: Arc<Dispatcher>,
     /// When it was appended, and where the reply's latency is recorded.
@@ -98,7 +101,7 @@ pub struct Submitted {
 
 impl Submitted {
     /// Waits up to `wait` for the reply; `None` when it did not come in time.
-    pub async fn wait(mut self, wait: Duration) -> Option<Reply> {
+    pub async fn wait(&mut self, wait: Duration) -> Option<Reply> {
         match tokio::time::timeout(wait, &mut self.reply).await {
             Ok(Ok(reply)) => {
                 self.latency.record(self.issued.elapsed().as_secs_f64());
@@ -111,14 +114,22 @@ impl Submitted {
     /// Waits up to `wait` for the reply and returns the operation it completes: the record as
     /// submitted with the reply's outcome, attempts, worker and completion time, which is what
     /// the worker wrote to the record before it replied (so no read of the record is needed).
-    /// `None` when no reply came in time, or one whose sender did not know the attempts (a
-    /// dead letter): the record then says where the operation is.
-    pub async fn operation(self, wait: Duration) -> Option<Operation> {
-        let pending = self.pending.clone();
-        let reply = self.wait(wait).await?;
-        if reply.attempts == 0 {
-            return None;
-        }
+    /// When no reply came in time, or one whose sender did not know the attempts (a dead
+    /// letter), the record says where the operation is: it is read, or written as pending if
+    /// there is none yet (nobody claimed the command), since the caller is about to learn its
+    /// id and may poll it.
+    pub async fn operation(mut self, wait: Duration) -> ApiResult<Operation> {
+        let Some(reply) = self.wait(wait).await.filter(|r| r.attempts > 0) else {
+            let (store, id) = (&self.dispatcher.store, self.operation);
+            return if self.recorded {
+                store
+                    .operation(id)
+                    .await?
+                    .ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))
+            } else {
+                Ok(store.record_operation(&self.pending).await?)
+            };
+        };
         let (state, result, error) = match reply.outcome {
             draas_protocol::Outcome::Succeeded { result } => (
                 draas_protocol::OperationState::Succeeded,
@@ -129,14 +140,14 @@ impl Submitted {
                 (draas_protocol::OperationState::Failed, None, Some(error))
             }
         };
-        Some(Operation {
+        Ok(Operation {
             state,
             result,
             error,
             completed_at: Some(reply.completed_at),
             attempts: reply.attempts,
             worker: Some(reply.worker),
-            ..pending
+            ..self.pending.clone()
         })
     }
 }
@@ -232,7 +243,8 @@ impl Dispatcher {
         Ok(workers)
     }
 
-    /// Writes the operation record and appends the command, registering for its reply first.
+    /// Appends the command (with its operation record where others may ask about it, see
+    /// [`Submitted`]), registering for its reply first.
     pub async fn submit(self: &Arc<Self>, request: Request<'_>) -> ApiResult<Submitted> {
         let Request {
             stream,
@@ -257,19 +269,14 @@ impl Dispatcher {
         env.deadline = deadline;
         env.reply_to = Some(self.reply_stream.clone());
         env.actor = actor;
-        let op = Operation::pending(
-            operation_id,
-            env.instance_id,
-            platform,
-            env.command.kind(),
-            now,
-        );
         // The operation belongs to the instance's tenant: only that tenant (and cluster
         // administrators) may read it.
-        let op = Operation {
-            tenant: instance.map(|i| i.tenant.clone()),
-            ..op
-        };
+        env.tenant = instance.map(|i| i.tenant.clone());
+        let op = Operation::of(&env);
+        // A command whose id only this request knows gets its record from the worker's claim
+        // (one command less per command); one that others may ask about (an idempotency key,
+        // or an answer at once, `?wait=0`) gets it before it is appended.
+        let recorded = env.idempotency_key.is_some() || deadline.millis() <= now.millis();
         let (tx, rx) = oneshot::channel();
         self.waiters
             .lock()
@@ -278,12 +285,17 @@ impl Dispatcher {
         let submitted = Submitted {
             operation: operation_id,
             pending: op.clone(),
+            recorded,
             reply: rx,
             dispatcher: Arc::clone(self),
             issued: std::time::Instant::now(),
             latency: command_handles(platform, env.command.kind()).1,
         };
-        self.store.submit(&stream, &env, &op).await?;
+        if recorded {
+            self.store.submit(&stream, &env, &op).await?;
+        } else {
+            self.store.append(&stream, &env).await?;
+        }
         command_handles(platform, env.command.kind()).0.increment(1);
         if self.wait_aof {
             self.wait_for_aof().await?;

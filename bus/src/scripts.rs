@@ -4,9 +4,10 @@
 //! longer than a few hash operations. Two run several steps in one call on one Redis server:
 //! [`CLAIM_OPERATIONS`] (one key per claim; a cluster sends one key per call) and
 //! [`FINISH_AND_REPLY`] (a record and its reply stream per finish; one server only). Each step
-//! reads what it needs with one `HMGET` and writes with one `HSET`: every `redis.call` counts
-//! as a command in Redis's accounting and costs its own dispatch, so the hot ones (claim,
-//! finish, transition) make 2–4 calls, not 6–10, and a batch pays one `EVALSHA` for all.
+//! reads what it needs with one call (`HMGET` of an instance, `GET` of an operation record)
+//! and writes with one (`HSET`, `SET` with the record's TTL): every `redis.call` counts as a
+//! command in Redis's accounting and costs its own dispatch, so the hot ones (claim, finish,
+//! transition) make 2–3 calls, not 6–10, and a batch pays one `EVALSHA` for all.
 
 use std::sync::LazyLock;
 
@@ -93,50 +94,68 @@ return next
     )
 });
 
-/// Claims operations for execution, any number in one call (the claims of the entries one read
-/// returned go together, [`crate::coalesce`]). KEYS: the operations; ARGV[1]: now ms, then per
-/// key: consumer, lease-until ms, the number n of values that follow, and n values (field/value
-/// pairs to create the record with if it is missing).
-/// Returns, per key, two values: 'done' and '', 'busy' and the owner, 'claimed' and the
-/// attempts, or 'error' and why (that claim failed alone: the others of the call stand).
-pub(crate) static CLAIM_OPERATIONS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+/// How the operation scripts read a record: `load(key)` returns its fields as a table, or
+/// nil when there is none. A record is a JSON string of string fields, decoded with Redis's
+/// built-in `cjson`; one that an earlier version wrote as a hash of the same fields is read
+/// with `HGETALL` (only after `GET` met it: a current record costs one call). Writing one back
+/// (`SET`) replaces a hash with a string; a key of any other type fails the step.
+const RECORD_FUNCTIONS: &str = r"
+local function load(key)
+  local raw = redis.pcall('GET', key)
+  if type(raw) == 'table' then
+    local flat = redis.call('HGETALL', key)
+    local rec = {}
+    for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
+    return rec
+  end
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
 local function failure(e)
   if type(e) == 'table' then return tostring(e.err) end
   return tostring(e)
 end
-local function claim(key, consumer, now, lease, from, n)
-  local f = redis.call('HMGET', key, 'state', 'worker', 'leaseUntil', 'attempts')
-  local st = f[1]
-  if st == 'succeeded' or st == 'failed' then return 'done', '' end
-  if st == 'running' and f[2] ~= consumer and tonumber(f[3] or '0') > now then
-    return 'busy', f[2] or ''
-  end
-  if not st then
-    local set = {}
-    for i = from, from + n - 1 do set[#set + 1] = ARGV[i] end
-    set[#set + 1] = 'state'; set[#set + 1] = 'running'
-    set[#set + 1] = 'worker'; set[#set + 1] = consumer
-    set[#set + 1] = 'leaseUntil'; set[#set + 1] = lease
-    set[#set + 1] = 'attempts'; set[#set + 1] = '1'
-    redis.call('HSET', key, unpack(set))
+";
+
+fn with_records(body: &str) -> Script {
+    Script::new(&format!("{RECORD_FUNCTIONS}{body}"))
+}
+
+/// Claims operations whose record the first step of a claim (`SET … NX GET`, see
+/// `store/operations.rs`) found and could not decide on: pending, running, or a hash of an
+/// earlier version. Any number in one call. KEYS: the operations; ARGV[1]: now ms, then per
+/// key four values: consumer, lease-until ms, the record to create if it is missing (it
+/// expired since), and that record's TTL in seconds.
+/// Returns, per key, two values: 'done' and the record, 'busy' and the owner, 'claimed' and
+/// the attempts, or 'error' and why (that claim failed alone: the others of the call stand).
+pub(crate) static CLAIM_OPERATIONS: LazyLock<Script> = LazyLock::new(|| {
+    with_records(
+        r"
+local function claim(key, consumer, now, lease, fresh, ttl)
+  local rec = load(key)
+  if not rec then
+    redis.call('SET', key, fresh, 'EX', ttl)
     return 'claimed', '1'
   end
-  local attempts = tostring(tonumber(f[4] or '0') + 1)
-  redis.call('HSET', key, 'state', 'running', 'worker', consumer, 'leaseUntil', lease, 'attempts', attempts)
+  local st = rec['state']
+  if st == 'succeeded' or st == 'failed' then return 'done', cjson.encode(rec) end
+  if st == 'running' and rec['worker'] ~= consumer and tonumber(rec['leaseUntil'] or '0') > now then
+    return 'busy', rec['worker'] or ''
+  end
+  local attempts = tostring(tonumber(rec['attempts'] or '0') + 1)
+  rec['state'] = 'running'; rec['worker'] = consumer; rec['leaseUntil'] = lease
+  rec['attempts'] = attempts
+  redis.call('SET', key, cjson.encode(rec), 'KEEPTTL')
   return 'claimed', attempts
 end
 local now = tonumber(ARGV[1])
 local out = {}
-local a = 2
 for i = 1, #KEYS do
-  local n = tonumber(ARGV[a + 2])
-  local ok, status, detail = pcall(claim, KEYS[i], ARGV[a], now, ARGV[a + 1], a + 3, n)
+  local a = 2 + (i - 1) * 4
+  local ok, status, detail = pcall(claim, KEYS[i], ARGV[a], now, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
   if not ok then status, detail = 'error', failure(status) end
   out[#out + 1] = status
   out[#out + 1] = detail
-  a = a + 3 + n
 end
 return out
 ",
@@ -146,39 +165,38 @@ return out
 /// Extends the caller's lease on an operation. KEYS[1] operation; ARGV: consumer, lease-until.
 /// Returns 1 while the caller still owns it.
 pub(crate) static RENEW_OPERATION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_records(
         r"
-local f = redis.call('HMGET', KEYS[1], 'state', 'worker')
-if f[1] ~= 'running' or f[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'leaseUntil', ARGV[2])
+local rec = load(KEYS[1])
+if not rec or rec['state'] ~= 'running' or rec['worker'] ~= ARGV[1] then return 0 end
+rec['leaseUntil'] = ARGV[2]
+redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 return 1
 ",
     )
 });
 
 /// The finish, shared by the two scripts below: `finish(key, a)` returns 0 unless the caller
-/// still owns the operation, else writes the final state and the retention and returns 1.
-/// ARGV[a..a+5]: consumer, final state, completed ms, result JSON or "", error JSON or "",
-/// retention seconds.
+/// still owns the operation, else writes the final state with the retention as its TTL and
+/// returns 1. ARGV[a..a+5]: consumer, final state, completed ms, result JSON or "", error JSON
+/// or "", retention seconds. The `leaseUntil` of the last claim stays in the record: a lease
+/// counts only while the state is `running`.
 const FINISH_FUNCTION: &str = r"
 local function finish(key, a)
-  local f = redis.call('HMGET', key, 'state', 'worker')
-  if f[1] ~= 'running' or f[2] ~= ARGV[a] then return 0 end
-  local set = {'state', ARGV[a + 1], 'completed', ARGV[a + 2]}
-  if ARGV[a + 3] ~= '' then set[#set + 1] = 'result'; set[#set + 1] = ARGV[a + 3] end
-  if ARGV[a + 4] ~= '' then set[#set + 1] = 'error'; set[#set + 1] = ARGV[a + 4] end
-  redis.call('HSET', key, unpack(set))
-  redis.call('EXPIRE', key, tonumber(ARGV[a + 5]))
+  local rec = load(key)
+  if not rec or rec['state'] ~= 'running' or rec['worker'] ~= ARGV[a] then return 0 end
+  rec['state'] = ARGV[a + 1]; rec['completed'] = ARGV[a + 2]
+  if ARGV[a + 3] ~= '' then rec['result'] = ARGV[a + 3] end
+  if ARGV[a + 4] ~= '' then rec['error'] = ARGV[a + 4] end
+  redis.call('SET', key, cjson.encode(rec), 'EX', tonumber(ARGV[a + 5]))
   return 1
 end
 ";
 
 /// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV 1–6 as
-/// `finish` above. Returns 1 when written, 0 when another owner took it over. The
-/// `leaseUntil` of the last claim stays in the record: a lease counts only while the state is
-/// `running`, and not deleting it saves a command per operation.
+/// `finish` above. Returns 1 when written, 0 when another owner took it over.
 pub(crate) static FINISH_OPERATION: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{FINISH_FUNCTION}return finish(KEYS[1], 1)\n")));
+    LazyLock::new(|| with_records(&format!("{FINISH_FUNCTION}return finish(KEYS[1], 1)\n")));
 
 /// [`FINISH_OPERATION`], then the reply, in one step, for any number of operations (the
 /// finishes that queue while one batch is out go together, [`crate::coalesce`]): used where
@@ -191,7 +209,7 @@ pub(crate) static FINISH_OPERATION: LazyLock<Script> =
 /// '1' when written and replied, '0' when another owner took it over (no reply then: that
 /// owner replies), or 'error: ' and why (that finish failed alone: the others stand).
 pub(crate) static FINISH_AND_REPLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
+    with_records(&format!(
         "{FINISH_FUNCTION}{}",
         r"
 local function reply(key, a)
@@ -200,10 +218,6 @@ local function reply(key, a)
     redis.call('XADD', key, 'MAXLEN', '~', ARGV[a + 2], '*', ARGV[a], ARGV[a + 1])
     redis.call('EXPIRE', key, tonumber(ARGV[a + 3]))
   end
-end
-local function failure(e)
-  if type(e) == 'table' then return tostring(e.err) end
-  return tostring(e)
 end
 local out = {}
 for i = 1, #KEYS / 2 do
@@ -235,27 +249,29 @@ return 0
 /// Gives an operation back (pending, unowned) so another worker may take it at once.
 /// KEYS[1] operation; ARGV: consumer. Returns 1 when released.
 pub(crate) static RELEASE_OPERATION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_records(
         r"
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'pending')
-redis.call('HDEL', KEYS[1], 'worker', 'leaseUntil')
+local rec = load(KEYS[1])
+if not rec or rec['state'] ~= 'running' or rec['worker'] ~= ARGV[1] then return 0 end
+rec['state'] = 'pending'; rec['worker'] = nil; rec['leaseUntil'] = nil
+redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 return 1
 ",
     )
 });
 
-/// Ends an operation whose command was dead-lettered before it ran to completion.
-/// KEYS[1] operation; ARGV: error JSON, completed ms, retention seconds. Returns 1 when ended.
+/// Ends an operation whose command was dead-lettered before it ran to completion, creating
+/// its record when there is none (nobody claimed it, and its submitter wrote none).
+/// KEYS[1] operation; ARGV: error JSON, completed ms, retention seconds, the pending record to
+/// start from when there is none. Returns 1 when ended.
 pub(crate) static DEAD_LETTER_OPERATION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_records(
         r"
-local st = redis.call('HGET', KEYS[1], 'state')
-if not st or st == 'succeeded' or st == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[1], 'completed', ARGV[2])
-redis.call('HDEL', KEYS[1], 'worker', 'leaseUntil')
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+local rec = load(KEYS[1]) or cjson.decode(ARGV[4])
+if rec['state'] == 'succeeded' or rec['state'] == 'failed' then return 0 end
+rec['state'] = 'failed'; rec['error'] = ARGV[1]; rec['completed'] = ARGV[2]
+rec['worker'] = nil; rec['leaseUntil'] = nil
+redis.call('SET', KEYS[1], cjson.encode(rec), 'EX', tonumber(ARGV[3]))
 return 1
 ",
     )
@@ -264,13 +280,13 @@ return 1
 /// Makes a dead-lettered operation pending again, for a replay. KEYS[1] operation; ARGV: the
 /// dead-letter error code. Returns 1 when reopened.
 pub(crate) static REOPEN_OPERATION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    with_records(
         r"
-if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
-local err = redis.call('HGET', KEYS[1], 'error') or ''
-if not string.find(err, ARGV[1], 1, true) then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'pending')
-redis.call('HDEL', KEYS[1], 'error', 'completed')
+local rec = load(KEYS[1])
+if not rec or rec['state'] ~= 'failed' then return 0 end
+if not string.find(rec['error'] or '', ARGV[1], 1, true) then return 0 end
+rec['state'] = 'pending'; rec['error'] = nil; rec['completed'] = nil
+redis.call('SET', KEYS[1], cjson.encode(rec), 'KEEPTTL')
 return 1
 ",
     )

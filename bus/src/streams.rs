@@ -97,6 +97,17 @@ pub async fn last_id(
         .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()))
 }
 
+/// `XADD` of a command. No MAXLEN on command streams: trimming would drop pending entries.
+/// Acked entries are deleted at once, so a command stream only ever holds work not yet done.
+fn append_command(stream: &str, envelope: &CommandEnvelope) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream)
+        .arg("*")
+        .arg(PAYLOAD_FIELD)
+        .arg(codec::encode(envelope));
+    cmd
+}
+
 /// The encoded message of a stream entry.
 pub fn payload(entry: &StreamId) -> Result<Vec<u8>, BusError> {
     match entry.map.get(PAYLOAD_FIELD) {
@@ -115,15 +126,23 @@ impl Store {
     ) -> Result<String, BusError> {
         let mut pipe = redis::pipe();
         self.put_operation_in(&mut pipe, op);
-        // No MAXLEN on command streams: trimming would drop pending entries. Acked entries are
-        // deleted at once, so a command stream only ever holds work not yet done.
-        pipe.cmd("XADD")
-            .arg(stream)
-            .arg("*")
-            .arg(PAYLOAD_FIELD)
-            .arg(codec::encode(envelope));
+        pipe.add_command(append_command(stream, envelope));
         let (id,): (String,) = pipe.query_async(&mut self.conn()).await?;
         Ok(id)
+    }
+
+    /// Appends the command and writes no operation record: for a command whose id nobody but
+    /// its issuer knows yet, the worker's claim writes the record
+    /// ([`Store::claim_operation`]), and the issuer writes it if it hands the id out before a
+    /// reply came ([`Store::record_operation`]).
+    pub async fn append(
+        &self,
+        stream: &str,
+        envelope: &CommandEnvelope,
+    ) -> Result<String, BusError> {
+        Ok(append_command(stream, envelope)
+            .query_async(&mut self.conn())
+            .await?)
     }
 
     /// Sends a reply to the stream the command named: one `XADD NOMKSTREAM`. The API node that
@@ -171,6 +190,8 @@ impl Store {
     /// it (its lease runs out) and runs it once. The other order could end the operation as
     /// dead-lettered while the entry stays pending with no letter; a redelivery would then
     /// answer from that record and ack, and the command would be lost without a trace.
+    /// An operation with no record yet (nobody claimed it, and its issuer wrote none) gets
+    /// one, ended, so whoever polls it learns why.
     pub async fn dead_letter(
         &self,
         platform: Platform,
@@ -220,6 +241,7 @@ impl Store {
                 .arg(serde_json::to_string(&error).unwrap_or_default())
                 .arg(crate::clock::now().millis())
                 .arg(self.operation_retention())
+                .arg(Operation::of(&env).to_record(&[]))
                 .invoke_async(&mut self.conn())
                 .await?;
             if let (1, Some(reply_to)) = (ended, &env.reply_to) {

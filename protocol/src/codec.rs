@@ -75,6 +75,7 @@ mod tests {
             origin: crate::command::Origin::Client,
             command,
             actor: None,
+            tenant: None,
         }
     }
 

@@ -139,6 +139,11 @@ pub struct CommandEnvelope {
     /// carried into the events the command causes. Absent on older envelopes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The tenant of the instance it acts on, set by the API. A worker that writes the
+    /// operation record (the API writes none for a command only its caller knows the id of)
+    /// copies it there, so the record is that tenant's to read. Absent on older envelopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// Who issued a command.
@@ -179,6 +184,7 @@ impl CommandEnvelope {
             origin: Origin::Client,
             command,
             actor: None,
+            tenant: None,
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The durable `Operation` record: what a client polls, and the worker's execution record.
 //!
-//! It lives in one Redis hash per command; [`Operation::to_fields`] and
-//! [`Operation::from_fields`] are the only mapping between the two.
+//! It lives in one Redis string per command: a JSON object of string fields
+//! ([`Operation::to_record`], [`Operation::from_record`]), which the bus's Lua scripts decode
+//! and re-encode with Redis's built-in `cjson`. Records written by earlier versions are hashes
+//! of the same fields ([`Operation::from_fields`] reads both).
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::command::{CommandKind, ErrorInfo};
+use crate::command::{CommandEnvelope, CommandKind, ErrorInfo};
 use crate::instance::Platform;
 use crate::time::Timestamp;
 
@@ -110,7 +112,44 @@ impl Operation {
         }
     }
 
-    /// The hash fields of this record. Absent options are left out.
+    /// The pending operation of a command, as whoever writes its record first writes it.
+    pub fn of(env: &CommandEnvelope) -> Self {
+        Operation {
+            tenant: env.tenant.clone(),
+            ..Operation::pending(
+                env.command_id,
+                env.instance_id,
+                env.platform,
+                env.command.kind(),
+                env.issued_at,
+            )
+        }
+    }
+
+    /// The record as stored: a JSON object of this operation's fields and `extra` ones (the
+    /// lease of a claim), every value a string, so a script's `cjson` round trip keeps them
+    /// exactly.
+    pub fn to_record(&self, extra: &[(&'static str, String)]) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .to_fields()
+            .into_iter()
+            .chain(extra.iter().cloned())
+            .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v)))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    /// The fields of a stored record, including those outside [`Operation`] (`leaseUntil`).
+    pub fn record_fields(record: &str) -> Result<HashMap<String, String>, FieldError> {
+        serde_json::from_str(record).map_err(|_| FieldError { field: "record" })
+    }
+
+    /// Reads a stored record back.
+    pub fn from_record(record: &str) -> Result<Self, FieldError> {
+        Self::from_fields(&Self::record_fields(record)?)
+    }
+
+    /// The fields of this record. Absent options are left out.
     pub fn to_fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = vec![
             ("id", self.id.to_string()),
@@ -141,7 +180,7 @@ impl Operation {
         fields
     }
 
-    /// Reads a record back from its hash.
+    /// Reads a record back from its fields.
     pub fn from_fields(fields: &HashMap<String, String>) -> Result<Self, FieldError> {
         fn get<'a>(f: &'a HashMap<String, String>, k: &'static str) -> Result<&'a str, FieldError> {
             f.get(k).map(String::as_str).ok_or(FieldError { field: k })
@@ -222,6 +261,27 @@ mod tests {
         op.attempts = 2;
         op.tenant = Some("acme".into());
         assert_eq!(back(&op), op);
+    }
+
+    #[test]
+    fn record_round_trip_keeps_extra_fields_as_strings() {
+        let mut op = Operation::pending(
+            Uuid::now_v7(),
+            None,
+            Platform::Docker,
+            CommandKind::Ping,
+            Timestamp(10),
+        );
+        op.result = Some(serde_json::json!({"big": 12345678901234567890u64, "s": "a/\"b"}));
+        let record = op.to_record(&[("leaseUntil", "99".into())]);
+        assert_eq!(Operation::from_record(&record).unwrap(), op);
+        let fields = Operation::record_fields(&record).unwrap();
+        assert_eq!(fields["leaseUntil"], "99");
+        assert_eq!(fields["created"], "10");
+        assert_eq!(
+            Operation::from_record("not json").unwrap_err().field,
+            "record"
+        );
     }
 
     #[test]

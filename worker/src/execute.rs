@@ -97,13 +97,7 @@ async fn run<D: Driver>(
     env: &CommandEnvelope,
     lease: std::time::Duration,
 ) -> Result<Handled, draas_bus::BusError> {
-    let op = Operation::pending(
-        env.command_id,
-        env.instance_id,
-        env.platform,
-        env.command.kind(),
-        env.issued_at,
-    );
+    let op = Operation::of(env);
     // The outcome, the deliveries that executed the command and when it ended, as its
     // operation record has them: the reply carries them, so the API answers from it.
     let reply = |outcome, attempts, completed_at, worker| Reply {

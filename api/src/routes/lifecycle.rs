@@ -286,13 +286,8 @@ pub(crate) async fn submit_and_wait(
     request: Request<'_>,
     wait: Duration,
 ) -> ApiResult<Operation> {
-    let operation_id = request.operation_id;
     let submitted = app.dispatcher.submit(request).await?;
-    if let Some(op) = submitted.operation(wait).await {
-        return Ok(op);
-    }
-    let op = app.store.operation(operation_id).await?;
-    op.ok_or_else(|| ApiError::Internal(format!("operation {operation_id} vanished")))
+    submitted.operation(wait).await
 }
 
 /// 200 with a finished operation, 202 with a pending one.

@@ -148,15 +148,6 @@ pub async fn ping(
     let stream = app.dispatcher.route(platform, None).await?;
     let request =
         crate::dispatch::Request::new(stream, platform, None, draas_protocol::Command::Ping, wait);
-    let id = request.operation_id;
     let submitted = app.dispatcher.submit(request).await?;
-    let op = match submitted.operation(wait).await {
-        Some(op) => op,
-        None => app
-            .store
-            .operation(id)
-            .await?
-            .ok_or_else(|| ApiError::Internal(format!("operation {id} vanished")))?,
-    };
-    Ok(super::lifecycle::respond(op))
+    Ok(super::lifecycle::respond(submitted.operation(wait).await?))
 }

@@ -52,16 +52,17 @@ impl Admin {
         if known.is_empty() {
             return Ok(vec![None; ids.len()]);
         }
-        let mut pipe = redis::pipe();
-        for id in &known {
-            pipe.cmd("HMGET")
-                .arg(self.keys().operation(*id))
-                .arg("state")
-                .arg("worker")
-                .arg("leaseUntil");
-        }
-        let rows: Vec<(Option<String>, Option<String>, Option<u64>)> =
-            pipe.query_async(&mut self.store.conn()).await?;
+        let rows: Vec<(Option<String>, Option<String>, Option<u64>)> = self
+            .store
+            .operation_fields(&known)
+            .await?
+            .into_iter()
+            .map(|fields| {
+                let mut fields = fields.unwrap_or_default();
+                let until = fields.get("leaseUntil").and_then(|u| u.parse().ok());
+                (fields.remove("state"), fields.remove("worker"), until)
+            })
+            .collect();
         let now = crate::clock::now().millis();
         let mut rows = rows.into_iter();
         Ok(ids

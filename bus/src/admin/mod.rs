@@ -243,24 +243,18 @@ impl Admin {
             .collect())
     }
 
-    /// The state of each operation (HGET, pipelined); `None` where there is no record.
+    /// The state of each operation (one pipelined read); `None` where there is no record.
     async fn operation_states(
         &self,
         ids: &[Option<uuid::Uuid>],
     ) -> Result<Vec<Option<String>>, AdminError> {
-        let mut pipe = redis::pipe();
-        let mut asked = 0;
-        for id in ids.iter().flatten() {
-            pipe.hget(self.keys().operation(*id), "state");
-            asked += 1;
-        }
-        let mut states: std::vec::IntoIter<Option<String>> = if asked == 0 {
-            Vec::new().into_iter()
-        } else {
-            pipe.query_async::<Vec<Option<String>>>(&mut self.store.conn())
-                .await?
-                .into_iter()
-        };
+        let known: Vec<uuid::Uuid> = ids.iter().flatten().copied().collect();
+        let mut states = self
+            .store
+            .operation_fields(&known)
+            .await?
+            .into_iter()
+            .map(|fields| fields.and_then(|mut f| f.remove("state")));
         Ok(ids
             .iter()
             .map(|id| id.and_then(|_| states.next().flatten()))

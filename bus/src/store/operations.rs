@@ -1,8 +1,16 @@
-//! Operation records (`op:<id>` hashes) and idempotency keys (`idem:<key>` strings).
+//! Operation records (`op:<id>` strings of JSON, [`Operation::to_record`]) and idempotency
+//! keys (`idem:<key>` strings).
 //!
-//! The operation hash is both what clients poll and the worker's execution record: a worker
+//! The operation record is both what clients poll and the worker's execution record: a worker
 //! claims it (compare-and-set, with a lease) before any side effect, and a redelivered command
 //! whose record is already terminal is answered from the record instead of running again.
+//!
+//! Whoever comes first writes it: the API when the command's id is known beyond the request
+//! that issued it (an `Idempotency-Key`, `?wait=0`, a reply that did not come in time), else
+//! the worker's claim. The claim is one `SET … NX EX … GET`: it creates the running record
+//! with its TTL and lease, or returns the record that is there (finished: answered from it;
+//! anything else: decided by [`scripts::CLAIM_OPERATIONS`]). Records that an earlier version
+//! wrote as hashes are read as such until they are rewritten or expire.
 
 use std::collections::HashMap;
 
@@ -40,47 +48,123 @@ pub struct Remembered {
 impl Store {
     /// Adds "write this pending operation" to a pipeline.
     pub fn put_operation_in(&self, pipe: &mut redis::Pipeline, op: &Operation) {
+        pipe.cmd("SET")
+            .arg(self.keys.operation(op.id))
+            .arg(op.to_record(&[]))
+            .arg("EX")
+            .arg(OPERATION_RETENTION_SECS)
+            .ignore();
+    }
+
+    /// Writes `op` unless its record exists, in one command; returns the record as it stands
+    /// (the API's answer for a command whose reply did not come in time).
+    pub async fn record_operation(&self, op: &Operation) -> Result<Operation, BusError> {
         let key = self.keys.operation(op.id);
-        pipe.hset_multiple(&key, &op.to_fields()).ignore();
-        pipe.expire(&key, OPERATION_RETENTION_SECS as i64).ignore();
+        let found: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(&key)
+            .arg(op.to_record(&[]))
+            .arg("NX")
+            .arg("EX")
+            .arg(OPERATION_RETENTION_SECS)
+            .arg("GET")
+            .query_async(&mut self.conn())
+            .await;
+        match found {
+            Ok(None) => Ok(op.clone()),
+            Ok(Some(record)) => {
+                Operation::from_record(&record).map_err(|e| BusError::corrupt(key, e))
+            }
+            // A record of an earlier version: it exists, read it as it is.
+            Err(e) if e.code() == Some("WRONGTYPE") => self
+                .operation(op.id)
+                .await?
+                .ok_or_else(|| BusError::corrupt(key, "vanished")),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads an operation.
     pub async fn operation(&self, id: Uuid) -> Result<Option<Operation>, BusError> {
-        let key = self.keys.operation(id);
-        let fields: HashMap<String, String> = self.conn().hgetall(&key).await?;
-        if fields.is_empty() {
+        let key = || self.keys.operation(id);
+        let Some(fields) = self.operation_fields(&[id]).await?.pop().flatten() else {
             return Ok(None);
-        }
+        };
         Operation::from_fields(&fields)
             .map(Some)
-            .map_err(|e| BusError::corrupt(key, e))
+            .map_err(|e| BusError::corrupt(key(), e))
     }
 
-    /// Claims `op` for `consumer` with a lease until `lease_until`. A missing record (its
-    /// writer crashed between the record and the stream append) is created from `op`. On one
-    /// Redis server the claims made while one is on the wire go together in one script call
-    /// ([`crate::coalesce`]); a cluster claims each on its own (the records are in different
-    /// slots).
+    /// The stored fields of each operation (one pipelined `GET`), `None` where there is no
+    /// record; with the fields outside [`Operation`] (`leaseUntil`) that operators inspect.
+    pub async fn operation_fields(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<Option<HashMap<String, String>>>, BusError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.get(self.keys.operation(*id));
+        }
+        let mut conn = self.conn();
+        let found: Vec<redis::RedisResult<Option<String>>> =
+            match pipe.ignore_errors().query_async(&mut conn).await {
+                Ok(found) => found,
+                // A cluster sends a pipeline whose keys span slots command by command, and that
+                // stops at the first error: read each record on its own.
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    let mut found = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        found.push(conn.get(self.keys.operation(*id)).await);
+                    }
+                    found
+                }
+                Err(e) => return Err(e.into()),
+            };
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, found) in ids.iter().zip(found) {
+            let key = self.keys.operation(*id);
+            out.push(match found {
+                Ok(None) => None,
+                Ok(Some(record)) => Some(
+                    Operation::record_fields(&record).map_err(|e| BusError::corrupt(&key, e))?,
+                ),
+                // A record of an earlier version, a hash of the same fields.
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    let fields: HashMap<String, String> = conn.hgetall(&key).await?;
+                    (!fields.is_empty()).then_some(fields)
+                }
+                Err(e) => return Err(e.into()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Claims `op` for `consumer` with a lease until `lease_until`: one `SET … NX EX … GET`
+    /// that creates the running record when there is none (the usual case: the API writes
+    /// none for a command only its caller knows) and answers from a finished one; only a record
+    /// that is pending or running goes on to [`scripts::CLAIM_OPERATIONS`]. On one Redis
+    /// server the claims made while one is on the wire go together, in one pipeline and at
+    /// most one script call ([`crate::coalesce`]); a cluster claims each on its own (the
+    /// records are in different slots).
     pub async fn claim_operation(
         &self,
         op: &Operation,
         consumer: &str,
         lease_until: Timestamp,
     ) -> Result<Claim, BusError> {
-        let mut fields = Vec::new();
-        for (field, value) in op.to_fields() {
-            if !matches!(field, "state" | "attempts" | "worker") {
-                fields.push(field.to_owned());
-                fields.push(value);
-            }
-        }
-        fields.extend(["attempts".to_owned(), "0".to_owned()]);
+        let running = Operation {
+            state: OperationState::Running,
+            attempts: 1,
+            worker: Some(consumer.to_owned()),
+            ..op.clone()
+        };
         let call = ClaimCall {
             key: self.keys.operation(op.id),
             consumer: consumer.to_owned(),
             lease_until: lease_until.millis(),
-            fields,
+            fresh: running.to_record(&[("leaseUntil", lease_until.millis().to_string())]),
         };
         let claims = || Claims {
             conn: self.conn.clone(),
@@ -108,11 +192,10 @@ impl Store {
                 attempts: detail.parse().unwrap_or(1),
             },
             "busy" => Claim::Busy { owner: detail },
-            "done" => match self.operation(op.id).await? {
-                Some(done) if done.state.is_terminal() => Claim::Done(done),
-                // Reopened (a dead letter replayed) since the claim looked: try again later.
-                Some(_) => return Err(BusError::corrupt(key(), "no longer finished")),
-                None => return Err(BusError::corrupt(key(), "vanished")),
+            "done" => match Operation::from_record(&detail) {
+                Ok(done) if done.state.is_terminal() => Claim::Done(done),
+                Ok(_) => return Err(BusError::corrupt(key(), "answered done unfinished")),
+                Err(e) => return Err(BusError::corrupt(key(), e)),
             },
             other => {
                 return Err(BusError::corrupt(
@@ -259,16 +342,17 @@ impl Store {
     }
 }
 
-/// One claim: the record, who claims it until when, and the fields to create it with.
+/// One claim: the record, who claims it until when, and the running record to create.
 pub(crate) struct ClaimCall {
     key: String,
     consumer: String,
     lease_until: u64,
-    fields: Vec<String>,
+    fresh: String,
 }
 
-/// Claims sent as one [`scripts::CLAIM_OPERATIONS`] call on `conn`; each answers (status,
-/// detail), or fails on its own.
+/// Claims sent as one pipeline of `SET … NX EX … GET` on `conn`, then one
+/// [`scripts::CLAIM_OPERATIONS`] call for those whose record was there and unfinished; each
+/// answers (status, detail), or fails on its own.
 pub(crate) struct Claims {
     conn: Conn,
 }
@@ -283,27 +367,90 @@ impl Batch for Claims {
         &self,
         items: &[ClaimCall],
     ) -> Result<Vec<Result<(String, String), String>>, String> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for call in items {
+            pipe.cmd("SET")
+                .arg(&call.key)
+                .arg(&call.fresh)
+                .arg("NX")
+                .arg("EX")
+                .arg(OPERATION_RETENTION_SECS)
+                .arg("GET");
+        }
+        let found: Vec<redis::RedisResult<Option<String>>> = pipe
+            .ignore_errors()
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut undecided = Vec::new();
+        let mut out: Vec<Result<(String, String), String>> = Vec::with_capacity(items.len());
+        for (i, found) in found.into_iter().enumerate() {
+            out.push(match found {
+                Ok(None) => Ok(("claimed".to_owned(), "1".to_owned())),
+                Ok(Some(record)) => match Operation::record_fields(&record) {
+                    Ok(f)
+                        if matches!(
+                            f.get("state").map(String::as_str),
+                            Some("succeeded" | "failed")
+                        ) =>
+                    {
+                        Ok(("done".to_owned(), record))
+                    }
+                    Ok(_) => {
+                        undecided.push(i);
+                        Err(String::new())
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+                // A hash of an earlier version: the script reads it.
+                Err(e) if e.code() == Some("WRONGTYPE") => {
+                    undecided.push(i);
+                    Err(String::new())
+                }
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        if undecided.is_empty() {
+            return Ok(out);
+        }
         let mut invocation = scripts::CLAIM_OPERATIONS.prepare_invoke();
         invocation.arg(now().millis());
-        for call in items {
+        for &i in &undecided {
+            let call = &items[i];
             invocation
                 .key(&call.key)
                 .arg(&call.consumer)
                 .arg(call.lease_until)
-                .arg(call.fields.len())
-                .arg(&call.fields);
+                .arg(&call.fresh)
+                .arg(OPERATION_RETENTION_SECS);
         }
-        let flat: Vec<String> = invocation
-            .invoke_async(&mut self.conn.clone())
+        let answered: Result<Vec<String>, String> = invocation
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(flat
-            .chunks_exact(2)
-            .map(|pair| match pair[0].as_str() {
-                "error" => Err(pair[1].clone()),
-                _ => Ok((pair[0].clone(), pair[1].clone())),
-            })
-            .collect())
+            .map_err(|e| e.to_string())
+            .and_then(|flat: Vec<String>| {
+                if flat.len() == 2 * undecided.len() {
+                    Ok(flat)
+                } else {
+                    Err(format!(
+                        "{} answers to {} claims",
+                        flat.len() / 2,
+                        undecided.len()
+                    ))
+                }
+            });
+        // The claims decided by the first step stand whatever becomes of the script call.
+        for (n, &i) in undecided.iter().enumerate() {
+            out[i] = match &answered {
+                Ok(flat) => match flat[2 * n].as_str() {
+                    "error" => Err(flat[2 * n + 1].clone()),
+                    status => Ok((status.to_owned(), flat[2 * n + 1].clone())),
+                },
+                Err(message) => Err(message.clone()),
+            };
+        }
+        Ok(out)
     }
 }
 

@@ -353,7 +353,7 @@ impl Caller {
                     Command::Ping,
                     Duration::from_secs(10),
                 );
-                let submitted = dispatcher
+                let mut submitted = dispatcher
                     .submit(request)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -258,10 +258,17 @@ async fn snapshot(
 async fn expiry(redis: &mut Redis, key: &str) -> anyhow::Result<Value> {
     let mut pipe = redis::pipe();
     pipe.cmd("PTTL").arg(key).cmd("PEXPIRETIME").arg(key);
-    pipe.cmd("HMGET").arg(&[key, "completed", "state"][..]);
+    pipe.cmd("GET").arg(key);
     pipe.cmd("MEMORY").arg(&["USAGE", key, "SAMPLES", "0"][..]);
-    type Reply = (i64, i64, (Option<i64>, Option<String>), Option<u64>);
-    let (pttl, at, (completed, state), bytes): Reply = pipe.query_async(redis).await?;
+    type Reply = (i64, i64, Option<String>, Option<u64>);
+    let (pttl, at, record, bytes): Reply = pipe.query_async(redis).await?;
+    let mut fields = match record {
+        Some(record) => draas_protocol::Operation::record_fields(&record)
+            .map_err(|e| anyhow::anyhow!("{key}: {e}"))?,
+        None => Default::default(),
+    };
+    let state = fields.remove("state");
+    let completed = fields.get("completed").and_then(|c| c.parse::<i64>().ok());
     let after = completed.filter(|_| at > 0).map(|c| (at - c) as f64 / 1e3);
     let expires_at = (at > 0).then(|| Timestamp(at as u64).rfc3339());
     Ok(json!({

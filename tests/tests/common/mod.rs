@@ -355,13 +355,7 @@ pub fn envelope(
         command,
         draas_bus::clock::now(),
     );
-    let op = draas_protocol::Operation::pending(
-        env.command_id,
-        instance,
-        Platform::Process,
-        env.command.kind(),
-        env.issued_at,
-    );
+    let op = draas_protocol::Operation::of(&env);
     (env, op)
 }
 

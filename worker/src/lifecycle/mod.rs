@@ -285,13 +285,7 @@ impl<D: Driver> Ctx<D> {
         };
         let stored = self.store.instance(id).await?;
         let Some(stored) = stored else { return Ok(()) };
-        let op = draas_protocol::Operation::pending(
-            env.command_id,
-            Some(id),
-            self.platform,
-            env.command.kind(),
-            env.issued_at,
-        );
+        let op = draas_protocol::Operation::of(&env);
         let stream = draas_bus::streams::command_stream(
             self.store.keys(),
             self.platform,
