@@ -75,6 +75,7 @@ impl App {
         );
         let stop = CancellationToken::new();
         let mut config = config;
+        store.checked_version().await?;
         if config.wait_aof && connect::is_cluster(&config.redis_url) {
             // WAITAOF waits on the node it is sent to; a cluster would route it to any node.
             tracing::warn!(

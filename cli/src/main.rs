@@ -271,8 +271,9 @@ pub struct WorkerArgs {
     /// Deliveries after which a command is dead-lettered.
     #[arg(long, default_value_t = 5)]
     max_deliveries: u64,
-    /// Seconds a finished operation stays readable (each record is about 1 KB of Redis memory,
-    /// so records take about commands/s × this × 1 KB).
+    /// Seconds a finished operation stays readable, at least 600 (twice the API's longest
+    /// wait). Each record is about 0.5 KB of Redis memory, so records take about
+    /// commands/s × this × 0.5 KB.
     #[arg(long, default_value_t = draas_bus::store::OPERATION_RETENTION_SECS)]
     operation_retention: u64,
     /// Stop this worker's instances when it exits (otherwise the next worker on this node adopts them).
@@ -390,7 +391,10 @@ impl WorkerArgs {
         config.sweep_interval = Duration::from_secs_f64(self.sweep_interval);
         config.converge_interval = Duration::from_secs_f64(self.converge_interval.max(0.0));
         config.max_deliveries = self.max_deliveries.max(1);
-        config.operation_retention = Duration::from_secs(self.operation_retention.max(1));
+        config.operation_retention = Duration::from_secs(
+            self.operation_retention
+                .max(draas_bus::store::MIN_OPERATION_RETENTION_SECS),
+        );
         config.stop_instances_on_exit = self.stop_instances_on_exit;
         config.docker.image = self.image.clone();
         config.docker.allowed_images = ImagePolicy::new(&self.allowed_images);

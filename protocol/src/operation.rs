@@ -73,14 +73,14 @@ pub struct Operation {
     pub attempts: u32,
     /// The consumer that last executed it.
     pub worker: Option<String>,
-    /// The tenant of the instance it acts on, set by the API when it issues the command.
-    /// Absent on records written by workers (restart policies) or before tenants existed:
-    /// then the instance's tenant decides who sees it.
+    /// The tenant of the instance it acts on, from the command's envelope (set by the API, or
+    /// by the worker for the commands it issues itself). Absent on records older than
+    /// tenants: then the instance's tenant decides who sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
 }
 
-/// A hash that does not hold a valid operation.
+/// A stored record that does not hold a valid operation.
 #[derive(Debug, thiserror::Error)]
 #[error("operation record field `{field}` is missing or invalid")]
 pub struct FieldError {

@@ -41,6 +41,15 @@ use draas_protocol::Keyspace;
 /// ([`Store::with_operation_retention`], `draas worker --operation-retention`).
 pub const OPERATION_RETENTION_SECS: u64 = 7 * 24 * 3600;
 
+/// The shortest retention an operator may set: twice the API's longest wait (300 s). An API
+/// node that answers after its wait without a reply writes the pending record unless one
+/// exists ([`Store::record_operation`]); a finished record must still be there then, or the
+/// answer would be a pending record for a command that already ran.
+pub const MIN_OPERATION_RETENTION_SECS: u64 = 600;
+
+/// The oldest Redis DRaaS runs on: 7.0 (`SET … NX … GET`, the claim of an operation).
+pub const MIN_REDIS_VERSION: [u32; 2] = [7, 0];
+
 /// Approximate cap on the events stream (`MAXLEN ~`).
 pub const EVENTS_MAXLEN: usize = 100_000;
 
@@ -75,11 +84,12 @@ impl Store {
         }
     }
 
-    /// Keeps finished operation records for `secs` (at least one second) instead of
-    /// [`OPERATION_RETENTION_SECS`]: records are about 1 KB each, so at a sustained command
-    /// rate R the operation records hold about R × retention × 1 KB of Redis memory.
+    /// Keeps finished operation records for `secs` (at least
+    /// [`MIN_OPERATION_RETENTION_SECS`]) instead of [`OPERATION_RETENTION_SECS`]: records are
+    /// about 0.5 KB each, so at a sustained command rate R the operation records hold about
+    /// R × retention × 0.5 KB of Redis memory.
     pub fn with_operation_retention(mut self, secs: u64) -> Self {
-        self.retention_secs = secs.max(1);
+        self.retention_secs = secs.max(MIN_OPERATION_RETENTION_SECS);
         self
     }
 
@@ -110,10 +120,27 @@ impl Store {
             .unwrap_or_default())
     }
 
-    /// Detects optional server features (XACKDEL, 8.2+) so newer servers get the better
-    /// command and older ones still work.
-    pub async fn detect_features(&self) -> Result<Vec<u32>, redis::RedisError> {
+    /// The server's version, refused below [`MIN_REDIS_VERSION`] with an error that says why.
+    pub async fn checked_version(&self) -> Result<Vec<u32>, redis::RedisError> {
         let version = self.server_version().await?;
+        if version.as_slice() < MIN_REDIS_VERSION.as_slice() {
+            let found: Vec<String> = version.iter().map(u32::to_string).collect();
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "Redis is too old",
+                format!(
+                    "DRaaS needs Redis 7.0 or later (operation records are claimed with `SET … NX … GET`); this server is {}",
+                    found.join(".")
+                ),
+            )));
+        }
+        Ok(version)
+    }
+
+    /// Checks the version ([`Store::checked_version`]) and detects optional server features
+    /// (XACKDEL, 8.2+) so newer servers get the better command and older ones still work.
+    pub async fn detect_features(&self) -> Result<Vec<u32>, redis::RedisError> {
+        let version = self.checked_version().await?;
         self.xackdel
             .store(version.as_slice() >= [8, 2].as_slice(), Ordering::Relaxed);
         Ok(version)

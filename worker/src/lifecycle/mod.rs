@@ -285,6 +285,9 @@ impl<D: Driver> Ctx<D> {
         };
         let stored = self.store.instance(id).await?;
         let Some(stored) = stored else { return Ok(()) };
+        // The record is the instance's tenant's, and stays so after the instance is gone.
+        let mut env = env;
+        env.tenant = Some(stored.instance.tenant.clone());
         let op = draas_protocol::Operation::of(&env);
         let stream = draas_bus::streams::command_stream(
             self.store.keys(),
