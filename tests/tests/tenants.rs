@@ -306,5 +306,30 @@ async fn tenants_see_only_their_own() -> anyhow::Result<()> {
             .await;
         assert_eq!(status, 200, "{op}");
     }
+    // A deleted instance's last operation stays its tenant's to read, and only its tenant's:
+    // the worker wrote the record (the API writes none for an id only the request knows) and
+    // took the tenant from the command.
+    let (status, deleted) = globex
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/instances/{globex_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    let delete_op = deleted["id"].as_str().unwrap_or_default().to_owned();
+    let (status, gone) = globex.get(&format!("/api/v1/instances/{globex_id}")).await;
+    assert_eq!(status, 404, "{gone}");
+    let (status, op) = globex.get(&format!("/api/v1/operations/{delete_op}")).await;
+    assert_eq!(
+        (status, op["state"].as_str(), op["tenant"].as_str()),
+        (200, Some("succeeded"), Some("globex")),
+        "{op}"
+    );
+    let (status, _) = acme.get(&format!("/api/v1/operations/{delete_op}")).await;
+    assert_eq!(
+        status, 404,
+        "another tenant reads a deleted instance's operation"
+    );
     Ok(())
 }

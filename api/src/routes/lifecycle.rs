@@ -209,8 +209,8 @@ pub(crate) async fn issue(
 }
 
 /// Appends an admitted command and waits for it. A start that could not be appended gives
-/// its max-running slot back (one that was appended is counted by the worker's state changes
-/// whatever this answer says).
+/// its max-running slot back; one that was appended is counted by the worker's state changes
+/// whatever this answer says, so a failure while waiting for it gives nothing back.
 async fn send(
     app: &App,
     inst: &Instance,
@@ -221,14 +221,16 @@ async fn send(
         request.command.entry_state(inst.state),
         Some(Ok(InstanceState::Starting))
     );
-    let submitted = submit_and_wait(app, request, wait).await;
-    if submitted.is_err()
-        && starts
-        && let Err(error) = app.store.untrack_running(&inst.tenant, inst.id).await
-    {
-        tracing::warn!(message = "max-running slot not given back", instance = %inst.id, %error);
-    }
-    submitted
+    let submitted = match app.dispatcher.submit(request).await {
+        Ok(submitted) => submitted,
+        Err(error) => {
+            if starts && let Err(error) = app.store.untrack_running(&inst.tenant, inst.id).await {
+                tracing::warn!(message = "max-running slot not given back", instance = %inst.id, %error);
+            }
+            return Err(error);
+        }
+    };
+    submitted.operation(wait).await
 }
 
 /// Loads the instance, checks the command may enter from its state, and routes it.
