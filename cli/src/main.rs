@@ -7,6 +7,11 @@
 //! - `draas bench`: request/reply benchmark ([`bench`]).
 //! - `draas tenants`: tenant quotas ([`tenants`]).
 
+/// mimalloc instead of glibc's malloc: the API and the workers allocate per request and per
+/// command from several threads, where glibc's allocator was a fifth of the API's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin_token;
 mod bench;
 mod client;
