@@ -468,7 +468,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    // The command runs as a task on the runtime's workers, not on this thread inside
+    // `block_on`: a future there is woken across threads (a futex wake-up) by every reply its
+    // connections' tasks receive, and the tasks it spawns go through the shared queue.
+    let command = runtime.spawn(async move {
         match cli.command {
             Cmd::Up(args) => up::run(args).await,
             Cmd::Api(mut args) => {
@@ -499,7 +502,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Cmd::Diff(args) => client::diff(args).await,
             Cmd::Get(args) => client::get(args).await,
         }
-    })
+    });
+    match runtime.block_on(command) {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(anyhow::anyhow!("the command's task ended early: {error}")),
+    }
 }
 
 async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
