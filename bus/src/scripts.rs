@@ -178,13 +178,17 @@ return 1
 
 /// The finish, shared by the two scripts below: `finish(key, a)` returns 0 unless the caller
 /// still owns the operation, else writes the final state with the retention as its TTL and
-/// returns 1. ARGV[a..a+5]: consumer, final state, completed ms, result JSON or "", error JSON
-/// or "", retention seconds. The `leaseUntil` of the last claim stays in the record: a lease
-/// counts only while the state is `running`.
+/// returns 1. ARGV[a..a+6]: consumer, final state, completed ms, result JSON or "", error JSON
+/// or "", retention seconds, and the claim token the record must carry ("" = any): a finish
+/// sent behind its claim before the claim was answered (`Store::claim_and_finish`) counts
+/// only if that very claim created the record. The `leaseUntil` of the last claim stays in
+/// the record: a lease counts only while the state is `running`.
 const FINISH_FUNCTION: &str = r"
 local function finish(key, a)
   local rec = load(key)
   if not rec or rec['state'] ~= 'running' or rec['worker'] ~= ARGV[a] then return 0 end
+  if ARGV[a + 6] ~= '' and rec['claimToken'] ~= ARGV[a + 6] then return 0 end
+  rec['claimToken'] = nil
   rec['state'] = ARGV[a + 1]; rec['completed'] = ARGV[a + 2]
   if ARGV[a + 3] ~= '' then rec['result'] = ARGV[a + 3] end
   if ARGV[a + 4] ~= '' then rec['error'] = ARGV[a + 4] end
@@ -193,7 +197,7 @@ local function finish(key, a)
 end
 ";
 
-/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV 1–6 as
+/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV 1–7 as
 /// `finish` above. Returns 1 when written, 0 when another owner took it over.
 pub(crate) static FINISH_OPERATION: LazyLock<Script> =
     LazyLock::new(|| with_records(&format!("{FINISH_FUNCTION}return finish(KEYS[1], 1)\n")));
@@ -203,8 +207,8 @@ pub(crate) static FINISH_OPERATION: LazyLock<Script> =
 /// all keys may be named by one script (one Redis server; on a cluster an operation and its
 /// reply stream are in different slots, so the worker takes the two steps). Saves a round
 /// trip on every command's critical path.
-/// KEYS: per operation, its record and its reply stream; ARGV: per operation ten values: as
-/// `finish` (six), then the reply's field name and payload, the stream's MAXLEN (approximate)
+/// KEYS: per operation, its record and its reply stream; ARGV: per operation eleven values: as
+/// `finish` (seven), then the reply's field name and payload, the stream's MAXLEN (approximate)
 /// and its TTL in seconds (set only when the stream has to be created). Returns per operation
 /// '1' when written and replied, '0' when another owner took it over (no reply then: that
 /// owner replies), or 'error: ' and why (that finish failed alone: the others stand).
@@ -221,10 +225,10 @@ local function reply(key, a)
 end
 local out = {}
 for i = 1, #KEYS / 2 do
-  local a = (i - 1) * 10 + 1
+  local a = (i - 1) * 11 + 1
   local ok, written = pcall(function()
     local written = finish(KEYS[2 * i - 1], a)
-    if written == 1 then reply(KEYS[2 * i], a + 6) end
+    if written == 1 then reply(KEYS[2 * i], a + 7) end
     return tostring(written)
   end)
   if ok then out[i] = written else out[i] = 'error: ' .. failure(written) end

@@ -75,6 +75,13 @@ impl fmt::Display for CommandKind {
 }
 
 impl Command {
+    /// Whether running the command changes anything (an instance, a workload, a record other
+    /// than its own operation's). One that does not may run before its claim is answered, and
+    /// its finish may follow the claim in the same round trip (`Store::claim_and_finish`).
+    pub fn has_effects(&self) -> bool {
+        !matches!(self, Command::Ping | Command::Logs { .. })
+    }
+
     /// The command's name.
     pub fn kind(&self) -> CommandKind {
         match self {

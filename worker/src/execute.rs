@@ -1,5 +1,9 @@
 //! One stream entry, start to finish: decode, claim the operation (the execution record),
 //! run the command at most once, record the outcome, reply, then ack and delete the entry.
+//! A command without effects (a ping, a log read) runs first instead, and its claim and its
+//! finish go to Redis in one round trip (`Store::claim_and_finish`): running it changes
+//! nothing, and only the execution whose claim created the record (or won it later) records
+//! an outcome and replies.
 //!
 //! The order matters. The outcome is recorded before the reply and the ack, so a crash at any
 //! point leaves either an unfinished claim (the lease runs out and another worker re-runs it)
@@ -8,7 +12,7 @@
 use std::sync::Arc;
 
 use draas_bus::clock::now;
-use draas_bus::store::Claim;
+use draas_bus::store::{Claim, Fused};
 use draas_bus::streams::payload;
 use draas_protocol::{
     CommandEnvelope, Operation, OperationState, Outcome, Reply, SCHEMA_VERSION, Timestamp, codec,
@@ -97,102 +101,235 @@ async fn run<D: Driver>(
     env: &CommandEnvelope,
     lease: std::time::Duration,
 ) -> Result<Handled, draas_bus::BusError> {
-    let op = Operation::of(env);
-    // The outcome, the deliveries that executed the command and when it ended, as its
-    // operation record has them: the reply carries them, so the API answers from it.
-    let reply = |outcome, attempts, completed_at, worker| Reply {
-        v: SCHEMA_VERSION,
-        command_id: env.command_id,
-        correlation_id: env.correlation_id,
-        instance_id: env.instance_id,
-        platform: env.platform,
-        worker,
-        completed_at,
-        outcome,
-        attempts,
+    let job = Job {
+        ctx,
+        stream,
+        entry,
+        env,
+        lease,
+        metrics: CommandMetrics::of(env),
     };
-    // A reply still to send (`None` once the finish has sent it with the record).
-    let unsent = match ctx
-        .store
-        .claim_operation(&op, &ctx.consumer, lease_until(lease))
-        .await?
-    {
-        Claim::Busy { owner } => {
-            tracing::debug!(message = "operation owned by a live worker", command = %env.command_id, %owner);
-            return Ok(Handled::LeftPending);
+    // A command that changes nothing runs before it is claimed, and its finish goes to Redis
+    // right behind its claim (`Store::claim_and_finish`): one round trip for both when the
+    // claim creates the record, as it does for a fresh command.
+    let Some(reply_to) = env
+        .reply_to
+        .as_deref()
+        .filter(|_| !env.command.has_effects())
+    else {
+        let claim = ctx
+            .store
+            .claim_operation(&Operation::of(env), &ctx.consumer, lease_until(lease))
+            .await?;
+        return job.conclude(claim, None).await;
+    };
+    let started = std::time::Instant::now();
+    job.metrics.queue_wait(env);
+    let dispatched = {
+        let dispatch = ctx.dispatch(env, 1);
+        let fresh = keep_entry_fresh(ctx, stream, &entry.id, lease);
+        tokio::pin!(dispatch, fresh);
+        tokio::select! {
+            biased;
+            dispatched = &mut dispatch => dispatched,
+            never = &mut fresh => match never {},
         }
-        Claim::Done(done) => Some(reply(
-            outcome_of(&done),
-            done.attempts,
-            done.completed_at.unwrap_or_else(now),
-            done.worker.clone().unwrap_or_else(|| ctx.consumer.clone()),
-        )),
-        Claim::Claimed { attempts } => {
-            let metrics = CommandMetrics::of(env);
-            let waited = now().millis().saturating_sub(env.issued_at.millis());
-            metrics.queue_wait.record(waited as f64 / 1000.0);
-            let started = std::time::Instant::now();
-            // Stops renewing when this execution ends, however it ends.
-            let renewer = tokio_util::task::AbortOnDropHandle::new(renew_while_running(
-                ctx, env, stream, &entry.id, lease,
-            ));
-            let dispatched = ctx.dispatch(env, attempts).await;
-            drop(renewer);
-            let outcome = match dispatched {
-                Dispatch::Done(Ok(result)) => Outcome::Succeeded { result },
-                Dispatch::Done(Err(error)) if error.code == TRANSIENT => {
-                    // Redis failed under us: the command is neither done nor failed. Leave the
-                    // entry and the lease; the sweeper hands it back and the next attempt
-                    // resumes from the command's own last step.
-                    tracing::warn!(message = "redis unavailable mid-command; leaving it pending", command = %env.command_id, error = %error.message);
-                    return Ok(Handled::LeftPending);
-                }
-                Dispatch::Done(Err(error)) => Outcome::Failed { error },
-                Dispatch::Defer(node) => {
-                    // Another live node runs the instance: give the operation back unexecuted
-                    // and hand the entry to that node's own stream.
-                    tracing::info!(message = "forwarding a command to the node that runs its instance", command = %env.command_id, %node);
-                    ctx.store
-                        .release_operation(env.command_id, &ctx.consumer)
-                        .await?;
-                    let to = ctx.store.keys().node_commands(ctx.platform, &node);
-                    ctx.store.forward(stream, entry, &to).await?;
-                    metrics::counter!(names::FORWARDS, "platform" => env.platform.as_str())
-                        .increment(1);
-                    return Ok(Handled::Acked);
-                }
-            };
-            let succeeded = matches!(outcome, Outcome::Succeeded { .. });
-            let finished = reply(outcome, attempts, now(), ctx.consumer.clone());
-            // The record, then the reply: one script where Redis allows it.
-            if !ctx
+    };
+    let outcome = match settle(env, dispatched) {
+        Settled::Outcome(outcome) => outcome,
+        Settled::Transient => return Ok(Handled::LeftPending),
+        // Not one of today's commands without effects: the usual path decides.
+        Settled::Defer(_) => {
+            let claim = ctx
                 .store
-                .finish_and_reply(&ctx.consumer, &finished, env.reply_to.as_deref())
-                .await?
-            {
-                // Our lease ran out and another worker took the command over: it replies.
-                tracing::warn!(message = "operation taken over while running", command = %env.command_id);
+                .claim_operation(&Operation::of(env), &ctx.consumer, lease_until(lease))
+                .await?;
+            return job.conclude(claim, None).await;
+        }
+    };
+    let finished = job.reply(outcome.clone(), 1, now(), ctx.consumer.clone());
+    let fused = ctx
+        .store
+        .claim_and_finish(
+            &Operation::of(env),
+            &ctx.consumer,
+            lease_until(lease),
+            &finished,
+            reply_to,
+        )
+        .await?;
+    match fused {
+        Fused::Finished => {
+            job.metrics.finished(started, &finished.outcome);
+            job.ack(None).await
+        }
+        Fused::Unfinished(claim) => job.conclude(claim, Some((outcome, started))).await,
+    }
+}
+
+/// One entry being handled, and what its steps share.
+struct Job<'a, D> {
+    ctx: &'a Arc<Ctx<D>>,
+    stream: &'a str,
+    entry: &'a StreamId,
+    env: &'a CommandEnvelope,
+    lease: std::time::Duration,
+    metrics: CommandMetrics,
+}
+
+impl<D: Driver> Job<'_, D> {
+    /// The reply: the outcome, the deliveries that executed the command and when it ended, as
+    /// its operation record has them (the API answers from the reply, not the record).
+    fn reply(
+        &self,
+        outcome: Outcome,
+        attempts: u32,
+        completed_at: Timestamp,
+        worker: String,
+    ) -> Reply {
+        let env = self.env;
+        Reply {
+            v: SCHEMA_VERSION,
+            command_id: env.command_id,
+            correlation_id: env.correlation_id,
+            instance_id: env.instance_id,
+            platform: env.platform,
+            worker,
+            completed_at,
+            outcome,
+            attempts,
+        }
+    }
+
+    /// What follows a claim's answer: nothing (busy), the recorded reply (done), or the
+    /// execution (unless it already ran: `early`) and its finish (claimed); then the ack.
+    async fn conclude(
+        &self,
+        claim: Claim,
+        early: Option<(Outcome, std::time::Instant)>,
+    ) -> Result<Handled, draas_bus::BusError> {
+        let (ctx, env) = (self.ctx, self.env);
+        // A reply still to send (`None` once the finish has sent it with the record).
+        let unsent = match claim {
+            Claim::Busy { owner } => {
+                tracing::debug!(message = "operation owned by a live worker", command = %env.command_id, %owner);
                 return Ok(Handled::LeftPending);
             }
-            metrics.execution.record(started.elapsed().as_secs_f64());
-            if succeeded {
-                metrics.succeeded.increment(1);
-            } else {
-                metrics.failed.increment(1);
+            Claim::Done(done) => Some(self.reply(
+                outcome_of(&done),
+                done.attempts,
+                done.completed_at.unwrap_or_else(now),
+                done.worker.clone().unwrap_or_else(|| ctx.consumer.clone()),
+            )),
+            Claim::Claimed { attempts } => {
+                let (outcome, started) = match early {
+                    Some(ran) => ran,
+                    None => match self.execute(attempts).await? {
+                        Ran::Ended(outcome, started) => (outcome, started),
+                        Ran::Interrupted => return Ok(Handled::LeftPending),
+                        Ran::Forwarded => return Ok(Handled::Acked),
+                    },
+                };
+                let finished = self.reply(outcome, attempts, now(), ctx.consumer.clone());
+                // The record, then the reply: one script where Redis allows it.
+                if !ctx
+                    .store
+                    .finish_and_reply(&ctx.consumer, &finished, env.reply_to.as_deref())
+                    .await?
+                {
+                    // Our lease ran out and another worker took the command over: it replies.
+                    tracing::warn!(message = "operation taken over while running", command = %env.command_id);
+                    return Ok(Handled::LeftPending);
+                }
+                self.metrics.finished(started, &finished.outcome);
+                None
             }
-            None
-        }
-    };
-    async {
-        if let (Some(reply), Some(reply_to)) = (unsent, &env.reply_to) {
-            ctx.store.send_reply(reply_to, &reply).await?;
-        }
-        ctx.store.ack(stream, &entry.id).await?;
-        Ok::<_, draas_bus::BusError>(())
+        };
+        self.ack(unsent).await
     }
-    .instrument(tracing::info_span!("reply"))
-    .await?;
-    Ok(Handled::Acked)
+
+    /// Runs the claimed command, renewing its lease meanwhile.
+    async fn execute(&self, attempts: u32) -> Result<Ran, draas_bus::BusError> {
+        let (ctx, env) = (self.ctx, self.env);
+        self.metrics.queue_wait(env);
+        let started = std::time::Instant::now();
+        // Stops renewing when this execution ends, however it ends.
+        let renewer = tokio_util::task::AbortOnDropHandle::new(renew_while_running(
+            ctx,
+            env,
+            self.stream,
+            &self.entry.id,
+            self.lease,
+        ));
+        let dispatched = ctx.dispatch(env, attempts).await;
+        drop(renewer);
+        match settle(env, dispatched) {
+            Settled::Outcome(outcome) => Ok(Ran::Ended(outcome, started)),
+            Settled::Transient => Ok(Ran::Interrupted),
+            Settled::Defer(node) => {
+                // Another live node runs the instance: give the operation back unexecuted
+                // and hand the entry to that node's own stream.
+                tracing::info!(message = "forwarding a command to the node that runs its instance", command = %env.command_id, %node);
+                ctx.store
+                    .release_operation(env.command_id, &ctx.consumer)
+                    .await?;
+                let to = ctx.store.keys().node_commands(ctx.platform, &node);
+                ctx.store.forward(self.stream, self.entry, &to).await?;
+                metrics::counter!(names::FORWARDS, "platform" => env.platform.as_str())
+                    .increment(1);
+                Ok(Ran::Forwarded)
+            }
+        }
+    }
+
+    /// Sends the reply still unsent, if any, then acks and deletes the entry.
+    async fn ack(&self, unsent: Option<Reply>) -> Result<Handled, draas_bus::BusError> {
+        let (ctx, env) = (self.ctx, self.env);
+        async {
+            if let (Some(reply), Some(reply_to)) = (unsent, &env.reply_to) {
+                ctx.store.send_reply(reply_to, &reply).await?;
+            }
+            ctx.store.ack(self.stream, &self.entry.id).await?;
+            Ok::<_, draas_bus::BusError>(())
+        }
+        .instrument(tracing::info_span!("reply"))
+        .await?;
+        Ok(Handled::Acked)
+    }
+}
+
+/// What became of a claimed execution.
+enum Ran {
+    /// It ended with this outcome; it started then.
+    Ended(Outcome, std::time::Instant),
+    /// Redis failed under it: the entry stays pending (and the lease stays).
+    Interrupted,
+    /// Given back and forwarded to the node that runs the instance; the entry is acked.
+    Forwarded,
+}
+
+/// What an execution came to.
+enum Settled {
+    Outcome(Outcome),
+    /// Redis failed under it: neither done nor failed (see [`settle`]).
+    Transient,
+    /// Another live node runs the instance.
+    Defer(String),
+}
+
+fn settle(env: &CommandEnvelope, dispatched: Dispatch) -> Settled {
+    match dispatched {
+        Dispatch::Done(Ok(result)) => Settled::Outcome(Outcome::Succeeded { result }),
+        Dispatch::Done(Err(error)) if error.code == TRANSIENT => {
+            // Redis failed under us: the command is neither done nor failed. Leave the
+            // entry (and the lease, if claimed); the sweeper hands it back and the next
+            // attempt resumes from the command's own last step.
+            tracing::warn!(message = "redis unavailable mid-command; leaving it pending", command = %env.command_id, error = %error.message);
+            Settled::Transient
+        }
+        Dispatch::Done(Err(error)) => Settled::Outcome(Outcome::Failed { error }),
+        Dispatch::Defer(node) => Settled::Defer(node),
+    }
 }
 
 fn outcome_of(op: &Operation) -> Outcome {
@@ -253,6 +390,26 @@ fn renew_while_running<D: Driver>(
     })
 }
 
+/// Keeps the stream entry's idle time low while a command runs before its claim (there is no
+/// record yet to renew), as [`renew_while_running`] does after one; never ends.
+async fn keep_entry_fresh<D: Driver>(
+    ctx: &Ctx<D>,
+    stream: &str,
+    entry_id: &str,
+    lease: std::time::Duration,
+) -> std::convert::Infallible {
+    loop {
+        tokio::time::sleep(lease / 3).await;
+        if let Err(error) = ctx
+            .store
+            .touch_pending(stream, &ctx.consumer, entry_id)
+            .await
+        {
+            tracing::warn!(message = "pending entry refresh failed", entry = %entry_id, %error);
+        }
+    }
+}
+
 /// The metric handles of one (platform, kind), made once per process.
 #[derive(Clone)]
 struct CommandMetrics {
@@ -263,6 +420,22 @@ struct CommandMetrics {
 }
 
 impl CommandMetrics {
+    /// Records how long the command waited between its issue and its execution.
+    fn queue_wait(&self, env: &CommandEnvelope) {
+        let waited = now().millis().saturating_sub(env.issued_at.millis());
+        self.queue_wait.record(waited as f64 / 1000.0);
+    }
+
+    /// Records an execution that ended with `outcome`, recorded and replied.
+    fn finished(&self, started: std::time::Instant, outcome: &Outcome) {
+        self.execution.record(started.elapsed().as_secs_f64());
+        if matches!(outcome, Outcome::Succeeded { .. }) {
+            self.succeeded.increment(1);
+        } else {
+            self.failed.increment(1);
+        }
+    }
+
     fn of(env: &CommandEnvelope) -> CommandMetrics {
         static HANDLES: std::sync::LazyLock<
             Handles<(draas_protocol::Platform, draas_protocol::CommandKind), CommandMetrics>,

@@ -13,6 +13,7 @@
 mod audit;
 mod converge;
 mod events;
+mod fused;
 mod instances;
 mod labels;
 mod operations;
@@ -22,6 +23,7 @@ mod workers;
 
 pub use audit::{AuditEntry, AuditPage};
 pub use events::EventEntry;
+pub use fused::Fused;
 pub use instances::{CreateOutcome, StoredInstance, Transition};
 pub use operations::{Claim, Remembered};
 pub use quotas::{Limit, LimitChange, Quota, QuotaExceeded, TENANT_FIELD, Usage, is_active};
@@ -66,6 +68,7 @@ pub struct Store {
     pub(crate) acker: Coalescer<crate::acks::Acks>,
     pub(crate) claims: Coalescer<operations::Claims>,
     pub(crate) finishes: Coalescer<operations::Finishes>,
+    pub(crate) claim_finishes: Coalescer<fused::ClaimsAndFinishes>,
     /// Seconds a finished operation record is kept ([`OPERATION_RETENTION_SECS`] by default).
     retention_secs: u64,
 }
@@ -80,6 +83,7 @@ impl Store {
             acker: Coalescer::default(),
             claims: Coalescer::default(),
             finishes: Coalescer::default(),
+            claim_finishes: Coalescer::default(),
             retention_secs: OPERATION_RETENTION_SECS,
         }
     }

@@ -154,18 +154,7 @@ impl Store {
         consumer: &str,
         lease_until: Timestamp,
     ) -> Result<Claim, BusError> {
-        let running = Operation {
-            state: OperationState::Running,
-            attempts: 1,
-            worker: Some(consumer.to_owned()),
-            ..op.clone()
-        };
-        let call = ClaimCall {
-            key: self.keys.operation(op.id),
-            consumer: consumer.to_owned(),
-            lease_until: lease_until.millis(),
-            fresh: running.to_record(&[("leaseUntil", lease_until.millis().to_string())]),
-        };
+        let call = self.claim_call(op, consumer, lease_until, None);
         let claims = || Claims {
             conn: self.conn.clone(),
         };
@@ -186,8 +175,45 @@ impl Store {
         } else {
             self.claims.call(claims, call).await?
         };
-        let key = || self.keys.operation(op.id);
-        Ok(match status.as_str() {
+        self.claim_of(op.id, &status, detail)
+    }
+
+    /// The claim of `op` by `consumer` until `lease_until`: the running record it creates when
+    /// there is none, carrying `token` when one is given ([`Store::claim_and_finish`]).
+    pub(crate) fn claim_call(
+        &self,
+        op: &Operation,
+        consumer: &str,
+        lease_until: Timestamp,
+        token: Option<&str>,
+    ) -> ClaimCall {
+        let running = Operation {
+            state: OperationState::Running,
+            attempts: 1,
+            worker: Some(consumer.to_owned()),
+            ..op.clone()
+        };
+        let mut extra = vec![("leaseUntil", lease_until.millis().to_string())];
+        if let Some(token) = token {
+            extra.push(("claimToken", token.to_owned()));
+        }
+        ClaimCall {
+            key: self.keys.operation(op.id),
+            consumer: consumer.to_owned(),
+            lease_until: lease_until.millis(),
+            fresh: running.to_record(&extra),
+        }
+    }
+
+    /// A claim's answer, (status, detail) as [`Claims`] gives it, as a [`Claim`].
+    pub(crate) fn claim_of(
+        &self,
+        id: Uuid,
+        status: &str,
+        detail: String,
+    ) -> Result<Claim, BusError> {
+        let key = || self.keys.operation(id);
+        Ok(match status {
             "claimed" => Claim::Claimed {
                 attempts: detail.parse().unwrap_or(1),
             },
@@ -242,7 +268,7 @@ impl Store {
     ) -> Result<bool, BusError> {
         let written: i64 = scripts::FINISH_OPERATION
             .key(self.keys.operation(id))
-            .arg(&self.finish_args(consumer, outcome, completed)[..])
+            .arg(&self.finish_args(consumer, outcome, completed, "")[..])
             .invoke_async(&mut self.conn())
             .await?;
         Ok(written == 1)
@@ -260,30 +286,53 @@ impl Store {
         reply: &Reply,
         reply_to: Option<&str>,
     ) -> Result<bool, BusError> {
-        let (id, outcome, completed) = (reply.command_id, &reply.outcome, reply.completed_at);
         let Some(reply_to) = reply_to.filter(|_| !matches!(self.conn, Conn::Cluster(_))) else {
             let written = self
-                .finish_operation(id, consumer, outcome, completed)
+                .finish_operation(
+                    reply.command_id,
+                    consumer,
+                    &reply.outcome,
+                    reply.completed_at,
+                )
                 .await?;
             if let (true, Some(reply_to)) = (written, reply_to) {
                 self.send_reply(reply_to, reply).await?;
             }
             return Ok(written);
         };
-        let call = FinishCall {
-            key: self.keys.operation(id),
-            reply_to: reply_to.to_owned(),
-            args: self.finish_args(consumer, outcome, completed),
-            payload: codec::encode(reply),
-        };
+        let call = self.finish_call(consumer, reply, reply_to, "");
         let finishes = || Finishes {
             conn: self.conn.clone(),
         };
         self.finishes.call(finishes, call).await
     }
 
-    /// The finish's six values: owner, final state, completion, result, error, retention.
-    fn finish_args(&self, consumer: &str, outcome: &Outcome, completed: Timestamp) -> [String; 6] {
+    /// The finish of `reply`'s operation by `consumer`, with the reply sent to `reply_to`;
+    /// `token` as [`scripts::FINISH_AND_REPLY`] takes it ("" = any claim).
+    pub(crate) fn finish_call(
+        &self,
+        consumer: &str,
+        reply: &Reply,
+        reply_to: &str,
+        token: &str,
+    ) -> FinishCall {
+        FinishCall {
+            key: self.keys.operation(reply.command_id),
+            reply_to: reply_to.to_owned(),
+            args: self.finish_args(consumer, &reply.outcome, reply.completed_at, token),
+            payload: codec::encode(reply),
+        }
+    }
+
+    /// The finish's seven values: owner, final state, completion, result, error, retention,
+    /// the claim token the record must carry ("" = any).
+    fn finish_args(
+        &self,
+        consumer: &str,
+        outcome: &Outcome,
+        completed: Timestamp,
+        token: &str,
+    ) -> [String; 7] {
         let (state, result, error) = match outcome {
             Outcome::Succeeded { result } => {
                 (OperationState::Succeeded, result.to_string(), String::new())
@@ -297,6 +346,7 @@ impl Store {
             result,
             error,
             self.operation_retention().to_string(),
+            token.to_owned(),
         ]
     }
 
@@ -370,96 +420,143 @@ impl Batch for Claims {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for call in items {
-            pipe.cmd("SET")
-                .arg(&call.key)
-                .arg(&call.fresh)
-                .arg("NX")
-                .arg("EX")
-                .arg(OPERATION_RETENTION_SECS)
-                .arg("GET");
+            call.add_to(&mut pipe);
         }
         let found: Vec<redis::RedisResult<Option<String>>> = pipe
             .ignore_errors()
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        let mut undecided = Vec::new();
-        let mut out: Vec<Result<(String, String), String>> = Vec::with_capacity(items.len());
-        for (i, found) in found.into_iter().enumerate() {
-            out.push(match found {
-                Ok(None) => Ok(("claimed".to_owned(), "1".to_owned())),
-                Ok(Some(record)) => match Operation::record_fields(&record) {
-                    Ok(f)
-                        if matches!(
-                            f.get("state").map(String::as_str),
-                            Some("succeeded" | "failed")
-                        ) =>
-                    {
-                        Ok(("done".to_owned(), record))
-                    }
-                    Ok(_) => {
-                        undecided.push(i);
-                        Err(String::new())
-                    }
-                    Err(e) => Err(e.to_string()),
-                },
-                // A hash of an earlier version: the script reads it.
-                Err(e) if e.code() == Some("WRONGTYPE") => {
+        decide(&mut conn, &items.iter().collect::<Vec<_>>(), found).await
+    }
+}
+
+impl ClaimCall {
+    /// Adds the claim's first step, `SET … NX EX … GET`, to `pipe`.
+    pub(crate) fn add_to(&self, pipe: &mut redis::Pipeline) {
+        pipe.cmd("SET")
+            .arg(&self.key)
+            .arg(&self.fresh)
+            .arg("NX")
+            .arg("EX")
+            .arg(OPERATION_RETENTION_SECS)
+            .arg("GET");
+    }
+}
+
+/// The claims of `items` from what their first steps `found`: created (claimed), finished
+/// (done), or decided by one [`scripts::CLAIM_OPERATIONS`] call for those whose record was
+/// there and unfinished. Each answers (status, detail), or fails on its own.
+pub(crate) async fn decide(
+    conn: &mut Conn,
+    items: &[&ClaimCall],
+    found: Vec<redis::RedisResult<Option<String>>>,
+) -> Result<Vec<Result<(String, String), String>>, String> {
+    if found.len() != items.len() {
+        return Err(format!("{} answers to {} claims", found.len(), items.len()));
+    }
+    let mut undecided = Vec::new();
+    let mut out: Vec<Result<(String, String), String>> = Vec::with_capacity(items.len());
+    for (i, found) in found.into_iter().enumerate() {
+        out.push(match found {
+            Ok(None) => Ok(("claimed".to_owned(), "1".to_owned())),
+            Ok(Some(record)) => match Operation::record_fields(&record) {
+                Ok(f)
+                    if matches!(
+                        f.get("state").map(String::as_str),
+                        Some("succeeded" | "failed")
+                    ) =>
+                {
+                    Ok(("done".to_owned(), record))
+                }
+                Ok(_) => {
                     undecided.push(i);
                     Err(String::new())
                 }
                 Err(e) => Err(e.to_string()),
-            });
-        }
-        if undecided.is_empty() {
-            return Ok(out);
-        }
-        let mut invocation = scripts::CLAIM_OPERATIONS.prepare_invoke();
-        invocation.arg(now().millis());
-        for &i in &undecided {
-            let call = &items[i];
-            invocation
-                .key(&call.key)
-                .arg(&call.consumer)
-                .arg(call.lease_until)
-                .arg(&call.fresh)
-                .arg(OPERATION_RETENTION_SECS);
-        }
-        let answered: Result<Vec<String>, String> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|flat: Vec<String>| {
-                if flat.len() == 2 * undecided.len() {
-                    Ok(flat)
-                } else {
-                    Err(format!(
-                        "{} answers to {} claims",
-                        flat.len() / 2,
-                        undecided.len()
-                    ))
-                }
-            });
-        // The claims decided by the first step stand whatever becomes of the script call.
-        for (n, &i) in undecided.iter().enumerate() {
-            out[i] = match &answered {
-                Ok(flat) => match flat[2 * n].as_str() {
-                    "error" => Err(flat[2 * n + 1].clone()),
-                    status => Ok((status.to_owned(), flat[2 * n + 1].clone())),
-                },
-                Err(message) => Err(message.clone()),
-            };
-        }
-        Ok(out)
+            },
+            // A hash of an earlier version: the script reads it.
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                undecided.push(i);
+                Err(String::new())
+            }
+            Err(e) => Err(e.to_string()),
+        });
     }
+    if undecided.is_empty() {
+        return Ok(out);
+    }
+    let mut invocation = scripts::CLAIM_OPERATIONS.prepare_invoke();
+    invocation.arg(now().millis());
+    for &i in &undecided {
+        let call = &items[i];
+        invocation
+            .key(&call.key)
+            .arg(&call.consumer)
+            .arg(call.lease_until)
+            .arg(&call.fresh)
+            .arg(OPERATION_RETENTION_SECS);
+    }
+    let answered: Result<Vec<String>, String> = invocation
+        .invoke_async(conn)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|flat: Vec<String>| {
+            if flat.len() == 2 * undecided.len() {
+                Ok(flat)
+            } else {
+                Err(format!(
+                    "{} answers to {} claims",
+                    flat.len() / 2,
+                    undecided.len()
+                ))
+            }
+        });
+    // The claims decided by the first step stand whatever becomes of the script call.
+    for (n, &i) in undecided.iter().enumerate() {
+        out[i] = match &answered {
+            Ok(flat) => match flat[2 * n].as_str() {
+                "error" => Err(flat[2 * n + 1].clone()),
+                status => Ok((status.to_owned(), flat[2 * n + 1].clone())),
+            },
+            Err(message) => Err(message.clone()),
+        };
+    }
+    Ok(out)
 }
 
 /// One finish with its reply.
 pub(crate) struct FinishCall {
     key: String,
     reply_to: String,
-    args: [String; 6],
+    args: [String; 7],
     payload: Vec<u8>,
+}
+
+impl FinishCall {
+    /// Adds this finish to a [`scripts::FINISH_AND_REPLY`] call.
+    pub(crate) fn add_to(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        invocation
+            .key(&self.key)
+            .key(&self.reply_to)
+            .arg(&self.args[..])
+            .arg(PAYLOAD_FIELD)
+            .arg(self.payload.as_slice())
+            .arg(REPLIES_MAXLEN)
+            .arg(REPLIES_TTL_SECS);
+    }
+}
+
+/// What one [`scripts::FINISH_AND_REPLY`] call answered: per finish, whether it was written
+/// (false: fenced off), or why it failed on its own.
+pub(crate) fn finish_answers(written: Vec<String>) -> Vec<Result<bool, String>> {
+    written
+        .into_iter()
+        .map(|w| match w.strip_prefix("error: ") {
+            Some(message) => Err(message.to_owned()),
+            None => Ok(w == "1"),
+        })
+        .collect()
 }
 
 /// Finishes and their replies sent as one [`scripts::FINISH_AND_REPLY`] call on `conn` (one
@@ -478,26 +575,13 @@ impl Batch for Finishes {
     async fn send(&self, items: &[FinishCall]) -> Result<Vec<Result<bool, String>>, String> {
         let mut invocation = scripts::FINISH_AND_REPLY.prepare_invoke();
         for call in items {
-            invocation
-                .key(&call.key)
-                .key(&call.reply_to)
-                .arg(&call.args[..])
-                .arg(PAYLOAD_FIELD)
-                .arg(call.payload.as_slice())
-                .arg(REPLIES_MAXLEN)
-                .arg(REPLIES_TTL_SECS);
+            call.add_to(&mut invocation);
         }
         let written: Vec<String> = invocation
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| e.to_string())?;
-        Ok(written
-            .into_iter()
-            .map(|w| match w.strip_prefix("error: ") {
-                Some(message) => Err(message.to_owned()),
-                None => Ok(w == "1"),
-            })
-            .collect())
+        Ok(finish_answers(written))
     }
 }
 

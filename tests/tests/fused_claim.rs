@@ -1,0 +1,302 @@
+//! The claim and the finish of a command without effects in one round trip
+//! (`Store::claim_and_finish`, real Redis): a fresh command is claimed, recorded and answered
+//! by one call; the finish counts only when its own claim created the record, so a record
+//! that was there (pending, finished, running for someone else or for this very worker) gets
+//! the answer a plain claim gives and nothing is recorded or sent; a Redis without the script
+//! still claims; and calls made together share their script call while each gets its own
+//! answer.
+
+mod common;
+
+use common::RedisServer;
+use draas_bus::store::{Claim, Fused};
+use draas_bus::{Store, connect};
+use draas_protocol::{
+    CommandKind, Keyspace, Operation, OperationState, Outcome, Platform, Reply, SCHEMA_VERSION,
+    Timestamp,
+};
+
+fn reply_as(worker: &str) -> Reply {
+    Reply {
+        v: SCHEMA_VERSION,
+        command_id: uuid::Uuid::now_v7(),
+        correlation_id: uuid::Uuid::now_v7(),
+        instance_id: None,
+        platform: Platform::Process,
+        worker: worker.into(),
+        completed_at: draas_bus::clock::now(),
+        outcome: Outcome::Succeeded {
+            result: serde_json::json!({"pong": true}),
+        },
+        attempts: 1,
+    }
+}
+
+fn ping(id: uuid::Uuid) -> Operation {
+    Operation::pending(
+        id,
+        None,
+        Platform::Process,
+        CommandKind::Ping,
+        draas_bus::clock::now(),
+    )
+}
+
+fn lease() -> Timestamp {
+    Timestamp(draas_bus::clock::now().millis() + 60_000)
+}
+
+async fn replies(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> Vec<Reply> {
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|e| draas_protocol::codec::decode(&draas_bus::streams::payload(e).unwrap()).unwrap())
+        .collect()
+}
+
+/// What a worker's first finish leaves behind: the reply stream, and the finish script loaded
+/// (a pipeline does not load scripts; the usual finish does, on `NOSCRIPT`).
+async fn warm_up(store: &Store, stream: &str) -> anyhow::Result<()> {
+    let finished = reply_as("warm-up");
+    store
+        .claim_operation(&ping(finished.command_id), "warm-up", lease())
+        .await?;
+    assert!(
+        store
+            .finish_and_reply("warm-up", &finished, Some(stream))
+            .await?
+    );
+    Ok(())
+}
+
+async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_command_is_claimed_finished_and_answered_by_one_call() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("fused");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.replies("node-a");
+    warm_up(&store, &stream).await?;
+    let finished = reply_as("w");
+    let op = ping(finished.command_id);
+    let (sets, scripts) = (
+        calls(&mut conn, "set").await,
+        calls(&mut conn, "evalsha").await,
+    );
+
+    let fused = store
+        .claim_and_finish(&op, "w", lease(), &finished, &stream)
+        .await?;
+    assert_eq!(fused, Fused::Finished);
+    // The claim's SET and the finish's script (with its own SET of the final record).
+    assert_eq!(calls(&mut conn, "set").await - sets, 2);
+    assert_eq!(calls(&mut conn, "evalsha").await - scripts, 1);
+    let record = store.operation(op.id).await?.expect("a record");
+    assert_eq!(record.state, OperationState::Succeeded);
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.worker.as_deref(), Some("w"));
+    assert_eq!(record.result, Some(serde_json::json!({"pong": true})));
+    let raw: String = redis::cmd("GET")
+        .arg(keys.operation(op.id))
+        .query_async(&mut conn)
+        .await?;
+    assert!(
+        !raw.contains("claimToken"),
+        "a finished record keeps no claim token: {raw}"
+    );
+    let sent = replies(&mut conn, &stream).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1], finished);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finish_counts_only_when_its_own_claim_created_the_record() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("fused");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.replies("node-b");
+    warm_up(&store, &stream).await?;
+    let fused = |finished: Reply| {
+        let (store, stream) = (store.clone(), stream.clone());
+        async move {
+            store
+                .claim_and_finish(&ping(finished.command_id), "w", lease(), &finished, &stream)
+                .await
+        }
+    };
+
+    // Pending (an API that handed the id out wrote it): claimed by the script, not finished.
+    let pending = reply_as("w");
+    store.record_operation(&ping(pending.command_id)).await?;
+    assert_eq!(
+        fused(pending.clone()).await?,
+        Fused::Unfinished(Claim::Claimed { attempts: 1 })
+    );
+    let record = store.operation(pending.command_id).await?.expect("record");
+    assert_eq!(record.state, OperationState::Running);
+    // The usual finish follows.
+    assert!(store.finish_and_reply("w", &pending, Some(&stream)).await?);
+
+    // Finished: answered from the record, nothing new recorded.
+    let done = store.operation(pending.command_id).await?.expect("record");
+    let mut again = pending.clone();
+    again.outcome = Outcome::Succeeded {
+        result: serde_json::json!({"second": true}),
+    };
+    assert_eq!(
+        fused(again).await?,
+        Fused::Unfinished(Claim::Done(done.clone()))
+    );
+    assert_eq!(store.operation(pending.command_id).await?, Some(done));
+
+    // Running for another live worker: busy.
+    let taken = reply_as("w");
+    store
+        .claim_operation(&ping(taken.command_id), "other", lease())
+        .await?;
+    assert_eq!(
+        fused(taken.clone()).await?,
+        Fused::Unfinished(Claim::Busy {
+            owner: "other".into()
+        })
+    );
+
+    // Running for this very worker (it restarted with the same name): a new attempt is
+    // claimed, and the fused finish, though its owner matches, records nothing.
+    let own = reply_as("w");
+    store
+        .claim_operation(&ping(own.command_id), "w", lease())
+        .await?;
+    assert_eq!(
+        fused(own.clone()).await?,
+        Fused::Unfinished(Claim::Claimed { attempts: 2 })
+    );
+    let record = store.operation(own.command_id).await?.expect("record");
+    assert_eq!(record.state, OperationState::Running);
+    assert_eq!(record.attempts, 2);
+
+    // Only the one finish made the usual way replied (after the warm-up's).
+    let sent = replies(&mut conn, &stream).await;
+    assert_eq!(sent[1..], [pending]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_script_loaded_the_call_still_claims() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("fused");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.replies("node-c");
+    store.send_reply(&stream, &reply_as("warm-up")).await?;
+    // A pipeline does not load a script: a restarted or flushed Redis answers NOSCRIPT.
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await?;
+    let finished = reply_as("w");
+    let op = ping(finished.command_id);
+    assert_eq!(
+        store
+            .claim_and_finish(&op, "w", lease(), &finished, &stream)
+            .await?,
+        Fused::Unfinished(Claim::Claimed { attempts: 1 })
+    );
+    assert_eq!(replies(&mut conn, &stream).await.len(), 1);
+    // The usual finish loads the script and completes it.
+    assert!(
+        store
+            .finish_and_reply("w", &finished, Some(&stream))
+            .await?
+    );
+    assert_eq!(
+        store.operation(op.id).await?.map(|r| r.state),
+        Some(OperationState::Succeeded)
+    );
+    assert_eq!(replies(&mut conn, &stream).await.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_together_share_a_script_call_and_each_gets_its_answer() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("fused");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let stream = keys.replies("node-d");
+    warm_up(&store, &stream).await?;
+    // One in three was finished before: it is answered from its record.
+    let mut done = Vec::new();
+    let mut calls_to_make = Vec::new();
+    for i in 0..150 {
+        let finished = reply_as("w");
+        if i % 3 == 0 {
+            store
+                .claim_operation(&ping(finished.command_id), "earlier", lease())
+                .await?;
+            let mut earlier = finished.clone();
+            earlier.worker = "earlier".into();
+            assert!(store.finish_and_reply("earlier", &earlier, None).await?);
+            done.push(finished.command_id);
+        }
+        calls_to_make.push(finished);
+    }
+    let before = calls(&mut conn, "evalsha").await;
+    let handles: Vec<_> = calls_to_make
+        .iter()
+        .cloned()
+        .map(|finished| {
+            let (store, stream) = (store.clone(), stream.clone());
+            tokio::spawn(async move {
+                let op = ping(finished.command_id);
+                (
+                    finished.command_id,
+                    store
+                        .claim_and_finish(&op, "w", lease(), &finished, &stream)
+                        .await,
+                )
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (id, fused) = handle.await?;
+        match fused? {
+            Fused::Finished => assert!(!done.contains(&id), "{id} finished twice"),
+            Fused::Unfinished(Claim::Done(record)) => {
+                assert!(done.contains(&id), "{id} was not finished before");
+                assert_eq!(record.worker.as_deref(), Some("earlier"));
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    let scripts = calls(&mut conn, "evalsha").await - before;
+    assert!(
+        scripts < 150,
+        "150 calls made together took {scripts} script calls"
+    );
+    let sent = replies(&mut conn, &stream).await;
+    assert_eq!(sent.len(), 1 + 100, "one reply per fresh command");
+    Ok(())
+}
