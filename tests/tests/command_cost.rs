@@ -11,57 +11,21 @@ mod common;
 
 use std::time::Duration;
 
+use common::records::{self, calls, ping};
 use common::{RedisServer, pending_count, wait_until};
 use draas_api::dispatch::Dispatcher;
 use draas_bus::streams::{REPLIES_TTL_SECS, ensure_group};
 use draas_bus::{Store, connect};
 use draas_protocol::keys::WORKER_GROUP;
-use draas_protocol::{Keyspace, Outcome, Platform, Reply, SCHEMA_VERSION};
+use draas_protocol::{Keyspace, Platform, Reply};
 use tokio_util::sync::CancellationToken;
 
 fn reply() -> Reply {
-    Reply {
-        v: SCHEMA_VERSION,
-        command_id: uuid::Uuid::now_v7(),
-        correlation_id: uuid::Uuid::now_v7(),
-        instance_id: None,
-        platform: Platform::Process,
-        worker: "w".into(),
-        completed_at: draas_bus::clock::now(),
-        outcome: Outcome::Succeeded {
-            result: serde_json::Value::Null,
-        },
-        attempts: 1,
-    }
-}
-
-/// A pending Ping operation.
-fn ping(id: uuid::Uuid) -> draas_protocol::Operation {
-    let now = draas_bus::clock::now();
-    draas_protocol::Operation::pending(
-        id,
-        None,
-        Platform::Process,
-        draas_protocol::CommandKind::Ping,
-        now,
-    )
+    records::reply("w", serde_json::Value::Null)
 }
 
 async fn ttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
     redis::cmd("TTL").arg(key).query_async(conn).await.unwrap()
-}
-
-async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

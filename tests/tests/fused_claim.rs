@@ -9,37 +9,13 @@
 mod common;
 
 use common::RedisServer;
+use common::records::{self, calls, ping};
 use draas_bus::store::{Claim, Fused};
 use draas_bus::{Store, connect};
-use draas_protocol::{
-    CommandKind, Keyspace, Operation, OperationState, Outcome, Platform, Reply, SCHEMA_VERSION,
-    Timestamp,
-};
+use draas_protocol::{Keyspace, OperationState, Outcome, Reply, Timestamp};
 
 fn reply_as(worker: &str) -> Reply {
-    Reply {
-        v: SCHEMA_VERSION,
-        command_id: uuid::Uuid::now_v7(),
-        correlation_id: uuid::Uuid::now_v7(),
-        instance_id: None,
-        platform: Platform::Process,
-        worker: worker.into(),
-        completed_at: draas_bus::clock::now(),
-        outcome: Outcome::Succeeded {
-            result: serde_json::json!({"pong": true}),
-        },
-        attempts: 1,
-    }
-}
-
-fn ping(id: uuid::Uuid) -> Operation {
-    Operation::pending(
-        id,
-        None,
-        Platform::Process,
-        CommandKind::Ping,
-        draas_bus::clock::now(),
-    )
+    records::reply(worker, serde_json::json!({"pong": true}))
 }
 
 fn lease() -> Timestamp {
@@ -74,19 +50,6 @@ async fn warm_up(store: &Store, stream: &str) -> anyhow::Result<()> {
             .await?
     );
     Ok(())
-}
-
-async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

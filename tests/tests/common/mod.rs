@@ -11,6 +11,7 @@ pub mod observer;
 pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
+pub mod records;
 pub mod sse;
 
 #[allow(unused_imports)]
