@@ -1,7 +1,8 @@
 //! The claim and the finish of a command without effects in one round trip
 //! (`Store::claim_and_finish`, real Redis): a fresh command is claimed, recorded and answered
 //! by one call; the finish counts only when its own claim created the record, so a record
-//! that was there (pending, finished, running for someone else or for this very worker) gets
+//! that was there (pending, finished, running for someone else or for this very worker, a
+//! hash of an earlier version) gets
 //! the answer a plain claim gives and nothing is recorded or sent; a Redis without the script
 //! still claims; and calls made together share their script call while each gets its own
 //! answer.
@@ -37,18 +38,11 @@ async fn replies(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> 
         .collect()
 }
 
-/// What a worker's first finish leaves behind: the reply stream, and the finish script loaded
-/// (a pipeline does not load scripts; the usual finish does, on `NOSCRIPT`).
+/// What a worker finds at its start: its scripts loaded (`Store::preload_scripts`: a pipeline
+/// cannot load them) and the reply stream of the API node it answers.
 async fn warm_up(store: &Store, stream: &str) -> anyhow::Result<()> {
-    let finished = reply_as("warm-up");
-    store
-        .claim_operation(&ping(finished.command_id), "warm-up", lease())
-        .await?;
-    assert!(
-        store
-            .finish_and_reply("warm-up", &finished, Some(stream))
-            .await?
-    );
+    store.preload_scripts().await?;
+    store.send_reply(stream, &reply_as("warm-up")).await?;
     Ok(())
 }
 
@@ -159,6 +153,24 @@ async fn a_finish_counts_only_when_its_own_claim_created_the_record() -> anyhow:
     let record = store.operation(own.command_id).await?.expect("record");
     assert_eq!(record.state, OperationState::Running);
     assert_eq!(record.attempts, 2);
+
+    // A hash of an earlier version (pending): claimed by the script, rewritten as a string
+    // record, not finished.
+    let old = reply_as("w");
+    let key = keys.operation(old.command_id);
+    redis::pipe()
+        .hset_multiple(&key, &ping(old.command_id).to_fields())
+        .ignore()
+        .exec_async(&mut conn)
+        .await?;
+    assert_eq!(
+        fused(old.clone()).await?,
+        Fused::Unfinished(Claim::Claimed { attempts: 1 })
+    );
+    let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await?;
+    assert_eq!(kind, "string");
+    let record = store.operation(old.command_id).await?.expect("record");
+    assert_eq!(record.state, OperationState::Running);
 
     // Only the one finish made the usual way replied (after the warm-up's).
     let sent = replies(&mut conn, &stream).await;

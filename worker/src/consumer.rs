@@ -55,6 +55,7 @@ pub async fn run(
     let version = store.detect_features().await?;
     // A user without the least-privilege rule is refused here, in one line.
     draas_bus::acl::check(&config.redis_url, &config.keys, false).await?;
+    store.preload_scripts().await?;
     tracing::info!(message = "redis server", version = ?version);
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let who = Who {
@@ -227,7 +228,7 @@ async fn serve<D: Driver>(
             let ctx = Arc::clone(&ctx);
             let lease = config.lease;
             tracker.spawn(async move {
-                execute::entry(&ctx, &stream, &entry, lease).await;
+                execute::entry(&ctx, &stream, &entry, lease, execute::Delivery::First).await;
                 drop(permit);
             });
         }

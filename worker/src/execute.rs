@@ -1,9 +1,9 @@
 //! One stream entry, start to finish: decode, claim the operation (the execution record),
-//! run the command at most once, record the outcome, reply, then ack and delete the entry.
-//! A command without effects (a ping, a log read) runs first instead, and its claim and its
-//! finish go to Redis in one round trip (`Store::claim_and_finish`): running it changes
-//! nothing, and only the execution whose claim created the record (or won it later) records
-//! an outcome and replies.
+//! run the command (at most once if it has effects), record the outcome, reply, then ack and
+//! delete the entry. A command without effects (a ping, a log read) delivered for the first
+//! time runs first instead, and its claim and its finish go to Redis together
+//! (`Store::claim_and_finish`, one round trip on one server): running it changes nothing,
+//! and only an execution whose claim created the record (or won it later) records an outcome.
 //!
 //! The order matters. The outcome is recorded before the reply and the ack, so a crash at any
 //! point leaves either an unfinished claim (the lease runs out and another worker re-runs it)
@@ -34,12 +34,22 @@ pub(crate) enum Handled {
     LeftPending,
 }
 
+/// How an entry reached this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Read as new (`XREADGROUP >`): its command has, as a rule, no record yet.
+    First,
+    /// Reclaimed from a consumer that held it too long: it may have run, or be running.
+    Again,
+}
+
 /// Handles one entry of `stream`.
 pub(crate) async fn entry<D: Driver>(
     ctx: &Arc<Ctx<D>>,
     stream: &str,
     entry: &StreamId,
     lease: std::time::Duration,
+    delivery: Delivery,
 ) -> Handled {
     let env: CommandEnvelope = match payload(entry).and_then(|b| Ok(codec::decode(&b)?)) {
         Ok(env) => env,
@@ -85,7 +95,10 @@ pub(crate) async fn entry<D: Driver>(
     if env.attempt > 1 {
         metrics::counter!(names::REDELIVERIES, "platform" => env.platform.as_str()).increment(1);
     }
-    match run(ctx, stream, entry, &env, lease).instrument(span).await {
+    match run(ctx, stream, entry, &env, lease, delivery)
+        .instrument(span)
+        .await
+    {
         Ok(handled) => handled,
         Err(error) => {
             tracing::warn!(message = "command left pending", id = %entry.id, command = %env.command_id, %error);
@@ -100,6 +113,7 @@ async fn run<D: Driver>(
     entry: &StreamId,
     env: &CommandEnvelope,
     lease: std::time::Duration,
+    delivery: Delivery,
 ) -> Result<Handled, draas_bus::BusError> {
     let job = Job {
         ctx,
@@ -109,13 +123,15 @@ async fn run<D: Driver>(
         lease,
         metrics: CommandMetrics::of(env),
     };
-    // A command that changes nothing runs before it is claimed, and its finish goes to Redis
-    // right behind its claim (`Store::claim_and_finish`): one round trip for both when the
-    // claim creates the record, as it does for a fresh command.
+    // A command that changes nothing, delivered for the first time, runs before it is claimed,
+    // and its finish goes to Redis right behind its claim (`Store::claim_and_finish`): one
+    // round trip for both when the claim creates the record, as it does for a fresh command.
+    // A redelivered one claims first: it may be finished or running elsewhere, and a log
+    // read is not free to repeat.
     let Some(reply_to) = env
         .reply_to
         .as_deref()
-        .filter(|_| !env.command.has_effects())
+        .filter(|_| delivery == Delivery::First && !env.command.has_effects())
     else {
         let claim = ctx
             .store
@@ -123,8 +139,7 @@ async fn run<D: Driver>(
             .await?;
         return job.conclude(claim, None).await;
     };
-    let started = std::time::Instant::now();
-    job.metrics.queue_wait(env);
+    let (started, waited) = (std::time::Instant::now(), CommandMetrics::waited(env));
     let dispatched = {
         let dispatch = ctx.dispatch(env, 1);
         let fresh = keep_entry_fresh(ctx, stream, &entry.id, lease);
@@ -160,10 +175,18 @@ async fn run<D: Driver>(
         .await?;
     match fused {
         Fused::Finished => {
+            job.metrics.queue_wait.record(waited);
             job.metrics.finished(started, &finished.outcome);
             job.ack(None).await
         }
-        Fused::Unfinished(claim) => job.conclude(claim, Some((outcome, started))).await,
+        Fused::Unfinished(claim) => {
+            let early = Early {
+                outcome,
+                started,
+                waited,
+            };
+            job.conclude(claim, Some(early)).await
+        }
     }
 }
 
@@ -206,7 +229,7 @@ impl<D: Driver> Job<'_, D> {
     async fn conclude(
         &self,
         claim: Claim,
-        early: Option<(Outcome, std::time::Instant)>,
+        early: Option<Early>,
     ) -> Result<Handled, draas_bus::BusError> {
         let (ctx, env) = (self.ctx, self.env);
         // A reply still to send (`None` once the finish has sent it with the record).
@@ -223,7 +246,10 @@ impl<D: Driver> Job<'_, D> {
             )),
             Claim::Claimed { attempts } => {
                 let (outcome, started) = match early {
-                    Some(ran) => ran,
+                    Some(early) => {
+                        self.metrics.queue_wait.record(early.waited);
+                        (early.outcome, early.started)
+                    }
                     None => match self.execute(attempts).await? {
                         Ran::Ended(outcome, started) => (outcome, started),
                         Ran::Interrupted => return Ok(Handled::LeftPending),
@@ -251,7 +277,7 @@ impl<D: Driver> Job<'_, D> {
     /// Runs the claimed command, renewing its lease meanwhile.
     async fn execute(&self, attempts: u32) -> Result<Ran, draas_bus::BusError> {
         let (ctx, env) = (self.ctx, self.env);
-        self.metrics.queue_wait(env);
+        self.metrics.queue_wait.record(CommandMetrics::waited(env));
         let started = std::time::Instant::now();
         // Stops renewing when this execution ends, however it ends.
         let renewer = tokio_util::task::AbortOnDropHandle::new(renew_while_running(
@@ -296,6 +322,15 @@ impl<D: Driver> Job<'_, D> {
         .await?;
         Ok(Handled::Acked)
     }
+}
+
+/// A command without effects that ran before its claim was answered.
+struct Early {
+    outcome: Outcome,
+    /// When it started to run.
+    started: std::time::Instant,
+    /// How long it had waited by then, in seconds.
+    waited: f64,
 }
 
 /// What became of a claimed execution.
@@ -420,10 +455,10 @@ struct CommandMetrics {
 }
 
 impl CommandMetrics {
-    /// Records how long the command waited between its issue and its execution.
-    fn queue_wait(&self, env: &CommandEnvelope) {
-        let waited = now().millis().saturating_sub(env.issued_at.millis());
-        self.queue_wait.record(waited as f64 / 1000.0);
+    /// How long the command has waited since its issue, in seconds: recorded as its queue
+    /// wait once it is claimed.
+    fn waited(env: &CommandEnvelope) -> f64 {
+        now().millis().saturating_sub(env.issued_at.millis()) as f64 / 1000.0
     }
 
     /// Records an execution that ended with `outcome`, recorded and replied.

@@ -157,7 +157,7 @@ impl<D: Driver> Sweeper<D> {
         let (ctx, stream, lease) = (Arc::clone(&self.ctx), stream.to_owned(), self.config.lease);
         self.tracker.spawn(async move {
             tokio::time::sleep(delay).await;
-            execute::entry(&ctx, &stream, &entry, lease).await;
+            execute::entry(&ctx, &stream, &entry, lease, execute::Delivery::Again).await;
             drop(permit);
         });
     }

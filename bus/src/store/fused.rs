@@ -11,11 +11,12 @@
 //! In every other case the finish is refused, and the caller goes on as after a plain claim,
 //! with the claim's answer:
 //! - the record was there: finished, pending, running, or a hash of an earlier version;
-//! - the script failed or is not loaded (`NOSCRIPT`: a pipeline does not load it).
+//! - the script failed or is not loaded (`NOSCRIPT`: a pipeline does not load it, so the
+//!   worker loads it at start, [`Store::preload_scripts`]).
 //!
 //! Nothing is given up. A command with an effect still waits for its claim before its first
-//! effect. An effect-free one may run twice (a duplicated entry, a redelivery), but only the
-//! execution whose claim created the record, or won it later, records an outcome and replies.
+//! effect. An effect-free one may run twice (a duplicated entry), but only an execution whose
+//! claim created the record, or won it later, records an outcome.
 //!
 //! The calls made together are batched as claims and finishes are ([`crate::coalesce`]): one
 //! pipeline of `SET … NX EX … GET`, then one `EVALSHA` for all the finishes. On a cluster a
@@ -74,6 +75,21 @@ impl Store {
             return Ok(Fused::Finished);
         }
         Ok(Fused::Unfinished(self.claim_of(op.id, &status, detail)?))
+    }
+}
+
+impl Store {
+    /// Loads the finish script into Redis's script cache before the first fused call: a
+    /// pipeline calls a script by its hash and cannot load it. Redis forgets its scripts when
+    /// it restarts; then one fused call falls back, and its usual finish loads the script
+    /// again. Nothing to do on a cluster, which does not fuse.
+    pub async fn preload_scripts(&self) -> Result<(), BusError> {
+        if !matches!(self.conn, Conn::Cluster(_)) {
+            scripts::FINISH_AND_REPLY
+                .load_async(&mut self.conn())
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -158,7 +158,6 @@ impl Store {
         &self.keys
     }
 
-    /// A clone of the shared connection, for callers composing their own pipelines.
     /// Up to `count` members of the score-0 sorted set `index` after `after` (from the start
     /// when `None`), in lexical order: one `ZRANGE … BYLEX LIMIT`, the cursor paging of every
     /// index.
@@ -181,6 +180,7 @@ impl Store {
             .await?)
     }
 
+    /// A clone of the shared connection, for callers composing their own pipelines.
     pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
