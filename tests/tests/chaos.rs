@@ -352,7 +352,7 @@ async fn chaos_competing_workers_killed_and_restarted() -> anyhow::Result<()> {
         );
         assert!(
             observed.pids.len() <= launched,
-            "instance {id}: the observer saw {} processes, the launch log {launched}",
+            "instance {id}: the observer saw {} copies, the launch log {launched}",
             observed.pids.len()
         );
     }
@@ -541,5 +541,60 @@ async fn sigterm_during_load_loses_nothing_and_doubles_nothing() -> anyhow::Resu
         }
     }
     common::terminate(&mut workers[1]);
+    Ok(())
+}
+
+/// The observer this file relies on counts copies, not processes: a copy's own forks (which
+/// show its command line until they exec) are part of it, even once the copy's first process
+/// died and they were re-parented; two copies launched apart are two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_counts_copies_by_their_process_group() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let root = scratch("observer");
+    let config = root.join("node-1/instances/copy-a/config.yaml");
+    std::fs::create_dir_all(config.parent().expect("a parent"))?;
+    // A copy as the process driver launches one: a group of its own; its subshell is a fork
+    // that keeps the command line naming the config.
+    let launch = || {
+        Command::new("sh")
+            .arg("-c")
+            .arg("(while :; do sleep 1; done) & wait")
+            .arg("sh")
+            .arg(&config)
+            .process_group(0)
+            .spawn()
+    };
+    let copies = |n: usize| {
+        let root = root.clone();
+        async move {
+            common::wait_until(|| {
+                let root = root.clone();
+                async move {
+                    let live = common::observer::live_instances(&root);
+                    let seen = live.get("copy-a").map_or(0, Vec::len);
+                    (seen == n).then_some(())
+                }
+            })
+            .await
+        }
+    };
+    let mut first = launch()?;
+    copies(1).await?;
+    let mut second = launch()?;
+    copies(2).await?;
+    // The first copy's shell dies; its subshell, re-parented, is still that copy.
+    first.kill()?;
+    first.wait()?;
+    copies(2).await?;
+    second.kill()?;
+    second.wait()?;
+    copies(1).await?;
+    for group in [first.id(), second.id()] {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(group as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    copies(0).await?;
     Ok(())
 }

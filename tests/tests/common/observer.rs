@@ -1,7 +1,8 @@
 //! An outside observer of instance processes: samples the process table (`/proc`) every few
-//! milliseconds, independently of every worker, and records per instance the distinct
-//! processes seen and the most copies alive at once. Instance processes are recognised by
-//! their command line naming `<root>/…/instances/<id>/config.yaml`.
+//! milliseconds, independently of every worker, and records per instance the distinct copies
+//! seen and the most copies alive at once. Instance processes are recognised by their command
+//! line naming `<root>/…/instances/<id>/config.yaml`; a copy is a process group (the process
+//! driver launches each copy in a group of its own, led by the launched process).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -13,9 +14,10 @@ use std::time::Duration;
 /// What was seen of one instance.
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
+    /// The copies seen, by process group (the pid the copy was launched as).
     pub pids: HashSet<i32>,
     pub max_live: usize,
-    /// The processes of the first sample that saw more than one copy alive.
+    /// The copies (process groups) of the first sample that saw more than one alive.
     pub overlap: Vec<i32>,
 }
 
@@ -90,34 +92,31 @@ impl Drop for Observer {
     }
 }
 
-/// Instance processes under `root` alive now, by instance id. A process forked by an instance
-/// process (the launcher script's `sleep`, before it execs) is part of that copy, not another.
+/// The copies of each instance alive under `root` now, by instance id, each named by its
+/// process group. The process driver launches every copy in a group of its own, so whatever a
+/// copy forks (the launcher script's `sleep`, which shows the script's command line until it
+/// execs) belongs to that copy, even after its parent died and it was re-parented: a stop's
+/// signal can end the script between its fork and the child's exec.
 pub fn live_instances(root: &Path) -> HashMap<String, Vec<i32>> {
-    let mut all: HashMap<String, Vec<(i32, i32)>> = HashMap::new();
+    let mut copies: HashMap<String, HashSet<i32>> = HashMap::new();
     for (pid, id) in instance_processes(root) {
         // No stat any more: the process ended since its command line was read.
-        if let Some(parent) = parent_of(pid) {
-            all.entry(id).or_default().push((pid, parent));
+        if let Some(group) = group_of(pid) {
+            copies.entry(id).or_default().insert(group);
         }
     }
-    all.into_iter()
-        .map(|(id, procs)| {
-            let pids: HashSet<i32> = procs.iter().map(|(pid, _)| *pid).collect();
-            let roots = procs
-                .iter()
-                .filter(|(_, parent)| !pids.contains(parent))
-                .map(|(pid, _)| *pid)
-                .collect();
-            (id, roots)
-        })
+    copies
+        .into_iter()
+        .map(|(id, groups)| (id, groups.into_iter().collect()))
         .collect()
 }
 
-/// The parent pid, from `/proc/<pid>/stat` (the field after the parenthesised name).
-fn parent_of(pid: i32) -> Option<i32> {
+/// The process group, from `/proc/<pid>/stat` (the third field after the parenthesised name:
+/// state, parent, group).
+fn group_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+    after.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Every process under `root` whose command line names an instance's config.
