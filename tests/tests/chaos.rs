@@ -553,16 +553,25 @@ async fn the_observer_counts_copies_by_their_process_group() -> anyhow::Result<(
     let root = scratch("observer");
     let config = root.join("node-1/instances/copy-a/config.yaml");
     std::fs::create_dir_all(config.parent().expect("a parent"))?;
-    // A copy as the process driver launches one: a group of its own; its subshell is a fork
-    // that keeps the command line naming the config.
-    let launch = || {
-        Command::new("sh")
+    // A copy as the process driver launches one: a group of its own. Its subshell is a fork
+    // that keeps the command line naming the config; it leaves `marker` once it runs.
+    let launch = |marker: PathBuf| -> anyhow::Result<Child> {
+        let child = Command::new("sh")
             .arg("-c")
-            .arg("(while :; do sleep 1; done) & wait")
+            .arg("(touch \"$1\"; while :; do sleep 1; done) & wait")
             .arg("sh")
+            .arg(&marker)
             .arg(&config)
             .process_group(0)
-            .spawn()
+            .spawn()?;
+        Ok(child)
+    };
+    let forked = |marker: PathBuf| async move {
+        common::wait_until(|| {
+            let marker = marker.clone();
+            async move { marker.exists().then_some(()) }
+        })
+        .await
     };
     let copies = |n: usize| {
         let root = root.clone();
@@ -578,23 +587,26 @@ async fn the_observer_counts_copies_by_their_process_group() -> anyhow::Result<(
             .await
         }
     };
-    let mut first = launch()?;
+    let (marker_a, marker_b) = (root.join("a.forked"), root.join("b.forked"));
+    let mut first = launch(marker_a.clone())?;
+    forked(marker_a).await?;
     copies(1).await?;
-    let mut second = launch()?;
+    let mut second = launch(marker_b.clone())?;
+    forked(marker_b).await?;
     copies(2).await?;
-    // The first copy's shell dies; its subshell, re-parented, is still that copy.
-    first.kill()?;
-    first.wait()?;
+    // Each copy's shell dies; its subshell, re-parented, is still that copy.
+    for shell in [&mut first, &mut second] {
+        shell.kill()?;
+        shell.wait()?;
+    }
     copies(2).await?;
-    second.kill()?;
-    second.wait()?;
-    copies(1).await?;
-    for group in [first.id(), second.id()] {
-        let _ = nix::sys::signal::killpg(
+    let groups = [first.id(), second.id()];
+    for (left, group) in [1, 0].into_iter().zip(groups) {
+        nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(group as i32),
             nix::sys::signal::Signal::SIGKILL,
-        );
+        )?;
+        copies(left).await?;
     }
-    copies(0).await?;
     Ok(())
 }
