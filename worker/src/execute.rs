@@ -133,11 +133,7 @@ async fn run<D: Driver>(
         .as_deref()
         .filter(|_| delivery == Delivery::First && !env.command.has_effects())
     else {
-        let claim = ctx
-            .store
-            .claim_operation(&Operation::of(env), &ctx.consumer, lease_until(lease))
-            .await?;
-        return job.conclude(claim, None).await;
+        return job.claim_first().await;
     };
     let (started, waited) = (std::time::Instant::now(), CommandMetrics::waited(env));
     let dispatched = {
@@ -154,13 +150,7 @@ async fn run<D: Driver>(
         Settled::Outcome(outcome) => outcome,
         Settled::Transient => return Ok(Handled::LeftPending),
         // Not one of today's commands without effects: the usual path decides.
-        Settled::Defer(_) => {
-            let claim = ctx
-                .store
-                .claim_operation(&Operation::of(env), &ctx.consumer, lease_until(lease))
-                .await?;
-            return job.conclude(claim, None).await;
-        }
+        Settled::Defer(_) => return job.claim_first().await,
     };
     let finished = job.reply(outcome.clone(), 1, now(), ctx.consumer.clone());
     let fused = ctx
@@ -222,6 +212,20 @@ impl<D: Driver> Job<'_, D> {
             outcome,
             attempts,
         }
+    }
+
+    /// The usual path: claim, then (in [`Job::conclude`]) run and finish.
+    async fn claim_first(&self) -> Result<Handled, draas_bus::BusError> {
+        let ctx = self.ctx;
+        let claim = ctx
+            .store
+            .claim_operation(
+                &Operation::of(self.env),
+                &ctx.consumer,
+                lease_until(self.lease),
+            )
+            .await?;
+        self.conclude(claim, None).await
     }
 
     /// What follows a claim's answer: nothing (busy), the recorded reply (done), or the

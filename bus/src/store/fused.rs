@@ -76,9 +76,7 @@ impl Store {
         }
         Ok(Fused::Unfinished(self.claim_of(op.id, &status, detail)?))
     }
-}
 
-impl Store {
     /// Loads the finish script into Redis's script cache before the first fused call: a
     /// pipeline calls a script by its hash and cannot load it. Redis forgets its scripts when
     /// it restarts; then one fused call falls back, and its usual finish loads the script
