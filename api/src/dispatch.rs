@@ -363,27 +363,33 @@ impl Dispatcher {
                     continue;
                 }
             };
+            let mut delivered = false;
             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                 last = entry.id.clone();
                 match payload(&entry).and_then(|b| Ok(codec::decode::<Reply>(&b)?)) {
-                    Ok(reply) => self.deliver(reply),
+                    Ok(reply) => delivered |= self.deliver(reply),
                     Err(error) => {
                         tracing::warn!(message = "undecodable reply skipped", id = %entry.id, %error)
                     }
                 }
             }
+            // Let the requests just answered run on this thread before the next read is sent:
+            // sending it wakes the connection's task, which would take their place, and
+            // another thread (one more wake-up, often on a busy core) would run them.
+            if delivered {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
-    fn deliver(&self, reply: Reply) {
+    /// Hands `reply` to the request waiting for it; false when none is.
+    fn deliver(&self, reply: Reply) -> bool {
         let waiter = self
             .waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&reply.correlation_id);
-        if let Some(tx) = waiter {
-            let _ = tx.send(reply);
-        }
+        waiter.is_some_and(|tx| tx.send(reply).is_ok())
     }
 }
 

@@ -1,9 +1,10 @@
 //! Lua scripts: O(1) compare-and-set steps that must not interleave.
 //!
 //! Each step touches one key, so each is valid in a Redis Cluster and never blocks Redis for
-//! longer than a few hash operations. Two run several steps in one call on one Redis server:
-//! [`CLAIM_OPERATIONS`] (one key per claim; a cluster sends one key per call) and
-//! [`FINISH_AND_REPLY`] (a record and its reply stream per finish; one server only). Each step
+//! longer than a few hash operations. Three run several steps in one call on one Redis server:
+//! [`CLAIM_OPERATIONS`] (one key per claim; a cluster sends one key per call),
+//! [`FINISH_AND_REPLY`] and [`RECORD_FRESH_AND_REPLY`] (a record and its reply stream per
+//! operation; one server only). Each step
 //! reads what it needs with one call (`HMGET` of an instance, `GET` of an operation record)
 //! and writes with one (`HSET`, `SET` with the record's TTL): every `redis.call` counts as a
 //! command in Redis's accounting and costs its own dispatch, so the hot ones (claim, finish,
@@ -178,17 +179,13 @@ return 1
 
 /// The finish, shared by the two scripts below: `finish(key, a)` returns 0 unless the caller
 /// still owns the operation, else writes the final state with the retention as its TTL and
-/// returns 1. ARGV[a..a+6]: consumer, final state, completed ms, result JSON or "", error JSON
-/// or "", retention seconds, and the claim token the record must carry ("" = any): a finish
-/// sent behind its claim before the claim was answered (`Store::claim_and_finish`) counts
-/// only if that very claim created the record. The `leaseUntil` of the last claim stays in
-/// the record: a lease counts only while the state is `running`.
+/// returns 1. ARGV[a..a+5]: consumer, final state, completed ms, result JSON or "", error JSON
+/// or "", retention seconds. The `leaseUntil` of the last claim stays in the record: a lease
+/// counts only while the state is `running`.
 const FINISH_FUNCTION: &str = r"
 local function finish(key, a)
   local rec = load(key)
   if not rec or rec['state'] ~= 'running' or rec['worker'] ~= ARGV[a] then return 0 end
-  if ARGV[a + 6] ~= '' and rec['claimToken'] ~= ARGV[a + 6] then return 0 end
-  rec['claimToken'] = nil
   rec['state'] = ARGV[a + 1]; rec['completed'] = ARGV[a + 2]
   if ARGV[a + 3] ~= '' then rec['result'] = ARGV[a + 3] end
   if ARGV[a + 4] ~= '' then rec['error'] = ARGV[a + 4] end
@@ -197,7 +194,21 @@ local function finish(key, a)
 end
 ";
 
-/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV 1–7 as
+/// The reply, shared by the two scripts that reply: `reply(key, a)` appends ARGV[a] = ARGV[a +
+/// 1] (the reply's field and payload) to the reply stream `key`, capped at ARGV[a + 2]
+/// entries (approximately), creating it with a TTL of ARGV[a + 3] seconds when it is missing
+/// (the API node that waits for it creates it; a stream it left behind expires).
+const REPLY_FUNCTION: &str = r"
+local function reply(key, a)
+  local added = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '~', ARGV[a + 2], '*', ARGV[a], ARGV[a + 1])
+  if not added then
+    redis.call('XADD', key, 'MAXLEN', '~', ARGV[a + 2], '*', ARGV[a], ARGV[a + 1])
+    redis.call('EXPIRE', key, tonumber(ARGV[a + 3]))
+  end
+end
+";
+
+/// Completes an operation if the caller still owns it. KEYS[1] operation; ARGV 1–6 as
 /// `finish` above. Returns 1 when written, 0 when another owner took it over.
 pub(crate) static FINISH_OPERATION: LazyLock<Script> =
     LazyLock::new(|| with_records(&format!("{FINISH_FUNCTION}return finish(KEYS[1], 1)\n")));
@@ -207,31 +218,57 @@ pub(crate) static FINISH_OPERATION: LazyLock<Script> =
 /// all keys may be named by one script (one Redis server; on a cluster an operation and its
 /// reply stream are in different slots, so the worker takes the two steps). Saves a round
 /// trip on every command's critical path.
-/// KEYS: per operation, its record and its reply stream; ARGV: per operation eleven values: as
-/// `finish` (seven), then the reply's field name and payload, the stream's MAXLEN (approximate)
-/// and its TTL in seconds (set only when the stream has to be created). Returns per operation
-/// '1' when written and replied, '0' when another owner took it over (no reply then: that
-/// owner replies), or 'error: ' and why (that finish failed alone: the others stand).
+/// KEYS: per operation, its record and its reply stream; ARGV: per operation ten values: as
+/// `finish` (six), then as `reply` (four: the reply's field and payload, the stream's MAXLEN
+/// and its TTL). Returns per operation '1' when written and replied, '0' when another owner
+/// took it over (no reply then: that owner replies), or 'error: ' and why (that finish failed
+/// alone: the others stand).
 pub(crate) static FINISH_AND_REPLY: LazyLock<Script> = LazyLock::new(|| {
     with_records(&format!(
-        "{FINISH_FUNCTION}{}",
+        "{FINISH_FUNCTION}{REPLY_FUNCTION}{}",
         r"
-local function reply(key, a)
-  local added = redis.call('XADD', key, 'NOMKSTREAM', 'MAXLEN', '~', ARGV[a + 2], '*', ARGV[a], ARGV[a + 1])
-  if not added then
-    redis.call('XADD', key, 'MAXLEN', '~', ARGV[a + 2], '*', ARGV[a], ARGV[a + 1])
-    redis.call('EXPIRE', key, tonumber(ARGV[a + 3]))
-  end
-end
 local out = {}
 for i = 1, #KEYS / 2 do
-  local a = (i - 1) * 11 + 1
+  local a = (i - 1) * 10 + 1
   local ok, written = pcall(function()
     local written = finish(KEYS[2 * i - 1], a)
-    if written == 1 then reply(KEYS[2 * i], a + 7) end
+    if written == 1 then reply(KEYS[2 * i], a + 6) end
     return tostring(written)
   end)
   if ok then out[i] = written else out[i] = 'error: ' .. failure(written) end
+end
+return out
+"
+    ))
+});
+
+/// The claim and the finish of commands without effects, run before their claim
+/// (`Store::claim_and_finish`): writes each operation's finished record only when it has no
+/// record at all (`SET … NX … GET`: this execution is then the first and only claim), and
+/// then its reply. Nothing is decoded: a fresh command costs one `SET` and one `XADD`.
+/// KEYS: per operation, its record and its reply stream; ARGV: per operation six values: the
+/// finished record, its TTL in seconds, then as `reply` (four).
+/// Returns per operation two values: 'finished' and '' (recorded and replied), 'recorded' and
+/// why the reply failed (recorded, not replied: the caller sends the reply), 'found' and the
+/// record that was there (nothing written: the caller claims as usual), or 'error' and why
+/// (`WRONGTYPE`: a hash of an earlier version, read by the usual claim).
+pub(crate) static RECORD_FRESH_AND_REPLY: LazyLock<Script> = LazyLock::new(|| {
+    with_records(&format!(
+        "{REPLY_FUNCTION}{}",
+        r"
+local out = {}
+for i = 1, #KEYS / 2 do
+  local a = (i - 1) * 6 + 1
+  local found = redis.pcall('SET', KEYS[2 * i - 1], ARGV[a], 'NX', 'EX', ARGV[a + 1], 'GET')
+  local status, detail = 'found', found
+  if type(found) == 'table' then
+    status, detail = 'error', failure(found)
+  elseif not found then
+    local ok, e = pcall(reply, KEYS[2 * i], a + 2)
+    if ok then status, detail = 'finished', '' else status, detail = 'recorded', failure(e) end
+  end
+  out[#out + 1] = status
+  out[#out + 1] = detail
 end
 return out
 "

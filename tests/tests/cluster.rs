@@ -5,6 +5,7 @@
 
 mod common;
 
+use anyhow::Context;
 use common::cluster::RedisCluster;
 use common::{ApiNode, WorkerNode, get_json, runtime_binary, status_json, wait_until};
 use serde_json::{Value, json};
@@ -25,7 +26,8 @@ async fn the_lifecycle_runs_on_a_six_node_cluster() -> anyhow::Result<()> {
         let v = get_json(&http, &url("/api/v1/platforms")).await?;
         (v["items"][0]["available"] == true).then_some(())
     })
-    .await?;
+    .await
+    .context("the process platform never became available")?;
 
     // Create (with an idempotency key), start, read, stop, restart, delete.
     let body = json!({"name": "on-cluster", "platform": "process", "config": common::sensor_config(),
@@ -89,7 +91,8 @@ async fn the_lifecycle_runs_on_a_six_node_cluster() -> anyhow::Result<()> {
             .any(|p| !cluster.cli(p, &["--scan", "--pattern", &built]).is_empty())
             .then_some(())
     })
-    .await?;
+    .await
+    .context("the label index was never marked built")?;
     let (_, gold) = call(
         &http,
         reqwest::Method::GET,

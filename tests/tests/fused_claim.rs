@@ -1,11 +1,11 @@
-//! The claim and the finish of a command without effects in one round trip
+//! The claim and the finish of a command without effects in one call
 //! (`Store::claim_and_finish`, real Redis): a fresh command is claimed, recorded and answered
-//! by one call; the finish counts only when its own claim created the record, so a record
-//! that was there (pending, finished, running for someone else or for this very worker, a
-//! hash of an earlier version) gets
-//! the answer a plain claim gives and nothing is recorded or sent; a Redis without the script
-//! still claims; and calls made together share their script call while each gets its own
-//! answer.
+//! by one script call, with the record a claim and a finish would leave; only a call that
+//! finds no record writes one, so a record that was there (pending, finished, running for
+//! someone else or for this very worker, a hash of an earlier version) gets the answer a
+//! plain claim gives and nothing is recorded or sent; a reply that fails leaves a finished
+//! record answered as one; a Redis without the script loads it; and calls made together share
+//! their script call while each gets its own answer.
 
 mod common;
 
@@ -38,8 +38,8 @@ async fn replies(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> 
         .collect()
 }
 
-/// What a worker finds at its start: its scripts loaded (`Store::preload_scripts`: a pipeline
-/// cannot load them) and the reply stream of the API node it answers.
+/// What a worker finds at its start: its script loaded (`Store::preload_scripts`) and the
+/// reply stream of the API node it answers.
 async fn warm_up(store: &Store, stream: &str) -> anyhow::Result<()> {
     store.preload_scripts().await?;
     store.send_reply(stream, &reply_as("warm-up")).await?;
@@ -56,31 +56,47 @@ async fn a_fresh_command_is_claimed_finished_and_answered_by_one_call() -> anyho
     warm_up(&store, &stream).await?;
     let finished = reply_as("w");
     let op = ping(finished.command_id);
-    let (sets, scripts) = (
-        calls(&mut conn, "set").await,
-        calls(&mut conn, "evalsha").await,
-    );
+    let counted = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let mut n = Vec::new();
+            for command in ["set", "evalsha", "xadd", "get"] {
+                n.push(calls(&mut conn, command).await);
+            }
+            n
+        }
+    };
+    let before = counted(&mut conn).await;
 
     let fused = store
         .claim_and_finish(&op, "w", lease(), &finished, &stream)
         .await?;
     assert_eq!(fused, Fused::Finished);
-    // The claim's SET and the finish's script (with its own SET of the final record).
-    assert_eq!(calls(&mut conn, "set").await - sets, 2);
-    assert_eq!(calls(&mut conn, "evalsha").await - scripts, 1);
+    // One script call: the record's SET and the reply's XADD inside, nothing read.
+    let after = counted(&mut conn).await;
+    let spent: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(spent, [1, 1, 1, 0], "SET, EVALSHA, XADD, GET");
     let record = store.operation(op.id).await?.expect("a record");
     assert_eq!(record.state, OperationState::Succeeded);
     assert_eq!(record.attempts, 1);
     assert_eq!(record.worker.as_deref(), Some("w"));
     assert_eq!(record.result, Some(serde_json::json!({"pong": true})));
-    let raw: String = redis::cmd("GET")
-        .arg(keys.operation(op.id))
-        .query_async(&mut conn)
+    // The same fields as a claim followed by a finish leave.
+    let usual = reply_as("w");
+    store
+        .claim_operation(&ping(usual.command_id), "w", lease())
         .await?;
-    assert!(
-        !raw.contains("claimToken"),
-        "a finished record keeps no claim token: {raw}"
-    );
+    assert!(store.finish_and_reply("w", &usual, None).await?);
+    let fields = |id| {
+        let store = store.clone();
+        async move {
+            let fields = store.operation_fields(&[id]).await.unwrap().pop().flatten();
+            let mut names: Vec<String> = fields.expect("a record").into_keys().collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(fields(op.id).await, fields(usual.command_id).await);
     let sent = replies(&mut conn, &stream).await;
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[1], finished);
@@ -88,7 +104,33 @@ async fn a_fresh_command_is_claimed_finished_and_answered_by_one_call() -> anyho
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_finish_counts_only_when_its_own_claim_created_the_record() -> anyhow::Result<()> {
+async fn a_reply_that_fails_leaves_a_finished_record_answered_as_one() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("fused");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    // Not a stream: the reply's XADD fails after the record is written.
+    let stream = keys.replies("node-e");
+    redis::cmd("SET")
+        .arg(&stream)
+        .arg("not a stream")
+        .exec_async(&mut conn)
+        .await?;
+    store.preload_scripts().await?;
+    let finished = reply_as("w");
+    let op = ping(finished.command_id);
+    let fused = store
+        .claim_and_finish(&op, "w", lease(), &finished, &stream)
+        .await?;
+    let record = store.operation(op.id).await?.expect("a record");
+    assert_eq!(record.state, OperationState::Succeeded);
+    // The caller answers as for a finished record: it sends the reply from the record.
+    assert_eq!(fused, Fused::Unfinished(Claim::Done(record)));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_call_that_finds_no_record_records_and_replies() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let keys = Keyspace::new("fused");
     let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
@@ -141,7 +183,7 @@ async fn a_finish_counts_only_when_its_own_claim_created_the_record() -> anyhow:
     );
 
     // Running for this very worker (it restarted with the same name): a new attempt is
-    // claimed, and the fused finish, though its owner matches, records nothing.
+    // claimed, and nothing is recorded though the owner matches.
     let own = reply_as("w");
     store
         .claim_operation(&ping(own.command_id), "w", lease())
@@ -179,14 +221,15 @@ async fn a_finish_counts_only_when_its_own_claim_created_the_record() -> anyhow:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_script_loaded_the_call_still_claims() -> anyhow::Result<()> {
+async fn without_the_script_loaded_the_call_loads_it_and_finishes() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let keys = Keyspace::new("fused");
     let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
     let mut conn = redis.client().get_multiplexed_async_connection().await?;
     let stream = keys.replies("node-c");
     store.send_reply(&stream, &reply_as("warm-up")).await?;
-    // A pipeline does not load a script: a restarted or flushed Redis answers NOSCRIPT.
+    // A restarted or flushed Redis answers NOSCRIPT: the call loads the script and goes on.
+    store.preload_scripts().await?;
     redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async::<()>(&mut conn)
@@ -197,14 +240,7 @@ async fn without_the_script_loaded_the_call_still_claims() -> anyhow::Result<()>
         store
             .claim_and_finish(&op, "w", lease(), &finished, &stream)
             .await?,
-        Fused::Unfinished(Claim::Claimed { attempts: 1 })
-    );
-    assert_eq!(replies(&mut conn, &stream).await.len(), 1);
-    // The usual finish loads the script and completes it.
-    assert!(
-        store
-            .finish_and_reply("w", &finished, Some(&stream))
-            .await?
+        Fused::Finished
     );
     assert_eq!(
         store.operation(op.id).await?.map(|r| r.state),

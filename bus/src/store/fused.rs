@@ -1,40 +1,40 @@
-//! The claim and the finish of an effect-free command in one round trip.
+//! The claim and the finish of an effect-free command in one call.
 //!
-//! A command that changes nothing before its finish (a ping, a log read) has its outcome
-//! before its claim is answered, so the worker sends the finish right behind the claim, in
-//! the same pipeline: one round trip instead of two on its critical path. The finish counts
-//! only if that very claim created the record. The claim writes a random token into the
-//! running record it creates, and the finish ([`scripts::FINISH_AND_REPLY`]) writes and
-//! replies only when the record carries the token. Redis runs one connection's commands in
-//! order, so the finish sees the claim's effect.
+//! A command that changes nothing (a ping, a log read) has its outcome before it is claimed,
+//! so the worker runs it first, then sends its claim and its finish together: one script
+//! ([`scripts::RECORD_FRESH_AND_REPLY`]) writes the finished record with `SET … NX … GET` and,
+//! when that created the record, sends the reply. Creating the record is the claim: this
+//! execution is then the first and only one that claimed the operation, exactly as a plain
+//! claim that creates a running record, and nothing is decoded or compared in Redis. One
+//! round trip on the critical path, one `EVALSHA` (a `SET` and an `XADD` inside).
 //!
-//! In every other case the finish is refused, and the caller goes on as after a plain claim,
-//! with the claim's answer:
-//! - the record was there: finished, pending, running, or a hash of an earlier version;
-//! - the script failed or is not loaded (`NOSCRIPT`: a pipeline does not load it, so the
-//!   worker loads it at start, [`Store::preload_scripts`]).
+//! When a record was there (pending, finished, running, or a hash of an earlier version),
+//! nothing is written, and the caller goes on as after a plain claim with what the script
+//! found: the same decision ([`super::operations::decide`]), then the usual finish with the
+//! outcome already computed. When the record was written but its reply failed, the caller
+//! answers as for a finished record: it sends the reply from the record.
 //!
 //! Nothing is given up. A command with an effect still waits for its claim before its first
 //! effect. An effect-free one may run twice (a duplicated entry), but only an execution whose
-//! claim created the record, or won it later, records an outcome.
+//! call created the record, or that won it later by a claim, records an outcome.
 //!
-//! The calls made together are batched as claims and finishes are ([`crate::coalesce`]): one
-//! pipeline of `SET … NX EX … GET`, then one `EVALSHA` for all the finishes. On a cluster a
-//! record and its reply stream are in different slots, so there the claim goes alone and the
-//! finish follows it as usual.
+//! The calls made together are batched ([`crate::coalesce`]): one script call for all of
+//! them. On a cluster a record and its reply stream are in different slots, so there the
+//! claim goes alone and the finish follows it as usual.
 
-use draas_protocol::{Operation, Reply, Timestamp};
-use uuid::Uuid;
+use draas_protocol::codec::{self, PAYLOAD_FIELD};
+use draas_protocol::{Operation, OperationState, Outcome, Reply, Timestamp};
 
 use super::Store;
-use super::operations::{ClaimCall, Claims, FinishCall, decide, finish_answers};
+use super::operations::{ClaimCall, Claims, Found, decide};
 use crate::BusError;
 use crate::coalesce::Batch;
 use crate::connect::Conn;
 use crate::scripts;
 use crate::store::Claim;
+use crate::streams::{REPLIES_MAXLEN, REPLIES_TTL_SECS};
 
-/// What claiming and finishing in one round trip did.
+/// What claiming and finishing in one call did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fused {
     /// This call claimed the operation, recorded its outcome and sent the reply.
@@ -45,10 +45,9 @@ pub enum Fused {
 }
 
 impl Store {
-    /// Claims `reply`'s operation `op` for `consumer` until `lease_until` and, in the same
-    /// round trip, records `reply` as its outcome and sends it to `reply_to`, if this claim is
-    /// the one that created the operation's record. Only for a command with no effect before
-    /// its finish: see the module docs.
+    /// Claims `reply`'s operation `op` for `consumer` (lease until `lease_until`) and, in the
+    /// same call, records `reply` as its outcome and sends it to `reply_to`, if the operation
+    /// has no record yet. Only for a command with no effect: see the module docs.
     pub async fn claim_and_finish(
         &self,
         op: &Operation,
@@ -62,95 +61,152 @@ impl Store {
                 self.claim_operation(op, consumer, lease_until).await?,
             ));
         }
-        let token = Uuid::new_v4().simple().to_string();
-        let call = (
-            self.claim_call(op, consumer, lease_until, Some(&token)),
-            self.finish_call(consumer, reply, reply_to, &token),
-        );
-        let together = || ClaimsAndFinishes {
-            conn: self.conn.clone(),
+        let (status, detail) = match self
+            .fresh_finishes
+            .call(
+                || FreshFinishes {
+                    conn: self.conn.clone(),
+                },
+                self.fresh_finish_call(op, consumer, lease_until, reply, reply_to),
+            )
+            .await?
+        {
+            None => return Ok(Fused::Finished),
+            Some(claim) => claim,
         };
-        let ((status, detail), finished) = self.claim_finishes.call(together, call).await?;
-        if finished {
-            return Ok(Fused::Finished);
-        }
         Ok(Fused::Unfinished(self.claim_of(op.id, &status, detail)?))
     }
 
-    /// Loads the finish script into Redis's script cache before the first fused call: a
-    /// pipeline calls a script by its hash and cannot load it. Redis forgets its scripts when
-    /// it restarts; then one fused call falls back, and its usual finish loads the script
-    /// again. Nothing to do on a cluster, which does not fuse.
+    /// Loads the fused call's script into Redis's script cache, so the first call after a
+    /// worker's start is not the one that pays for the load. Nothing to do on a cluster, which
+    /// does not fuse.
     pub async fn preload_scripts(&self) -> Result<(), BusError> {
         if !matches!(self.conn, Conn::Cluster(_)) {
-            scripts::FINISH_AND_REPLY
+            scripts::RECORD_FRESH_AND_REPLY
                 .load_async(&mut self.conn())
                 .await?;
         }
         Ok(())
     }
+
+    /// The fused call: the finished record as the claim and the finish would leave it
+    /// (attempt 1, this consumer, the lease of the claim), and the claim to make instead when
+    /// a record is there.
+    fn fresh_finish_call(
+        &self,
+        op: &Operation,
+        consumer: &str,
+        lease_until: Timestamp,
+        reply: &Reply,
+        reply_to: &str,
+    ) -> FreshFinish {
+        let (state, result, error) = match &reply.outcome {
+            Outcome::Succeeded { result } => {
+                (OperationState::Succeeded, Some(result.clone()), None)
+            }
+            Outcome::Failed { error } => (OperationState::Failed, None, Some(error.clone())),
+        };
+        let finished = Operation {
+            state,
+            result,
+            error,
+            completed_at: Some(reply.completed_at),
+            attempts: 1,
+            worker: Some(consumer.to_owned()),
+            ..op.clone()
+        };
+        FreshFinish {
+            claim: self.claim_call(op, consumer, lease_until),
+            record: finished.to_record(&[("leaseUntil", lease_until.millis().to_string())]),
+            retention: self.operation_retention(),
+            reply_to: reply_to.to_owned(),
+            payload: codec::encode(reply),
+        }
+    }
 }
 
-/// Claims with their finishes, sent as one pipeline on `conn`: each claim's first step, then
-/// one [`scripts::FINISH_AND_REPLY`] call for all the finishes, each conditioned on its
-/// claim's token; then [`scripts::CLAIM_OPERATIONS`] for the claims that found an unfinished
-/// record. Each answers its claim (status, detail) and whether its finish was written.
-pub(crate) struct ClaimsAndFinishes {
+/// One fused call: the record to create, the reply to send, the claim to make otherwise.
+pub(crate) struct FreshFinish {
+    claim: ClaimCall,
+    record: String,
+    retention: u64,
+    reply_to: String,
+    payload: Vec<u8>,
+}
+
+/// Fused calls sent as one [`scripts::RECORD_FRESH_AND_REPLY`] call on `conn`, then one
+/// [`scripts::CLAIM_OPERATIONS`] call for those that found an unfinished record. Each answers
+/// `None` (finished) or its claim as (status, detail), or fails on its own.
+pub(crate) struct FreshFinishes {
     conn: Conn,
 }
 
-impl Batch for ClaimsAndFinishes {
-    type Item = (ClaimCall, FinishCall);
-    type Output = ((String, String), bool);
+impl Batch for FreshFinishes {
+    type Item = FreshFinish;
+    type Output = Option<(String, String)>;
     const WHAT: &'static str = "claiming and finishing operations";
     const MAX: usize = Claims::MAX;
 
     async fn send(
         &self,
-        items: &[(ClaimCall, FinishCall)],
-    ) -> Result<Vec<Result<((String, String), bool), String>>, String> {
+        items: &[FreshFinish],
+    ) -> Result<Vec<Result<Option<(String, String)>, String>>, String> {
         let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        let mut invocation = scripts::FINISH_AND_REPLY.prepare_invoke();
-        for (claim, finish) in items {
-            claim.add_to(&mut pipe);
-            finish.add_to(&mut invocation);
+        let mut invocation = scripts::RECORD_FRESH_AND_REPLY.prepare_invoke();
+        for call in items {
+            invocation
+                .key(call.claim.key())
+                .key(&call.reply_to)
+                .arg(&call.record)
+                .arg(call.retention)
+                .arg(PAYLOAD_FIELD)
+                .arg(call.payload.as_slice())
+                .arg(REPLIES_MAXLEN)
+                .arg(REPLIES_TTL_SECS);
         }
-        pipe.invoke_script(&invocation);
-        let mut answers: Vec<redis::RedisResult<redis::Value>> = pipe
-            .ignore_errors()
-            .query_async(&mut conn)
+        let flat: Vec<String> = invocation
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
-        if answers.len() != items.len() + 1 {
+        if flat.len() != 2 * items.len() {
             return Err(format!(
-                "{} answers to {} claims and their finish",
-                answers.len(),
+                "{} answers to {} calls",
+                flat.len() / 2,
                 items.len()
             ));
         }
-        // A finish that failed, or a script Redis did not have, finished nothing: the claims
-        // stand on their own.
-        let finished: Vec<bool> = match answers.pop().expect("one more than the claims") {
-            Ok(value) => match redis::from_redis_value::<Vec<String>>(value) {
-                Ok(written) if written.len() == items.len() => finish_answers(written)
-                    .into_iter()
-                    .map(|w| w.unwrap_or(false))
-                    .collect(),
-                _ => vec![false; items.len()],
-            },
-            Err(_) => vec![false; items.len()],
-        };
-        let found = answers
-            .into_iter()
-            .map(|answer| answer.and_then(|v| Ok(redis::from_redis_value::<Option<String>>(v)?)))
-            .collect();
-        let calls: Vec<&ClaimCall> = items.iter().map(|(claim, _)| claim).collect();
+        let mut out = Vec::with_capacity(items.len());
+        let (mut claims, mut found) = (Vec::new(), Vec::new());
+        for (i, (call, answer)) in items.iter().zip(flat.chunks_exact(2)).enumerate() {
+            let (status, detail) = (answer[0].as_str(), answer[1].clone());
+            out.push(match status {
+                "finished" => Ok(None),
+                // Finished; the reply failed: answered as a finished record is (its caller
+                // sends the reply from the record).
+                "recorded" => {
+                    tracing::warn!(message = "recorded an outcome; its reply failed and is sent again", error = %detail);
+                    Ok(Some(("done".to_owned(), call.record.clone())))
+                }
+                "found" | "error" => {
+                    claims.push((i, &call.claim));
+                    found.push(match status {
+                        "found" => Found::Record(detail),
+                        _ if detail.starts_with("WRONGTYPE") => Found::OldHash,
+                        _ => Found::Failed(detail),
+                    });
+                    Err(String::new())
+                }
+                other => Err(format!("answered `{other}`")),
+            });
+        }
+        if claims.is_empty() {
+            return Ok(out);
+        }
+        let calls: Vec<&ClaimCall> = claims.iter().map(|(_, call)| *call).collect();
         let decided = decide(&mut conn, &calls, found).await?;
-        Ok(decided
-            .into_iter()
-            .zip(finished)
-            .map(|(claim, finished)| claim.map(|claim| (claim, finished)))
-            .collect())
+        for ((i, _), claim) in claims.into_iter().zip(decided) {
+            out[i] = claim.map(Some);
+        }
+        Ok(out)
     }
 }

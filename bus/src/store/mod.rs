@@ -68,7 +68,7 @@ pub struct Store {
     pub(crate) acker: Coalescer<crate::acks::Acks>,
     pub(crate) claims: Coalescer<operations::Claims>,
     pub(crate) finishes: Coalescer<operations::Finishes>,
-    pub(crate) claim_finishes: Coalescer<fused::ClaimsAndFinishes>,
+    pub(crate) fresh_finishes: Coalescer<fused::FreshFinishes>,
     /// Seconds a finished operation record is kept ([`OPERATION_RETENTION_SECS`] by default).
     retention_secs: u64,
 }
@@ -83,7 +83,7 @@ impl Store {
             acker: Coalescer::default(),
             claims: Coalescer::default(),
             finishes: Coalescer::default(),
-            claim_finishes: Coalescer::default(),
+            fresh_finishes: Coalescer::default(),
             retention_secs: OPERATION_RETENTION_SECS,
         }
     }

@@ -154,7 +154,7 @@ impl Store {
         consumer: &str,
         lease_until: Timestamp,
     ) -> Result<Claim, BusError> {
-        let call = self.claim_call(op, consumer, lease_until, None);
+        let call = self.claim_call(op, consumer, lease_until);
         let claims = || Claims {
             conn: self.conn.clone(),
         };
@@ -178,14 +178,13 @@ impl Store {
         self.claim_of(op.id, &status, detail)
     }
 
-    /// The claim of `op` by `consumer` until `lease_until`: the running record it creates when
-    /// there is none, carrying `token` when one is given ([`Store::claim_and_finish`]).
+    /// The claim of `op` by `consumer` until `lease_until`, with the running record it creates
+    /// when there is none.
     pub(crate) fn claim_call(
         &self,
         op: &Operation,
         consumer: &str,
         lease_until: Timestamp,
-        token: Option<&str>,
     ) -> ClaimCall {
         let running = Operation {
             state: OperationState::Running,
@@ -193,15 +192,11 @@ impl Store {
             worker: Some(consumer.to_owned()),
             ..op.clone()
         };
-        let mut extra = vec![("leaseUntil", lease_until.millis().to_string())];
-        if let Some(token) = token {
-            extra.push(("claimToken", token.to_owned()));
-        }
         ClaimCall {
             key: self.keys.operation(op.id),
             consumer: consumer.to_owned(),
             lease_until: lease_until.millis(),
-            fresh: running.to_record(&extra),
+            fresh: running.to_record(&[("leaseUntil", lease_until.millis().to_string())]),
         }
     }
 
@@ -268,7 +263,7 @@ impl Store {
     ) -> Result<bool, BusError> {
         let written: i64 = scripts::FINISH_OPERATION
             .key(self.keys.operation(id))
-            .arg(&self.finish_args(consumer, outcome, completed, "")[..])
+            .arg(&self.finish_args(consumer, outcome, completed)[..])
             .invoke_async(&mut self.conn())
             .await?;
         Ok(written == 1)
@@ -300,39 +295,25 @@ impl Store {
             }
             return Ok(written);
         };
-        let call = self.finish_call(consumer, reply, reply_to, "");
+        let call = self.finish_call(consumer, reply, reply_to);
         let finishes = || Finishes {
             conn: self.conn.clone(),
         };
         self.finishes.call(finishes, call).await
     }
 
-    /// The finish of `reply`'s operation by `consumer`, with the reply sent to `reply_to`;
-    /// `token` as [`scripts::FINISH_AND_REPLY`] takes it ("" = any claim).
-    pub(crate) fn finish_call(
-        &self,
-        consumer: &str,
-        reply: &Reply,
-        reply_to: &str,
-        token: &str,
-    ) -> FinishCall {
+    /// The finish of `reply`'s operation by `consumer`, with the reply sent to `reply_to`.
+    fn finish_call(&self, consumer: &str, reply: &Reply, reply_to: &str) -> FinishCall {
         FinishCall {
             key: self.keys.operation(reply.command_id),
             reply_to: reply_to.to_owned(),
-            args: self.finish_args(consumer, &reply.outcome, reply.completed_at, token),
+            args: self.finish_args(consumer, &reply.outcome, reply.completed_at),
             payload: codec::encode(reply),
         }
     }
 
-    /// The finish's seven values: owner, final state, completion, result, error, retention,
-    /// the claim token the record must carry ("" = any).
-    fn finish_args(
-        &self,
-        consumer: &str,
-        outcome: &Outcome,
-        completed: Timestamp,
-        token: &str,
-    ) -> [String; 7] {
+    /// The finish's six values: owner, final state, completion, result, error, retention.
+    fn finish_args(&self, consumer: &str, outcome: &Outcome, completed: Timestamp) -> [String; 6] {
         let (state, result, error) = match outcome {
             Outcome::Succeeded { result } => {
                 (OperationState::Succeeded, result.to_string(), String::new())
@@ -346,7 +327,6 @@ impl Store {
             result,
             error,
             self.operation_retention().to_string(),
-            token.to_owned(),
         ]
     }
 
@@ -427,11 +407,17 @@ impl Batch for Claims {
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
+        let found = found.into_iter().map(Found::from).collect();
         decide(&mut conn, &items.iter().collect::<Vec<_>>(), found).await
     }
 }
 
 impl ClaimCall {
+    /// The record's key.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Adds the claim's first step, `SET … NX EX … GET`, to `pipe`.
     pub(crate) fn add_to(&self, pipe: &mut redis::Pipeline) {
         pipe.cmd("SET")
@@ -444,13 +430,36 @@ impl ClaimCall {
     }
 }
 
+/// What the first step of a claim (`SET … NX … GET`) found where the record goes.
+pub(crate) enum Found {
+    /// No record: the step created it, and the claim is made.
+    Nothing,
+    /// The record that was there, as it is stored.
+    Record(String),
+    /// A hash of an earlier version (`WRONGTYPE`).
+    OldHash,
+    /// The step failed, and why.
+    Failed(String),
+}
+
+impl From<redis::RedisResult<Option<String>>> for Found {
+    fn from(answer: redis::RedisResult<Option<String>>) -> Self {
+        match answer {
+            Ok(None) => Found::Nothing,
+            Ok(Some(record)) => Found::Record(record),
+            Err(e) if e.code() == Some("WRONGTYPE") => Found::OldHash,
+            Err(e) => Found::Failed(e.to_string()),
+        }
+    }
+}
+
 /// The claims of `items` from what their first steps `found`: created (claimed), finished
 /// (done), or decided by one [`scripts::CLAIM_OPERATIONS`] call for those whose record was
 /// there and unfinished. Each answers (status, detail), or fails on its own.
 pub(crate) async fn decide(
     conn: &mut Conn,
     items: &[&ClaimCall],
-    found: Vec<redis::RedisResult<Option<String>>>,
+    found: Vec<Found>,
 ) -> Result<Vec<Result<(String, String), String>>, String> {
     if found.len() != items.len() {
         return Err(format!("{} answers to {} claims", found.len(), items.len()));
@@ -459,8 +468,8 @@ pub(crate) async fn decide(
     let mut out: Vec<Result<(String, String), String>> = Vec::with_capacity(items.len());
     for (i, found) in found.into_iter().enumerate() {
         out.push(match found {
-            Ok(None) => Ok(("claimed".to_owned(), "1".to_owned())),
-            Ok(Some(record)) => match Operation::record_fields(&record) {
+            Found::Nothing => Ok(("claimed".to_owned(), "1".to_owned())),
+            Found::Record(record) => match Operation::record_fields(&record) {
                 Ok(f)
                     if matches!(
                         f.get("state").map(String::as_str),
@@ -476,11 +485,11 @@ pub(crate) async fn decide(
                 Err(e) => Err(e.to_string()),
             },
             // A hash of an earlier version: the script reads it.
-            Err(e) if e.code() == Some("WRONGTYPE") => {
+            Found::OldHash => {
                 undecided.push(i);
                 Err(String::new())
             }
-            Err(e) => Err(e.to_string()),
+            Found::Failed(message) => Err(message),
         });
     }
     if undecided.is_empty() {
@@ -529,13 +538,13 @@ pub(crate) async fn decide(
 pub(crate) struct FinishCall {
     key: String,
     reply_to: String,
-    args: [String; 7],
+    args: [String; 6],
     payload: Vec<u8>,
 }
 
 impl FinishCall {
     /// Adds this finish to a [`scripts::FINISH_AND_REPLY`] call.
-    pub(crate) fn add_to(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+    fn add_to(&self, invocation: &mut redis::ScriptInvocation<'_>) {
         invocation
             .key(&self.key)
             .key(&self.reply_to)
@@ -549,7 +558,7 @@ impl FinishCall {
 
 /// What one [`scripts::FINISH_AND_REPLY`] call answered: per finish, whether it was written
 /// (false: fenced off), or why it failed on its own.
-pub(crate) fn finish_answers(written: Vec<String>) -> Vec<Result<bool, String>> {
+fn finish_answers(written: Vec<String>) -> Vec<Result<bool, String>> {
     written
         .into_iter()
         .map(|w| match w.strip_prefix("error: ") {
