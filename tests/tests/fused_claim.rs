@@ -38,6 +38,20 @@ async fn replies(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> 
         .collect()
 }
 
+/// A Redis of its own, the keyspace, a store on it and a connection for the checks.
+async fn setup() -> anyhow::Result<(
+    RedisServer,
+    Keyspace,
+    Store,
+    redis::aio::MultiplexedConnection,
+)> {
+    let redis = RedisServer::start()?;
+    let keys = Keyspace::new("fused");
+    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
+    let conn = redis.client().get_multiplexed_async_connection().await?;
+    Ok((redis, keys, store, conn))
+}
+
 /// What a worker finds at its start: its script loaded (`Store::preload_scripts`) and the
 /// reply stream of the API node it answers.
 async fn warm_up(store: &Store, stream: &str) -> anyhow::Result<()> {
@@ -48,10 +62,7 @@ async fn warm_up(store: &Store, stream: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_command_is_claimed_finished_and_answered_by_one_call() -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
-    let keys = Keyspace::new("fused");
-    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
-    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let (_redis, keys, store, mut conn) = setup().await?;
     let stream = keys.replies("node-a");
     warm_up(&store, &stream).await?;
     let finished = reply_as("w");
@@ -105,10 +116,7 @@ async fn a_fresh_command_is_claimed_finished_and_answered_by_one_call() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_that_fails_leaves_a_finished_record_answered_as_one() -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
-    let keys = Keyspace::new("fused");
-    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
-    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let (_redis, keys, store, mut conn) = setup().await?;
     // Not a stream: the reply's XADD fails after the record is written.
     let stream = keys.replies("node-e");
     redis::cmd("SET")
@@ -131,10 +139,7 @@ async fn a_reply_that_fails_leaves_a_finished_record_answered_as_one() -> anyhow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_call_that_finds_no_record_records_and_replies() -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
-    let keys = Keyspace::new("fused");
-    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
-    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let (_redis, keys, store, mut conn) = setup().await?;
     let stream = keys.replies("node-b");
     warm_up(&store, &stream).await?;
     let fused = |finished: Reply| {
@@ -222,10 +227,7 @@ async fn only_a_call_that_finds_no_record_records_and_replies() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_script_loaded_the_call_loads_it_and_finishes() -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
-    let keys = Keyspace::new("fused");
-    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
-    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let (_redis, keys, store, mut conn) = setup().await?;
     let stream = keys.replies("node-c");
     store.send_reply(&stream, &reply_as("warm-up")).await?;
     // A restarted or flushed Redis answers NOSCRIPT: the call loads the script and goes on.
@@ -252,10 +254,7 @@ async fn without_the_script_loaded_the_call_loads_it_and_finishes() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_made_together_share_a_script_call_and_each_gets_its_answer() -> anyhow::Result<()> {
-    let redis = RedisServer::start()?;
-    let keys = Keyspace::new("fused");
-    let store = Store::new(connect::shared(&redis.url).await?, keys.clone());
-    let mut conn = redis.client().get_multiplexed_async_connection().await?;
+    let (_redis, keys, store, mut conn) = setup().await?;
     let stream = keys.replies("node-d");
     warm_up(&store, &stream).await?;
     // One in three was finished before: it is answered from its record.

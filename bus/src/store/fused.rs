@@ -61,16 +61,17 @@ impl Store {
                 self.claim_operation(op, consumer, lease_until).await?,
             ));
         }
-        let (status, detail) = match self
-            .fresh_finishes
-            .call(
-                || FreshFinishes {
-                    conn: self.conn.clone(),
-                },
-                self.fresh_finish_call(op, consumer, lease_until, reply, reply_to),
-            )
-            .await?
-        {
+        let call = FreshFinish {
+            claim: self.claim_call(op, consumer, lease_until),
+            record: finished_record(op, consumer, lease_until, reply),
+            retention: self.operation_retention(),
+            reply_to: reply_to.to_owned(),
+            payload: codec::encode(reply),
+        };
+        let batch = || FreshFinishes {
+            conn: self.conn.clone(),
+        };
+        let (status, detail) = match self.fresh_finishes.call(batch, call).await? {
             None => return Ok(Fused::Finished),
             Some(claim) => claim,
         };
@@ -88,41 +89,30 @@ impl Store {
         }
         Ok(())
     }
+}
 
-    /// The fused call: the finished record as the claim and the finish would leave it
-    /// (attempt 1, this consumer, the lease of the claim), and the claim to make instead when
-    /// a record is there.
-    fn fresh_finish_call(
-        &self,
-        op: &Operation,
-        consumer: &str,
-        lease_until: Timestamp,
-        reply: &Reply,
-        reply_to: &str,
-    ) -> FreshFinish {
-        let (state, result, error) = match &reply.outcome {
-            Outcome::Succeeded { result } => {
-                (OperationState::Succeeded, Some(result.clone()), None)
-            }
-            Outcome::Failed { error } => (OperationState::Failed, None, Some(error.clone())),
-        };
-        let finished = Operation {
-            state,
-            result,
-            error,
-            completed_at: Some(reply.completed_at),
-            attempts: 1,
-            worker: Some(consumer.to_owned()),
-            ..op.clone()
-        };
-        FreshFinish {
-            claim: self.claim_call(op, consumer, lease_until),
-            record: finished.to_record(&[("leaseUntil", lease_until.millis().to_string())]),
-            retention: self.operation_retention(),
-            reply_to: reply_to.to_owned(),
-            payload: codec::encode(reply),
-        }
-    }
+/// `reply`'s operation `op` finished, as a claim by `consumer` (lease until `lease_until`)
+/// and its finish would leave the record: attempt 1, this consumer, the claim's lease.
+fn finished_record(
+    op: &Operation,
+    consumer: &str,
+    lease_until: Timestamp,
+    reply: &Reply,
+) -> String {
+    let (state, result, error) = match &reply.outcome {
+        Outcome::Succeeded { result } => (OperationState::Succeeded, Some(result.clone()), None),
+        Outcome::Failed { error } => (OperationState::Failed, None, Some(error.clone())),
+    };
+    let finished = Operation {
+        state,
+        result,
+        error,
+        completed_at: Some(reply.completed_at),
+        attempts: 1,
+        worker: Some(consumer.to_owned()),
+        ..op.clone()
+    };
+    finished.to_record(&[("leaseUntil", lease_until.millis().to_string())])
 }
 
 /// One fused call: the record to create, the reply to send, the claim to make otherwise.
