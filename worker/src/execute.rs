@@ -1,9 +1,10 @@
 //! One stream entry, start to finish: decode, claim the operation (the execution record),
 //! run the command (at most once if it has effects), record the outcome, reply, then ack and
 //! delete the entry. A command without effects (a ping, a log read) delivered for the first
-//! time runs first instead, and its claim and its finish go to Redis together
-//! (`Store::claim_and_finish`, one round trip on one server): running it changes nothing,
-//! and only an execution whose claim created the record (or won it later) records an outcome.
+//! time runs first instead, and its claim and its finish are one call
+//! (`Store::claim_and_finish`, one script on one server, which writes the finished record
+//! only where there is none): running it changes nothing, and only the execution that created
+//! the record (or won it later by a claim) records an outcome.
 //!
 //! The order matters. The outcome is recorded before the reply and the ack, so a crash at any
 //! point leaves either an unfinished claim (the lease runs out and another worker re-runs it)
@@ -124,8 +125,8 @@ async fn run<D: Driver>(
         metrics: CommandMetrics::of(env),
     };
     // A command that changes nothing, delivered for the first time, runs before it is claimed,
-    // and its finish goes to Redis right behind its claim (`Store::claim_and_finish`): one
-    // round trip for both when the claim creates the record, as it does for a fresh command.
+    // and its claim and finish are one call (`Store::claim_and_finish`): the finished record
+    // is written, and the reply sent, only when there is no record, as for a fresh command.
     // A redelivered one claims first: it may be finished or running elsewhere, and a log
     // read is not free to repeat.
     let Some(reply_to) = env
@@ -328,7 +329,7 @@ impl<D: Driver> Job<'_, D> {
     }
 }
 
-/// A command without effects that ran before its claim was answered.
+/// A command without effects that ran before it was claimed.
 struct Early {
     outcome: Outcome,
     /// When it started to run.

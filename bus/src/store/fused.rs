@@ -39,8 +39,9 @@ use crate::streams::{REPLIES_MAXLEN, REPLIES_TTL_SECS};
 pub enum Fused {
     /// This call claimed the operation, recorded its outcome and sent the reply.
     Finished,
-    /// Nothing was recorded or sent: go on from this claim as after
-    /// [`Store::claim_operation`] (a `Claimed` still needs its finish).
+    /// Go on from this claim as after [`Store::claim_operation`] (a `Claimed` still needs its
+    /// finish). Nothing was recorded or sent, except in one case: the record was written and
+    /// its reply failed, answered as `Done` with that record (its reply is to be sent again).
     Unfinished(Claim),
 }
 
@@ -174,7 +175,11 @@ impl Batch for FreshFinishes {
                 // Finished; the reply failed: answered as a finished record is (its caller
                 // sends the reply from the record).
                 "recorded" => {
-                    tracing::warn!(message = "recorded an outcome; its reply failed and is sent again", error = %detail);
+                    tracing::warn!(
+                        message = "recorded an outcome; its reply failed and is sent again",
+                        operation = call.claim.key(),
+                        error = %detail
+                    );
                     Ok(Some(("done".to_owned(), call.record.clone())))
                 }
                 "found" | "error" => {
