@@ -196,7 +196,7 @@ impl Store {
             key: self.keys.operation(op.id),
             consumer: consumer.to_owned(),
             lease_until: lease_until.millis(),
-            fresh: running.to_record(&[("leaseUntil", lease_until.millis().to_string())]),
+            running,
         }
     }
 
@@ -372,12 +372,14 @@ impl Store {
     }
 }
 
-/// One claim: the record, who claims it until when, and the running record to create.
+/// One claim: the record, who claims it until when, and the operation as its running record
+/// says it (written only where a claim creates the record: built then, since a fused call
+/// rarely needs it).
 pub(crate) struct ClaimCall {
     key: String,
     consumer: String,
     lease_until: u64,
-    fresh: String,
+    running: Operation,
 }
 
 /// Claims sent as one pipeline of `SET … NX EX … GET` on `conn`, then one
@@ -413,6 +415,12 @@ impl Batch for Claims {
 }
 
 impl ClaimCall {
+    /// The running record the claim creates when there is none.
+    fn fresh(&self) -> String {
+        self.running
+            .to_record(&[("leaseUntil", self.lease_until.to_string())])
+    }
+
     /// The record's key.
     pub(crate) fn key(&self) -> &str {
         &self.key
@@ -422,7 +430,7 @@ impl ClaimCall {
     pub(crate) fn add_to(&self, pipe: &mut redis::Pipeline) {
         pipe.cmd("SET")
             .arg(&self.key)
-            .arg(&self.fresh)
+            .arg(self.fresh())
             .arg("NX")
             .arg("EX")
             .arg(OPERATION_RETENTION_SECS)
@@ -503,7 +511,7 @@ pub(crate) async fn decide(
             .key(&call.key)
             .arg(&call.consumer)
             .arg(call.lease_until)
-            .arg(&call.fresh)
+            .arg(call.fresh())
             .arg(OPERATION_RETENTION_SECS);
     }
     let answered: Result<Vec<String>, String> = invocation
